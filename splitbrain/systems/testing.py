@@ -1,0 +1,194 @@
+"""A hand-driven cluster of protocol cores for scenario tests (like etcd raft's interaction tests).
+
+Nothing happens by itself: messages wait in flight until the test delivers or drops them, and time
+moves only when the test advances it. That makes scenarios from the papers (Raft's figure 8, a
+Paxos value accepted by a minority, a VR view change) reproducible step by step:
+
+    c = ScenarioCluster("raft", n=3, machine="kv")
+    c.advance(1000, nodes=["n1"])         # only n1's election timer fires
+    c.stabilize()                          # deliver until quiet
+    assert c.leader() == "n1"
+    mid = c.request("n1", {"type": "write", "key": 1, "value": 5})
+    c.stabilize()
+    assert c.reply("c1", mid)["type"] == "write_ok"
+
+The durability order of the Core API is honoured: a Ready's records reach `disk[node]` before its
+messages are queued; `crash(node)` throws away the core (its memory) and every message to or from
+it, and `restart(node)` builds a fresh core recovered from `disk[node]`.
+
+This is a test utility with the same contract as the simulator (splitbrain.harness.sim), minus
+randomness: the simulator schedules; here the test does.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
+
+from .core import Core, Ready
+from .machines import make_machine
+from .registry import get_system
+
+TICK_MS = 10
+STABILIZE_ROUNDS_MAX = 10_000
+
+
+@dataclass
+class InFlight:
+    src: str
+    dest: str
+    body: dict
+
+
+class ScenarioCluster:
+    """Cores of one system wired by a message queue that the test controls."""
+
+    def __init__(self, system: str | type[Core], n: int = 3, *, machine: str = "kv",
+                 bugs: Iterable[str] = (), options: dict[str, Any] | None = None, seed: int = 0):
+        self.system = get_system(system) if isinstance(system, str) else system
+        self.node_ids = [f"n{i}" for i in range(1, n + 1)]
+        self.machine_name = machine
+        self.bugs = frozenset(bugs)
+        self.options = dict(options or {})
+        self.seed = seed
+        self.now_ms: dict[str, int] = {n: 0 for n in self.node_ids}
+        self.disk: dict[str, list[dict]] = {n: [] for n in self.node_ids}
+        self.nodes: dict[str, Core] = {}
+        self.inflight: list[InFlight] = []
+        self.client_inbox: dict[str, list[dict]] = {}
+        self.groups: list[set[str]] | None = None
+        self._msg_id = 0
+        self._restarts: dict[str, int] = {n: 0 for n in self.node_ids}
+        for node in self.node_ids:
+            self._start(node)
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def _start(self, node: str) -> None:
+        rng = random.Random(f"{self.seed}/{node}/{self._restarts[node]}")
+        core = self.system(node, self.node_ids, make_machine(self.machine_name), rng,
+                           bugs=self.bugs, options=self.options)
+        self.nodes[node] = core
+        self._handle(node, core.recover(list(self.disk[node]), self.now_ms[node]))
+
+    def crash(self, node: str) -> None:
+        """Kill a node: its memory and every message to or from it are lost; its disk stays."""
+        assert node in self.nodes, f"{node} is already down"
+        del self.nodes[node]
+        self.inflight = [m for m in self.inflight if node not in (m.src, m.dest)]
+
+    def restart(self, node: str) -> None:
+        assert node not in self.nodes, f"{node} is up"
+        self._restarts[node] += 1
+        self._start(node)
+
+    # ---- effects -----------------------------------------------------------------------------
+
+    def _handle(self, node: str, ready: Ready) -> None:
+        # Durability order: records first, then messages.
+        self.disk[node].extend(ready.persist)
+        for env in ready.messages:
+            if env.dest in self.node_ids:
+                self.inflight.append(InFlight(node, env.dest, env.body))
+            else:
+                self.client_inbox.setdefault(env.dest, []).append(env.body)
+
+    def _connected(self, a: str, b: str) -> bool:
+        if self.groups is None:
+            return True
+        return any(a in g and b in g for g in self.groups)
+
+    # ---- what a test does --------------------------------------------------------------------
+
+    def advance(self, ms: int, nodes: Iterable[str] | None = None) -> None:
+        """Advance the clocks of `nodes` (default: every live node) by `ms`, ticking each TICK_MS."""
+        chosen = list(nodes) if nodes is not None else list(self.nodes)
+        for _ in range(max(1, ms // TICK_MS)):
+            for node in chosen:
+                if node in self.nodes:
+                    self.now_ms[node] += TICK_MS
+                    self._handle(node, self.nodes[node].tick(self.now_ms[node]))
+
+    def matching(self, src: str | None = None, dest: str | None = None,
+                 type: str | None = None) -> list[InFlight]:
+        return [m for m in self.inflight
+                if (src is None or m.src == src) and (dest is None or m.dest == dest)
+                and (type is None or m.body.get("type") == type)]
+
+    def deliver(self, src: str | None = None, dest: str | None = None,
+                type: str | None = None) -> int:
+        """Deliver the messages now in flight that match (in order); new ones stay queued.
+
+        Messages across a partition are dropped. Returns how many were delivered.
+        """
+        chosen = self.matching(src, dest, type)
+        ids = {id(m) for m in chosen}
+        self.inflight = [m for m in self.inflight if id(m) not in ids]
+        delivered = 0
+        for m in chosen:
+            if m.dest not in self.nodes or not self._connected(m.src, m.dest):
+                continue
+            delivered += 1
+            self._handle(m.dest, self.nodes[m.dest].step(m.src, m.body, self.now_ms[m.dest]))
+        return delivered
+
+    def drop(self, src: str | None = None, dest: str | None = None,
+             type: str | None = None) -> int:
+        chosen = self.matching(src, dest, type)
+        ids = {id(m) for m in chosen}
+        self.inflight = [m for m in self.inflight if id(m) not in ids]
+        return len(chosen)
+
+    def stabilize(self) -> None:
+        """Deliver until nothing is in flight (messages across a partition are dropped)."""
+        for _ in range(STABILIZE_ROUNDS_MAX):
+            if not self.inflight:
+                return
+            self.deliver()
+        raise AssertionError(f"not stable after {STABILIZE_ROUNDS_MAX} rounds")
+
+    def partition(self, *groups: Iterable[str]) -> None:
+        """Only nodes within one group can talk; a node in no group is isolated."""
+        self.groups = [set(g) for g in groups]
+
+    def heal(self) -> None:
+        self.groups = None
+
+    def request(self, node: str, body: dict, client: str = "c1") -> int:
+        """Hand a client request to a node; returns its msg_id."""
+        self._msg_id += 1
+        msg = {**body, "msg_id": self._msg_id}
+        self._handle(node, self.nodes[node].step(client, msg, self.now_ms[node]))
+        return self._msg_id
+
+    def reply(self, client: str, msg_id: int) -> dict | None:
+        for body in self.client_inbox.get(client, []):
+            if body.get("in_reply_to") == msg_id:
+                return body
+        return None
+
+    def leaders(self) -> list[str]:
+        return [n for n, core in self.nodes.items() if core.is_leader()]
+
+    def leader(self) -> str | None:
+        ls = self.leaders()
+        return ls[0] if len(ls) == 1 else None
+
+    def run_until(self, predicate: Callable[[], bool], max_ms: int = 10_000) -> bool:
+        """Advance all clocks and deliver everything, TICK_MS at a time, until predicate holds."""
+        for _ in range(max_ms // TICK_MS):
+            if predicate():
+                return True
+            self.advance(TICK_MS)
+            self.stabilize()
+        return predicate()
+
+    def elect(self, node: str, max_ms: int = 5_000) -> None:
+        """Make `node` the leader by firing only its timer, then stabilize."""
+        for _ in range(max_ms // TICK_MS):
+            self.advance(TICK_MS, nodes=[node])
+            self.stabilize()
+            if self.nodes[node].is_leader():
+                return
+        raise AssertionError(f"{node} did not become leader within {max_ms} ms")
