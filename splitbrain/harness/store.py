@@ -1,0 +1,270 @@
+"""The store: where a test run's files live (DESIGN.md, "The store"), and the history Recorder.
+
+Layout (Jepsen's):
+
+    <root>/<test-name>/<timestamp>/
+        test.json          every option, the seed, node names, versions (written at the start,
+                           rewritten at the end with the outcome summary)
+        history.jsonl      appended and flushed op by op while the test runs
+        results.json       the composed checker Result (Result.to_json())
+        splitbrain.log     the harness's log of this run
+        nodes/<node>/      per-node logs and data
+        ...                reports (timeline.html, latency.png, ...) by splitbrain.harness.report
+    <root>/latest             -> <test-name>/<timestamp>   (symlink to the newest run)
+    <root>/<test-name>/latest -> <timestamp>
+
+Timestamps are UTC `YYYYmmddTHHMMSS.mmmZ`; two runs in the same millisecond get `-1`, `-2`, ...
+The store path depends on the wall clock; nothing inside history.jsonl does.
+
+Usage:
+    run = RunStore.create(root, "raft-append-log")
+    run.write_test(test)
+    with run.recorder() as rec:
+        i = rec.invoke(process=0, f="append", value=1, time_ns=...)
+        rec.complete(process=0, type="ok", f="append", value=1, time_ns=...)
+    run.write_results(result); run.write_reports(rec.ops, test); run.finish()
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import platform
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..history import HistoryWriter, Op
+from ..history.errors import HistoryError
+from ..history.op import COMPLETIONS, INVOKE, NEMESIS
+
+DEFAULT_ROOT = "store"
+RUN_SUFFIX_MAX = 1000  # same-millisecond runs in one test directory before giving up
+
+
+def versions() -> dict[str, str]:
+    """The versions recorded in test.json."""
+    return {"splitbrain": __version__, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def _timestamp(now: _dt.datetime | None = None) -> str:
+    now = now or _dt.datetime.now(_dt.timezone.utc)
+    return now.strftime("%Y%m%dT%H%M%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+def _safe_name(name: str) -> str:
+    """A test name usable as one path component (no separators, no leading dots)."""
+    out = "".join(c if (c.isalnum() or c in "-_.+=") else "-" for c in name).strip(".")
+    return out or "test"
+
+
+def _jsonable(value: Any) -> Any:
+    """Options may hold sets, tuples or Paths: make them JSON."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted(_jsonable(v) for v in value)
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(_jsonable(data), fh, indent=2, sort_keys=False)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _symlink_atomic(target: str, link: Path) -> None:
+    tmp = link.with_name(f".{link.name}.{os.getpid()}.tmp")
+    try:
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(target, tmp)
+        os.replace(tmp, link)
+    except OSError:
+        # A filesystem without symlinks: leave a text file naming the run instead.
+        if tmp.is_symlink():
+            tmp.unlink()
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        if not link.exists():
+            link.write_text(target + "\n", encoding="utf-8")
+
+
+class RunStore:
+    """One run's directory in the store. Create with `RunStore.create`."""
+
+    def __init__(self, root: Path, test_name: str, run_dir: Path):
+        self.root = root
+        self.test_name = test_name
+        self.run_dir = run_dir
+        self.history_path = run_dir / "history.jsonl"
+        self.test_path = run_dir / "test.json"
+        self.results_path = run_dir / "results.json"
+        self.log_path = run_dir / "splitbrain.log"
+        self.logger = self._make_logger()
+
+    @classmethod
+    def create(cls, root: str | os.PathLike, test_name: str,
+               now: _dt.datetime | None = None) -> "RunStore":
+        """Make a fresh run directory and point `latest` at it (so a crashed run is findable)."""
+        root_p = Path(root)
+        name = _safe_name(test_name)
+        test_dir = root_p / name
+        try:
+            test_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            from ..cli import UserError
+            raise UserError(f"cannot create the store directory {test_dir}: {e.strerror}") from None
+        stamp = _timestamp(now)
+        for i in range(RUN_SUFFIX_MAX):
+            run_dir = test_dir / (stamp if i == 0 else f"{stamp}-{i}")
+            try:
+                run_dir.mkdir()
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise RuntimeError(f"{RUN_SUFFIX_MAX} runs named {stamp} already in {test_dir}")
+        (run_dir / "nodes").mkdir()
+        store = cls(root_p, name, run_dir)
+        store.update_latest()
+        return store
+
+    def _make_logger(self) -> logging.Logger:
+        logger = logging.getLogger(f"splitbrain.run.{id(self)}")
+        logger.propagate = False
+        logger.setLevel(logging.INFO)
+        handler = logging.FileHandler(self.log_path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+        logger.addHandler(handler)
+        return logger
+
+    def log(self, message: str, level: int = logging.INFO) -> None:
+        self.logger.log(level, message)
+
+    def node_dir(self, node: str) -> Path:
+        d = self.run_dir / "nodes" / _safe_name(node)
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def write_test(self, test: dict) -> None:
+        """test.json: the test's options as given, plus `versions` and `store` paths."""
+        data = dict(test)
+        data.setdefault("versions", versions())
+        data.setdefault("run_dir", str(self.run_dir))
+        _write_json_atomic(self.test_path, data)
+
+    def write_results(self, result) -> dict:
+        """results.json from a checkers.Result (or an already-JSON dict); returns the JSON."""
+        data = result.to_json() if hasattr(result, "to_json") else dict(result)
+        _write_json_atomic(self.results_path, data)
+        return data
+
+    def write_reports(self, history: list[Op], test: dict) -> list[str]:
+        """Call splitbrain.harness.report.write_reports if that module exists; files written.
+
+        A report failure is logged, never fatal: the verdict does not depend on the plots.
+        """
+        try:
+            from . import report  # type: ignore[attr-defined]
+        except ImportError:
+            return []
+        fn = getattr(report, "write_reports", None)
+        if fn is None:
+            return []
+        try:
+            return list(fn(self.run_dir, history, test) or [])
+        except Exception as e:  # noqa: BLE001 - reports are optional
+            self.log(f"reports failed: {type(e).__name__}: {e}", logging.WARNING)
+            return []
+
+    def recorder(self, *, fsync: bool = False) -> "Recorder":
+        return Recorder(HistoryWriter(str(self.history_path), fsync=fsync))
+
+    def update_latest(self) -> None:
+        rel_run = os.path.relpath(self.run_dir, self.root)
+        _symlink_atomic(rel_run, self.root / "latest")
+        _symlink_atomic(self.run_dir.name, self.run_dir.parent / "latest")
+
+    def finish(self) -> None:
+        for h in list(self.logger.handlers):
+            h.close()
+            self.logger.removeHandler(h)
+
+
+class Recorder:
+    """Records a history as it happens: dense indices, Jepsen's process rules checked per op.
+
+    Every op is validated as it is recorded (a second invoke by a busy process, a completion
+    without an invoke, an invoke by a process that ended in `info` raise HistoryError: a harness
+    bug, never silently recorded). Thread-safe. `writer` may be None to record in memory only
+    (the fault search). `ops` is the whole history in memory.
+    """
+
+    def __init__(self, writer: HistoryWriter | None = None):
+        self.writer = writer
+        self.ops: list[Op] = []
+        self._open: dict[Any, Op] = {}     # process -> its outstanding invoke
+        self._crashed: set[Any] = set()    # processes whose last op ended in info
+        self._lock = threading.Lock()
+
+    def _append(self, op: Op) -> Op:
+        self.ops.append(op)
+        if self.writer is not None:
+            self.writer.write(op)
+        return op
+
+    def invoke(self, process: Any, f: str, value: Any = None, *, time_ns: int,
+               key: Any = None, node: str | None = None) -> Op:
+        with self._lock:
+            if process in self._open:
+                raise HistoryError(f"process {process} invoked {f} while "
+                                   f"{self._open[process].f} was outstanding")
+            if process in self._crashed and process != NEMESIS:
+                raise HistoryError(f"process {process} invoked {f} after an info completion")
+            op = Op(len(self.ops), time_ns, process, INVOKE, f, value, key, node, None)
+            self._open[process] = op
+            return self._append(op)
+
+    def complete(self, process: Any, type: str, value: Any = None, *, time_ns: int,
+                 error: str | None = None, node: str | None = None) -> Op:
+        with self._lock:
+            if type not in COMPLETIONS:
+                raise HistoryError(f"unknown completion type {type!r}")
+            inv = self._open.pop(process, None)
+            if inv is None:
+                raise HistoryError(f"process {process} completed with no outstanding invoke")
+            if time_ns < inv.time:
+                raise HistoryError(f"process {process}: completion before its invoke")
+            if type == "info" and process != NEMESIS:
+                self._crashed.add(process)
+            op = Op(len(self.ops), time_ns, process, type, inv.f, value, inv.key,
+                    node if node is not None else inv.node, error)
+            return self._append(op)
+
+    def outstanding(self) -> dict[Any, Op]:
+        with self._lock:
+            return dict(self._open)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def __enter__(self) -> "Recorder":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

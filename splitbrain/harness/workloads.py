@@ -1,0 +1,400 @@
+"""Workloads: what the clients of a test do, and how the result is checked.
+
+One object per workload. Every backend (the simulator, the local process backend, ...) uses the
+same objects, so a history means the same thing whatever ran it. A workload answers:
+
+  machine                 the state machine an in-house system runs (machines.py name), or None
+                          for a workload that only third-party Maelstrom nodes serve
+  next_invocation(rng)    the next client operation (f, value, key) from a seeded rng; values that
+                          must be unique in the test (append-log, set) come from a counter held by
+                          the workload object, so ONE workload object serves ONE test
+  request(inv)            the Maelstrom request body for an invocation (without msg_id)
+  completion(inv, reply)  a reply body decoded into a Completion (type ok/fail/info, value, error)
+  timeout(inv)            the Completion of a request that got no reply in time (info, timed-out)
+  final_invocations(nodes) the final phase, after the cluster healed: FinalOp(node, inv) items;
+                          `node` set means "this node's own state" (append-log's per-node read and
+                          every node's status), None means "any node, through the protocol"
+  checkers(test)          the checkers to run (splitbrain.checkers.registry.make_checker)
+
+Completion rules (Jepsen's, with Maelstrom's codes): a reply `<type>_ok` is `ok`; an error with a
+definite code (machines.DEFINITE_ERRORS) is `fail` (it certainly did not happen); an indefinite
+code, an unknown code or no reply is `info`. Exception: a lin-kv read of a missing key (code 20) is
+`ok` with value null (the read happened and saw nothing). `error` holds the code's kebab-case name.
+
+Values on completions: `ok` carries the result (read: what was read; write/add/mul/enqueue: the
+argument; cas: [from, to]; append: {"value": v, "offset": i} when the node reported an offset);
+`fail` and `info` carry the invocation's value (Jepsen keeps the argument so checkers know what
+might have happened).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass
+from typing import Any, ClassVar, Iterable
+
+from ..systems import machines as m
+
+# Maelstrom's codes by kebab-case name (doc/protocol.md).
+ERROR_NAMES: dict[int, str] = {
+    m.ERR_TIMEOUT: "timeout",
+    m.ERR_NODE_NOT_FOUND: "node-not-found",
+    m.ERR_NOT_SUPPORTED: "not-supported",
+    m.ERR_TEMPORARILY_UNAVAILABLE: "temporarily-unavailable",
+    m.ERR_MALFORMED_REQUEST: "malformed-request",
+    m.ERR_CRASH: "crash",
+    m.ERR_ABORT: "abort",
+    m.ERR_KEY_DOES_NOT_EXIST: "key-does-not-exist",
+    m.ERR_KEY_ALREADY_EXISTS: "key-already-exists",
+    m.ERR_PRECONDITION_FAILED: "precondition-failed",
+    m.ERR_TXN_CONFLICT: "txn-conflict",
+}
+
+OK, FAIL, INFO = "ok", "fail", "info"
+TIMED_OUT = "timed-out"   # harness reason: no reply within the client timeout
+NODE_DOWN = "node-down"   # harness reason: the request could not be delivered at all
+
+
+def error_name(code: Any) -> str:
+    """Maelstrom's kebab-case name for an error code ("error-1234" for custom codes)."""
+    if isinstance(code, int) and code in ERROR_NAMES:
+        return ERROR_NAMES[code]
+    return f"error-{code}"
+
+
+def is_definite(code: Any) -> bool:
+    """A definite error means the operation certainly did not take effect."""
+    return isinstance(code, int) and code in m.DEFINITE_ERRORS
+
+
+@dataclass(frozen=True, slots=True)
+class Invocation:
+    """One client operation to perform: history fields `f`, `value` and optional `key`."""
+
+    f: str
+    value: Any = None
+    key: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """How an operation ended: `type` ok/fail/info, the history value, and the error name."""
+
+    type: str
+    value: Any = None
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        assert self.type in (OK, FAIL, INFO), self.type
+
+
+@dataclass(frozen=True, slots=True)
+class FinalOp:
+    """An operation of the final phase. `node` set: served by that node from its own state."""
+
+    node: str | None
+    inv: Invocation
+
+
+class Workload:
+    """Base class: see the module docstring for the contract."""
+
+    name: ClassVar[str]
+    machine: ClassVar[str | None]
+    description: ClassVar[str]
+    # The operations this workload issues (for `splitbrain workloads`).
+    ops: ClassVar[tuple[str, ...]]
+    # Option name -> (meaning, default), settable with --opt workload.NAME=VALUE.
+    OPTIONS: ClassVar[dict[str, tuple[str, Any]]] = {}
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        opts = {k: d for k, (_, d) in self.OPTIONS.items()}
+        for k, v in (options or {}).items():
+            if k not in self.OPTIONS:
+                raise ValueError(f"workload {self.name}: unknown option {k!r} "
+                                 f"(known: {', '.join(self.OPTIONS) or 'none'})")
+            default = opts[k]
+            if isinstance(default, int) and not isinstance(v, int):
+                try:
+                    v = int(v)
+                except (TypeError, ValueError):
+                    raise ValueError(f"workload {self.name}: option {k} must be an integer, "
+                                     f"got {v!r}") from None
+            opts[k] = v
+        self.options = opts
+        self._unique = itertools.count(1)  # next() is atomic under the GIL: safe for threads
+
+    # ---- generation -----------------------------------------------------------------------
+
+    def next_invocation(self, rng: random.Random) -> Invocation:
+        raise NotImplementedError
+
+    def unique_value(self) -> int:
+        return next(self._unique)
+
+    def keys(self) -> list[Any]:
+        """The keys this workload's ops use ([None] for a single-object workload)."""
+        return [None]
+
+    # ---- encoding ---------------------------------------------------------------------------
+
+    def request(self, inv: Invocation) -> dict:
+        body: dict[str, Any] = {"type": inv.f}
+        if inv.key is not None:
+            body["key"] = inv.key
+        if inv.value is not None:
+            body["value"] = inv.value
+        return body
+
+    def completion(self, inv: Invocation, reply: dict) -> Completion:
+        """Decode a reply body (see the module docstring for the rules)."""
+        t = reply.get("type")
+        if t == "error":
+            code = reply.get("code")
+            name = error_name(code)
+            if is_definite(code):
+                return Completion(FAIL, inv.value, name)
+            return Completion(INFO, inv.value, name)
+        if t != f"{inv.f}_ok":
+            return Completion(INFO, inv.value, f"unexpected-reply-{t}")
+        return Completion(OK, self.ok_value(inv, reply))
+
+    def ok_value(self, inv: Invocation, reply: dict) -> Any:
+        if inv.f == "read":
+            return reply.get("value")
+        if inv.f == "status":
+            return {"applied_index": reply.get("applied_index"),
+                    "state_digest": reply.get("state_digest")}
+        return inv.value
+
+    def timeout(self, inv: Invocation, reason: str = TIMED_OUT) -> Completion:
+        return Completion(INFO, inv.value, reason)
+
+    # ---- the final phase and checking -------------------------------------------------------
+
+    def final_invocations(self, nodes: Iterable[str]) -> list[FinalOp]:
+        """Default: one read per key through any node, then every node's status (in-house)."""
+        out = [FinalOp(None, Invocation("read", None, k)) for k in self.keys()]
+        if self.machine is not None:
+            out += [FinalOp(n, Invocation("status")) for n in nodes]
+        return out
+
+    def checker_names(self) -> list[tuple[str, dict]]:
+        """(registry name, options) of the checkers for this workload; `stats` always."""
+        return [("stats", {})]
+
+    def checkers(self, test: dict | None = None) -> list:
+        """Checker objects for this workload. `test` may give `out_dir` (the run directory)."""
+        from ..checkers.registry import make_checker  # lazy: checkers import late
+        test = test or {}
+        out = []
+        for name, opts in self.checker_names():
+            o = dict(opts)
+            if test.get("out_dir"):
+                o.setdefault("out_dir", test["out_dir"])
+            if self.machine is not None:
+                o.setdefault("machine", self.machine)
+            out.append(make_checker(name, o))
+        return out
+
+    def describe(self) -> dict:
+        return {"name": self.name, "machine": self.machine, "ops": list(self.ops),
+                "description": self.description,
+                "checkers": [n for n, _ in self.checker_names()],
+                "options": {k: {"meaning": mn, "default": d}
+                            for k, (mn, d) in self.OPTIONS.items()}}
+
+
+def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
+    total = sum(w for _, w in table)
+    x = rng.randrange(total)
+    for f, w in table:
+        if x < w:
+            return f
+        x -= w
+    raise AssertionError("unreachable")
+
+
+class RegisterWorkload(Workload):
+    """One compare-and-set register (Knossos' cas-register): read, write v, cas [from, to]."""
+
+    name = "register"
+    machine = "kv"
+    ops = ("read", "write", "cas")
+    description = "one cas-register: read / write v / cas [from, to]; checked for linearizability"
+    OPTIONS = {"value_max": ("values written are 0..value_max-1", 5)}
+    MIX = (("read", 2), ("write", 1), ("cas", 1))
+
+    def _key(self, rng: random.Random) -> Any:
+        return None
+
+    def next_invocation(self, rng: random.Random) -> Invocation:
+        f = _weighted(rng, self.MIX)
+        key = self._key(rng)
+        vmax = self.options["value_max"]
+        if f == "read":
+            return Invocation("read", None, key)
+        if f == "write":
+            return Invocation("write", rng.randrange(vmax), key)
+        return Invocation("cas", [rng.randrange(vmax), rng.randrange(vmax)], key)
+
+    def request(self, inv: Invocation) -> dict:
+        body: dict[str, Any] = {"type": inv.f}
+        if inv.key is not None:
+            body["key"] = inv.key
+        if inv.f == "write":
+            body["value"] = inv.value
+        elif inv.f == "cas":
+            body["from"], body["to"] = inv.value
+        return body
+
+    def checker_names(self) -> list[tuple[str, dict]]:
+        return [("linearizable", {"model": "cas-register"}), ("stats", {})]
+
+
+class KvWorkload(RegisterWorkload):
+    """A few independent cas-registers by key; linearizability is checked per key."""
+
+    name = "kv"
+    description = ("a few cas-registers by key (read / write / cas); linearizable per key "
+                   "(P-compositionality)")
+    OPTIONS = {"value_max": ("values written are 0..value_max-1", 5),
+               "key_count": ("number of keys", 3)}
+
+    def keys(self) -> list[Any]:
+        return list(range(self.options["key_count"]))
+
+    def _key(self, rng: random.Random) -> Any:
+        return rng.randrange(self.options["key_count"])
+
+
+class LinKvWorkload(KvWorkload):
+    """Maelstrom's lin-kv workload for third-party nodes: a read of a missing key is ok null."""
+
+    name = "lin-kv"
+    machine = None
+    description = ("Maelstrom's lin-kv for any Maelstrom node: read / write / cas by key; "
+                   "linearizable per key")
+
+    def completion(self, inv: Invocation, reply: dict) -> Completion:
+        if (inv.f == "read" and reply.get("type") == "error"
+                and reply.get("code") == m.ERR_KEY_DOES_NOT_EXIST):
+            return Completion(OK, None)
+        return super().completion(inv, reply)
+
+
+class ArithWorkload(Workload):
+    """The seed's example: `add n`, `mul n` and `read` on one integer; order changes the result."""
+
+    name = "arith"
+    machine = "arith"
+    ops = ("add", "mul", "read")
+    description = "one integer starting at 0: add n / mul n / read; linearizable (order matters)"
+    MIX = (("read", 2), ("add", 2), ("mul", 1))
+
+    def next_invocation(self, rng: random.Random) -> Invocation:
+        f = _weighted(rng, self.MIX)
+        if f == "read":
+            return Invocation("read")
+        if f == "add":
+            return Invocation("add", rng.randrange(1, 10))
+        # Multipliers stay small so values do not explode; -1 and 2 make order visible.
+        return Invocation("mul", rng.choice((-1, 2, 3)))
+
+    def checker_names(self) -> list[tuple[str, dict]]:
+        return [("linearizable", {"model": "arith"}), ("stats", {})]
+
+
+class SetWorkload(Workload):
+    """A grow-only set: add unique values, read the whole set (Jepsen's set-full)."""
+
+    name = "set"
+    machine = "set"
+    ops = ("add", "read")
+    description = "a grow-only set: add v (unique) / read; lost, stale and unexpected elements"
+    MIX = (("add", 4), ("read", 1))
+
+    def next_invocation(self, rng: random.Random) -> Invocation:
+        if _weighted(rng, self.MIX) == "read":
+            return Invocation("read")
+        return Invocation("add", self.unique_value())
+
+    def checker_names(self) -> list[tuple[str, dict]]:
+        return [("set", {}), ("stats", {})]
+
+
+class AppendLogWorkload(Workload):
+    """The replicated log itself: append unique values, read the committed log, status."""
+
+    name = "append-log"
+    machine = "append-log"
+    ops = ("append", "read", "status")
+    description = ("append v (unique) / read the committed log; final read and status of every "
+                   "node; log agreement, total order, durability and convergence")
+    MIX = (("append", 8), ("read", 1))
+
+    def next_invocation(self, rng: random.Random) -> Invocation:
+        if _weighted(rng, self.MIX) == "read":
+            return Invocation("read")
+        return Invocation("append", self.unique_value())
+
+    def ok_value(self, inv: Invocation, reply: dict) -> Any:
+        if inv.f == "append" and "offset" in reply:
+            return {"value": inv.value, "offset": reply["offset"]}
+        return super().ok_value(inv, reply)
+
+    def final_invocations(self, nodes: Iterable[str]) -> list[FinalOp]:
+        nodes = list(nodes)
+        return ([FinalOp(n, Invocation("read")) for n in nodes]
+                + [FinalOp(n, Invocation("status")) for n in nodes])
+
+    def checker_names(self) -> list[tuple[str, dict]]:
+        return [("log", {}), ("convergence", {}), ("stats", {})]
+
+
+class CounterWorkload(Workload):
+    """Maelstrom's g-counter: `add` a non-negative delta, `read` the total."""
+
+    name = "counter"
+    machine = None
+    ops = ("add", "read")
+    description = "Maelstrom's g-counter for any Maelstrom node: add delta / read; counter bounds"
+    MIX = (("add", 3), ("read", 1))
+
+    def next_invocation(self, rng: random.Random) -> Invocation:
+        if _weighted(rng, self.MIX) == "read":
+            return Invocation("read")
+        return Invocation("add", rng.randrange(0, 5))
+
+    def request(self, inv: Invocation) -> dict:
+        if inv.f == "add":
+            return {"type": "add", "delta": inv.value}
+        return {"type": inv.f}
+
+    def final_invocations(self, nodes: Iterable[str]) -> list[FinalOp]:
+        # A g-counter is eventually consistent: read every node once it converged.
+        return [FinalOp(n, Invocation("read")) for n in nodes]
+
+    def checker_names(self) -> list[tuple[str, dict]]:
+        return [("counter", {}), ("stats", {})]
+
+
+WORKLOADS: dict[str, type[Workload]] = {
+    w.name: w for w in (RegisterWorkload, KvWorkload, ArithWorkload, SetWorkload,
+                        AppendLogWorkload, LinKvWorkload, CounterWorkload)
+}
+# Maelstrom's own names for the same workloads.
+ALIASES = {"g-counter": "counter"}
+
+
+def workload_names() -> list[str]:
+    return list(WORKLOADS)
+
+
+def make_workload(name: str, options: dict[str, Any] | None = None) -> Workload:
+    """A fresh workload object for one test; ValueError naming the choices for an unknown name."""
+    cls = WORKLOADS.get(ALIASES.get(name, name))
+    if cls is None:
+        raise ValueError(f"unknown workload {name!r} (choose from {', '.join(WORKLOADS)})")
+    return cls(options)

@@ -1,0 +1,101 @@
+"""Workloads: generation from a seed, Maelstrom encoding, and the ok/fail/info decoding rules."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from splitbrain.harness.workloads import (FAIL, INFO, OK, Invocation, make_workload,
+                                          workload_names)
+from splitbrain.systems.machines import make_machine
+
+
+def test_every_workload_generates_the_same_ops_from_the_same_seed():
+    for name in workload_names():
+        a, b = make_workload(name), make_workload(name)
+        ra, rb = random.Random(3), random.Random(3)
+        assert [a.next_invocation(ra) for _ in range(50)] == [b.next_invocation(rb)
+                                                              for _ in range(50)]
+
+
+@pytest.mark.parametrize("name,f", [("append-log", "append"), ("set", "add")])
+def test_unique_values_are_unique(name, f):
+    w = make_workload(name)
+    rng = random.Random(0)
+    values = [inv.value for inv in (w.next_invocation(rng) for _ in range(500)) if inv.f == f]
+    assert len(values) > 100
+    assert len(values) == len(set(values))
+
+
+def test_kv_uses_a_few_keys():
+    w = make_workload("kv", {"key_count": "2"})
+    rng = random.Random(1)
+    keys = {w.next_invocation(rng).key for _ in range(200)}
+    assert keys == {0, 1}
+
+
+def test_requests_run_on_the_in_house_machine():
+    # Every in-house workload's requests are ops its machine understands (no "not supported").
+    for name in workload_names():
+        w = make_workload(name)
+        if w.machine is None:
+            continue
+        machine = make_machine(w.machine)
+        rng = random.Random(5)
+        for _ in range(100):
+            inv = w.next_invocation(rng)
+            reply = machine.apply(w.request(inv))
+            c = w.completion(inv, reply)
+            assert c.type in (OK, FAIL), (name, inv, reply)
+            if c.type == FAIL:
+                assert c.error in ("precondition-failed", "key-does-not-exist"), c
+
+
+def test_decoding_rules():
+    w = make_workload("register")
+    cas = Invocation("cas", [1, 2])
+    assert w.completion(cas, {"type": "cas_ok"}).value == [1, 2]
+    c = w.completion(cas, {"type": "error", "code": 22})
+    assert (c.type, c.error, c.value) == (FAIL, "precondition-failed", [1, 2])
+    c = w.completion(cas, {"type": "error", "code": 13})
+    assert (c.type, c.error) == (INFO, "crash")
+    c = w.completion(cas, {"type": "error", "code": 11, "leader": "n2"})
+    assert (c.type, c.error) == (FAIL, "temporarily-unavailable")
+    assert w.timeout(cas).type == INFO
+    assert w.completion(Invocation("read"), {"type": "read_ok", "value": 4}) == \
+        type(c)(OK, 4)
+    # An unknown custom code is indefinite.
+    assert w.completion(cas, {"type": "error", "code": 1234}).type == INFO
+
+
+def test_lin_kv_missing_key_read_is_ok_null_but_cas_fails():
+    w = make_workload("lin-kv")
+    missing = {"type": "error", "code": 20}
+    assert w.completion(Invocation("read", None, 1), missing).type == OK
+    assert w.completion(Invocation("read", None, 1), missing).value is None
+    c = w.completion(Invocation("cas", [1, 2], 1), missing)
+    assert (c.type, c.error) == (FAIL, "key-does-not-exist")
+
+
+def test_append_offset_and_final_ops():
+    w = make_workload("append-log")
+    assert w.completion(Invocation("append", 7), {"type": "append_ok", "offset": 3}).value == \
+        {"value": 7, "offset": 3}
+    final = w.final_invocations(["n1", "n2"])
+    assert [(f.node, f.inv.f) for f in final] == [("n1", "read"), ("n2", "read"),
+                                                  ("n1", "status"), ("n2", "status")]
+
+
+def test_counter_encodes_delta():
+    w = make_workload("g-counter")
+    assert w.request(Invocation("add", 3)) == {"type": "add", "delta": 3}
+
+
+def test_bad_workload_names_and_options():
+    with pytest.raises(ValueError, match="unknown workload"):
+        make_workload("nope")
+    with pytest.raises(ValueError, match="unknown option"):
+        make_workload("kv", {"colour": 1})
+    with pytest.raises(ValueError, match="integer"):
+        make_workload("kv", {"key_count": "many"})
