@@ -1,0 +1,274 @@
+"""`splitbrain check FILE...`: check recorded histories and print a verdict per history.
+
+For every FILE (a history in any format of splitbrain/history/formats.py, or a stored run's
+directory) the command loads and validates it, runs the chosen checkers through `safe_check`, and
+prints one line: the verdict, the file, the model, the checkers, the number of ops and the time
+taken; then the details (each anomaly's message, errors, files written). `--json` prints one JSON
+document instead. Every file is loaded before any is checked, so a malformed input stops the
+command with one line on stderr and exit 2 before any verdict is printed.
+
+Which model and checkers (first that applies):
+  1. `--model M` / `--checker NAME` on the command line;
+  2. a sidecar `FILE-STEM.test.json` next to FILE, else a `test.json` in FILE's directory (a
+     stored run, DESIGN.md "The store"), with keys `"model"` and `"checkers"` (a list of names);
+     that dict is also what checkers receive as `test`;
+  3. the model is inferred from the operations (`infer_model`); the checker is `linearizable`.
+
+Exit code (splitbrain/exitcodes.py): the composed validity of every checker on every history
+(False > "unknown" > True): 0 valid, 1 invalid, 3 unknown; 2 for bad input or usage, 4 when a
+checker cannot even be built (a missing module).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import click
+
+from .. import exitcodes
+from ..checkers.registry import checker_names, make_checker
+from ..checkers.result import Result, merge_validity, safe_check
+from ..history.errors import HistoryError
+from ..history.formats import AUTO, FORMATS, load_history_ex
+from ..history.op import INVOKE, NEMESIS, OK, Op
+
+DEFAULT_CHECKERS = ("linearizable",)
+
+
+class HarnessError(click.ClickException):
+    """splitbrain itself cannot do the job (e.g. a checker's module is missing): exit 4."""
+
+    exit_code = exitcodes.HARNESS_ERROR
+
+_VERDICT = {True: "VALID", False: "INVALID", "unknown": "UNKNOWN"}
+_COLOR = {True: "green", False: "red", "unknown": "yellow"}
+
+
+def infer_model(history: Sequence[Op]) -> str | None:
+    """The linearizability model a history's operations suggest, or None when they do not tell.
+
+    By the client ops' `f` (DESIGN.md's workloads): enqueue/dequeue -> fifo-queue; acquire/release
+    -> mutex; mul -> arith; add -> set when an ok read returned a list, arith otherwise; append ->
+    append-log when an ok read returned a list or ops have no key and `status` appears, kv
+    otherwise; read/write/cas with keys -> kv, with cas -> cas-register, else register.
+    """
+    fs: set[str] = set()
+    keyed = False
+    read_lists = read_ints = False
+    for op in history:
+        if op.process == NEMESIS:
+            continue
+        fs.add(op.f)
+        keyed |= op.key is not None
+        if op.type == OK and op.f == "read":
+            read_lists |= isinstance(op.value, list)
+            read_ints |= isinstance(op.value, int) and not isinstance(op.value, bool)
+    if not fs:
+        return None
+    if fs & {"enqueue", "dequeue"}:
+        return "fifo-queue"
+    if fs & {"acquire", "release"}:
+        return "mutex"
+    if "mul" in fs:
+        return "arith"
+    if "add" in fs:
+        return "set" if read_lists else "arith"
+    if "append" in fs:
+        if read_lists or (not keyed and "status" in fs):
+            return "append-log"
+        return "kv"
+    if fs <= {"read", "write", "cas"}:
+        if keyed:
+            return "kv"
+        return "cas-register" if "cas" in fs else "register"
+    return None
+
+
+def _sidecar(path: str) -> tuple[dict, str | None]:
+    """The test metadata next to a history (rule 2 of the module docstring) and where it was."""
+    p = Path(path)
+    for candidate in (p.with_name(p.name.split(".")[0] + ".test.json"), p.with_name("test.json")):
+        if candidate.is_file():
+            try:
+                test = json.loads(candidate.read_text(encoding="utf-8"))
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+                raise HistoryError(f"unreadable test metadata: {e}", path=str(candidate)) from None
+            if not isinstance(test, dict):
+                raise HistoryError("test metadata must be a JSON object", path=str(candidate))
+            checkers = test.get("checkers")
+            if checkers is not None and not (isinstance(checkers, list)
+                                             and all(isinstance(c, str) for c in checkers)):
+                raise HistoryError("must be a list of checker names", path=str(candidate),
+                                   field="checkers")
+            model = test.get("model")
+            if model is not None and not isinstance(model, str):
+                raise HistoryError("must be a model name", path=str(candidate), field="model")
+            return test, str(candidate)
+    return {}, None
+
+
+def _out_dirs(files: Sequence[str], out: str | None) -> list[str | None]:
+    """One output directory per history: DIR itself for one file, DIR/<stem> for several."""
+    if out is None:
+        return [None] * len(files)
+    if len(files) == 1:
+        return [out]
+    seen: dict[str, int] = {}
+    dirs = []
+    for f in files:
+        stem = Path(f).name.split(".")[0] or "history"
+        if Path(f).name in ("history.jsonl", "history.edn") or os.path.isdir(f):
+            stem = Path(os.path.abspath(f)).parent.name if not os.path.isdir(f) \
+                else Path(os.path.abspath(f)).name
+        n = seen.get(stem, 0) + 1
+        seen[stem] = n
+        dirs.append(os.path.join(out, stem if n == 1 else f"{stem}-{n}"))
+    return dirs
+
+
+def _jsonable(x: Any) -> Any:
+    return json.loads(json.dumps(x, default=str))
+
+
+@click.command("check")
+@click.argument("files", nargs=-1, required=True, metavar="FILE...")
+@click.option("--model", "-m", metavar="M",
+              help="Linearizability model (register, cas-register, kv, arith, set, fifo-queue, "
+                   "mutex, append-log). Default: test.json's, else inferred from the ops.")
+@click.option("--format", "fmt", default=AUTO, show_default=True, metavar="F",
+              help=f"History format: {AUTO}, {', '.join(FORMATS)}.")
+@click.option("--checker", "-c", "checkers", multiple=True, metavar="NAME",
+              help="Checker to run (repeatable): " + ", ".join(checker_names())
+                   + ". Default: test.json's, else linearizable.")
+@click.option("--out", "out", metavar="DIR", type=click.Path(file_okay=False),
+              help="Directory for the files checkers write (counterexample HTML, plots).")
+@click.option("--time-limit", "time_limit", type=float, metavar="S",
+              help="Seconds a checker may search per history; past it the verdict is unknown.")
+@click.option("--workers", type=int, metavar="N",
+              help="Worker processes a checker may use (e.g. across keys). Default: the checker's.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple[str, ...],
+            out: str | None, time_limit: float | None, workers: int | None,
+            as_json: bool) -> int:
+    """Check histories (JSONL, Jepsen EDN, Porcupine logs) and print a verdict per history.
+
+    \b
+    Exit codes: 0 all valid, 1 an anomaly was found, 2 bad input or usage,
+                3 undecided (e.g. --time-limit reached), 4 splitbrain failed.
+    """
+    from ..cli import UserError
+
+    if fmt != AUTO and fmt not in FORMATS:
+        raise UserError(f"unknown --format {fmt!r} (choose from {AUTO}, {', '.join(FORMATS)})")
+    if time_limit is not None and not time_limit > 0:
+        raise UserError(f"--time-limit must be a positive number of seconds, got {time_limit}")
+    if workers is not None and workers < 1:
+        raise UserError(f"--workers must be at least 1, got {workers}")
+    for name in checkers:
+        if name not in checker_names():
+            raise UserError(f"unknown --checker {name!r} (choose from "
+                            f"{', '.join(checker_names())})")
+
+    # Load (and validate) everything first: bad input ends the command before any verdict.
+    loaded = []
+    for path in files:
+        ops, used_fmt, real = load_history_ex(path, fmt)
+        if not ops:
+            raise HistoryError("empty history: no operations to check", path=real)
+        test, test_path = _sidecar(real)
+        names = list(checkers) or list(test.get("checkers") or DEFAULT_CHECKERS)
+        for name in names:
+            if name not in checker_names():
+                raise HistoryError(f"unknown checker {name!r} (choose from "
+                                   f"{', '.join(checker_names())})", path=test_path,
+                                   field="checkers")
+        m = model or test.get("model") or infer_model(ops)
+        if m is None and "linearizable" in names:
+            fs = sorted({op.f for op in ops if op.process != NEMESIS})
+            raise UserError(f"{real}: cannot infer the model from its operations "
+                            f"({', '.join(fs)}); pass --model")
+        loaded.append((path, real, used_fmt, ops, test, names, m))
+
+    reports = []
+    out_dirs = _out_dirs([l[1] for l in loaded], out)
+    for (path, real, used_fmt, ops, test, names, m), out_dir in zip(loaded, out_dirs):
+        if out_dir is not None:
+            os.makedirs(out_dir, exist_ok=True)
+        options: dict[str, Any] = {"model": m, "time_limit": time_limit, "out_dir": out_dir,
+                                   "workers": workers}
+        options = {k: v for k, v in options.items() if v is not None}
+        test_meta = dict(test)
+        test_meta.update({k: v for k, v in options.items()})
+        test_meta.setdefault("history_path", real)
+        results: dict[str, Result] = {}
+        t0 = time.perf_counter()
+        for name in names:
+            try:
+                checker = make_checker(name, options)
+            except ValueError as e:
+                raise UserError(f"{real}: {name}: {e}") from None
+            except ImportError as e:
+                raise HarnessError(f"checker {name!r} is not available: {e}") from None
+            results[name] = safe_check(checker, ops, test_meta)
+        elapsed = time.perf_counter() - t0
+        valid = merge_validity([r.valid for r in results.values()])
+        reports.append({"file": path, "path": real, "format": used_fmt, "model": m,
+                        "ops": len(ops), "valid": valid, "time_s": elapsed, "results": results})
+
+    overall = merge_validity([r["valid"] for r in reports])
+    if as_json:
+        _print_json(reports, overall)
+    else:
+        _print_text(reports, overall)
+    return exitcodes.for_validity(overall)
+
+
+def _print_json(reports: list[dict], overall: Any) -> None:
+    histories = []
+    all_anomalies = []
+    for r in reports:
+        anomalies = []
+        for name, res in r["results"].items():
+            for a in res.all_anomalies():
+                anomalies.append({"checker": name, **a.to_json()})
+        all_anomalies.extend({"file": r["file"], **a} for a in anomalies)
+        histories.append({
+            "file": r["file"], "path": r["path"], "format": r["format"], "model": r["model"],
+            "ops": r["ops"], "valid": r["valid"], "time_s": round(r["time_s"], 6),
+            "anomalies": anomalies,
+            "results": {name: res.to_json() for name, res in r["results"].items()},
+        })
+    doc = {"valid": overall, "anomalies": all_anomalies, "histories": histories}
+    click.echo(json.dumps(_jsonable(doc), indent=2))
+
+
+def _indent(text: str, prefix: str) -> str:
+    return "\n".join(prefix + line if line else line for line in str(text).splitlines())
+
+
+def _print_text(reports: list[dict], overall: Any) -> None:
+    width = max(len(r["file"]) for r in reports)
+    for r in reports:
+        verdict = click.style(f"{_VERDICT[r['valid']]:<7}", fg=_COLOR[r["valid"]], bold=True)
+        click.echo(f"{verdict}  {r['file']:<{width}}  {r['model'] or '-'}  "
+                   f"[{', '.join(r['results'])}]  {r['ops']} ops  {r['time_s']:.3f} s")
+        for name, res in r["results"].items():
+            if res.error is not None:
+                click.echo(f"  {name}: {_VERDICT[res.valid].lower()}: {res.error}")
+            elif res.valid == "unknown" and not res.all_anomalies():
+                reason = res.stats.get("reason") if isinstance(res.stats, dict) else None
+                click.echo(f"  {name}: undecided" + (f": {reason}" if reason else ""))
+            for a in res.all_anomalies():
+                click.echo(f"  {name}: {a.name}:")
+                click.echo(_indent(a.message, "    "))
+            for f in res.files:
+                click.echo(f"  {name}: wrote {f}")
+    if len(reports) > 1:
+        counts = {v: sum(1 for r in reports if r["valid"] == v) for v in (True, False, "unknown")}
+        total = sum(r["time_s"] for r in reports)
+        click.echo(f"{len(reports)} histories: {counts[True]} valid, {counts[False]} invalid, "
+                   f"{counts['unknown']} unknown; overall {_VERDICT[overall]} ({total:.3f} s)")

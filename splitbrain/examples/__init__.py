@@ -1,0 +1,1 @@
+"""Example histories shipped with splitbrain; `generate.py` rebuilds them (see its docstring)."""
