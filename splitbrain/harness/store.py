@@ -34,6 +34,7 @@ import os
 import platform
 import sys
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -203,6 +204,29 @@ class RunStore:
         for h in list(self.logger.handlers):
             h.close()
             self.logger.removeHandler(h)
+
+
+@dataclass
+class RunSummary:
+    """What `splitbrain test` prints for any backend: the verdict, where it is, how to replay it.
+
+    `results` is the composed Result's JSON (Result.to_json()); `notes` are extra lines shown
+    under the verdict (e.g. the simulator's randomized settings); `stats` is free JSON.
+    """
+
+    valid: Any
+    results: dict
+    test: dict
+    replay: str
+    run_dir: str | None = None
+    history_ops: int = 0
+    notes: list[str] = field(default_factory=list)
+    stats: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return {"valid": self.valid, "run_dir": self.run_dir, "replay": self.replay,
+                "history_ops": self.history_ops, "notes": list(self.notes),
+                "stats": self.stats, "results": self.results}
 
 
 class Recorder:

@@ -398,3 +398,35 @@ def make_workload(name: str, options: dict[str, Any] | None = None) -> Workload:
     if cls is None:
         raise ValueError(f"unknown workload {name!r} (choose from {', '.join(WORKLOADS)})")
     return cls(options)
+
+
+def check_history(workload: Workload, history: list, test: dict,
+                  extra: Iterable[Any] = ()) -> Any:
+    """Run the workload's checkers (each through safe_check) plus `extra` Results; compose them.
+
+    Returns a Result named "compose" whose children are keyed by checker name; validity merges
+    False > "unknown" > True. A checker that cannot be built (its module has not landed, a bad
+    option) gives an "unknown" child, never a pass.
+    """
+    from ..checkers.registry import make_checker
+    from ..checkers.result import UNKNOWN, Result, merge_validity, safe_check
+    children: dict[str, Any] = {}
+    for name, opts in workload.checker_names():
+        o = dict(opts)
+        if test.get("out_dir"):
+            o.setdefault("out_dir", test["out_dir"])
+        if workload.machine is not None:
+            o.setdefault("machine", workload.machine)
+        for k, v in (test.get("checker_options") or {}).items():
+            o.setdefault(k, v)
+        try:
+            checker = make_checker(name, o)
+        except Exception as e:  # noqa: BLE001 - a missing checker is undecided, not valid
+            children[name] = Result(valid=UNKNOWN, checker=name,
+                                    error=f"cannot build checker: {type(e).__name__}: {e}")
+            continue
+        children[name] = safe_check(checker, history, test)
+    for r in extra:
+        children[r.checker] = r
+    return Result(valid=merge_validity([r.valid for r in children.values()]),
+                  checker="compose", children=children)

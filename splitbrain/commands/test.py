@@ -1,0 +1,251 @@
+"""`splitbrain test`: run a test against a system and check it.
+
+The command only parses and validates options into one plain dict (the test, Jepsen's "a test is
+plain data"), dispatches to a backend, and prints the summary:
+
+    backend sim    splitbrain.harness.sim.run_sim_test(test) -> RunSummary
+    backend other  splitbrain.harness.runner.run_test(test) -> RunSummary   (issue 6: local, ...)
+
+The test dict (also saved as test.json): name, backend, system, bin, workload, nemesis (list),
+time_limit (s), nodes, concurrency, rate, seed, bugs (list), opts (the system's --opt k=v),
+workload_opts (--opt workload.k=v), sim_opts (--opt sim.k=v), schedule (sim: explicit fault list
+or None), store (root dir or None). Values a user did not give are None: each backend applies its
+own defaults and records what it used.
+
+It prints the verdict, the anomalies by checker and name, the store path, and the exact command
+that replays the run. Exit code from the validity (0 valid, 1 invalid, 3 unknown).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from typing import Any
+
+import click
+
+from .. import exitcodes
+from ..cli import UserError
+
+BACKENDS = ("sim", "local")
+DEFAULT_WORKLOAD = "register"
+
+
+def parse_opt(text: str) -> tuple[str, Any]:
+    """`k=v` with v parsed as JSON when it is JSON (300, true, "x"), else kept as a string."""
+    if "=" not in text:
+        raise UserError(f"--opt {text!r}: expected NAME=VALUE")
+    k, _, v = text.partition("=")
+    k = k.strip()
+    if not k:
+        raise UserError(f"--opt {text!r}: empty option name")
+    try:
+        return k, json.loads(v)
+    except json.JSONDecodeError:
+        return k, v
+
+
+def parse_schedule(text: str | None) -> list | None:
+    if text is None:
+        return None
+    src = "--schedule"
+    if text.startswith("@"):
+        path = text[1:]
+        try:
+            with open(path, encoding="utf-8") as fh:
+                text = fh.read()
+        except OSError as e:
+            raise UserError(f"--schedule: cannot read {path}: {e.strerror}") from None
+        src = path
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise UserError(f"{src}: not valid JSON: {e.msg} (column {e.colno})") from None
+    if not isinstance(data, list):
+        raise UserError(f"{src}: expected a JSON list of faults")
+    return data
+
+
+def replay_command(test: dict) -> str:
+    """The exact command line that replays `test` (every option that shapes the run)."""
+    args = ["splitbrain", "test", "--backend", test["backend"]]
+    if test.get("system"):
+        args += ["--system", test["system"]]
+    if test.get("bin"):
+        args += ["--bin", test["bin"]]
+    args += ["--workload", test["workload"]]
+    args += ["--nemesis", ",".join(test.get("nemesis") or []) or "none"]
+    for flag, key in (("--time-limit", "time_limit"), ("--nodes", "nodes"),
+                      ("--concurrency", "concurrency"), ("--rate", "rate"), ("--seed", "seed")):
+        if test.get(key) is not None:
+            v = test[key]
+            args += [flag, str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)]
+    for b in test.get("bugs") or []:
+        args += ["--bug", b]
+    for prefix, key in (("", "opts"), ("workload.", "workload_opts"), ("sim.", "sim_opts")):
+        for k, v in sorted((test.get(key) or {}).items()):
+            args += ["--opt", f"{prefix}{k}={v if isinstance(v, str) else json.dumps(v)}"]
+    if test.get("schedule") is not None:
+        args += ["--schedule", json.dumps(test["schedule"], separators=(",", ":"))]
+    return " ".join(shlex.quote(a) for a in args)
+
+
+def build_test(*, system, bin_path, workload, nemesis, time_limit, nodes, concurrency, rate,
+               seed, bugs, opts, backend, store, name, schedule) -> dict:
+    """Validate the options (UserError naming the option) and return the test dict."""
+    from ..harness.workloads import WORKLOADS, make_workload
+    if backend not in BACKENDS:
+        raise UserError(f"--backend {backend!r}: choose from {', '.join(BACKENDS)}")
+    if not system and not bin_path:
+        raise UserError("give --system NAME (an in-house system) or --bin PATH (a Maelstrom node)")
+    if system and bin_path:
+        raise UserError("give either --system or --bin, not both")
+    if backend == "sim" and bin_path:
+        raise UserError("--backend sim runs in-house systems only (--system); use --backend "
+                        "local for --bin")
+    if system:
+        from ..systems.registry import get_system
+        try:
+            cls = get_system(system)
+        except ValueError as e:
+            raise UserError(f"--system: {e}") from None
+        except (ImportError, AttributeError) as e:
+            raise UserError(f"--system {system}: not available ({e})") from None
+        unknown = [b for b in bugs if b not in cls.BUGS]
+        if unknown:
+            raise UserError(f"--bug {unknown[0]!r}: {system} has no such bug switch "
+                            f"(known: {', '.join(cls.BUGS) or 'none'})")
+    workload = workload or DEFAULT_WORKLOAD
+    try:
+        make_workload(workload)
+    except ValueError as e:
+        raise UserError(f"--workload: {e}") from None
+    nem: list[str] = []
+    for part in (nemesis or "").split(","):
+        part = part.strip()
+        if part and part != "none":
+            nem.append(part)
+    if backend == "sim":
+        from ..harness.sim.schedule import KINDS
+        if nem == ["all"]:
+            nem = list(KINDS)
+        bad = [n for n in nem if n not in KINDS]
+        if bad:
+            raise UserError(f"--nemesis {bad[0]!r}: the simulator's nemeses are "
+                            f"{', '.join(KINDS)} (or all, none)")
+    for flag, v, lo in (("--time-limit", time_limit, 0), ("--rate", rate, 0)):
+        if v is not None and v <= lo:
+            raise UserError(f"{flag} must be > {lo}, got {v}")
+    for flag, v in (("--nodes", nodes), ("--concurrency", concurrency)):
+        if v is not None and v < 1:
+            raise UserError(f"{flag} must be >= 1, got {v}")
+    sys_opts: dict[str, Any] = {}
+    wl_opts: dict[str, Any] = {}
+    sim_opts: dict[str, Any] = {}
+    for text in opts:
+        k, v = parse_opt(text)
+        if k.startswith("workload."):
+            wl_opts[k[len("workload."):]] = v
+        elif k.startswith("sim."):
+            sim_opts[k[len("sim."):]] = v
+        else:
+            sys_opts[k] = v
+    if wl_opts:
+        try:
+            make_workload(workload, wl_opts)
+        except ValueError as e:
+            raise UserError(f"--opt: {e}") from None
+    if system and sys_opts:
+        unknown = [k for k in sys_opts if k not in cls.OPTIONS]
+        if unknown:
+            raise UserError(f"--opt {unknown[0]}: {system} has no such option "
+                            f"(known: {', '.join(cls.OPTIONS) or 'none'})")
+    if schedule is not None and backend != "sim":
+        raise UserError("--schedule is for --backend sim")
+    if seed is None:
+        seed = int.from_bytes(os.urandom(4), "big") % 1_000_000_000
+    test_name = name or f"{system or os.path.basename(bin_path)}-{workload}"
+    assert workload in WORKLOADS or workload == "g-counter"
+    return {"name": test_name, "backend": backend, "system": system, "bin": bin_path,
+            "workload": workload, "nemesis": nem, "time_limit": time_limit, "nodes": nodes,
+            "concurrency": concurrency, "rate": rate, "seed": seed, "bugs": list(bugs),
+            "opts": sys_opts, "workload_opts": wl_opts, "sim_opts": sim_opts,
+            "schedule": schedule, "store": store}
+
+
+def run(test: dict):
+    """Dispatch to the backend; returns a RunSummary with `replay` filled in."""
+    if test["backend"] == "sim":
+        from ..harness.sim import SIM_DEFAULTS, run_sim_test
+        # Record the values the simulator uses, so that the replay command pins them.
+        for k, v in SIM_DEFAULTS.items():
+            if test.get(k) is None:
+                test[k] = v
+        try:
+            summary = run_sim_test(test)
+        except ValueError as e:
+            raise UserError(str(e)) from None
+    else:
+        try:
+            from ..harness.runner import run_test  # issue 6's runner (local and later backends)
+        except ImportError as e:
+            raise UserError(f"--backend {test['backend']} is not available ({e})") from None
+        summary = run_test(test)
+    summary.replay = replay_command(summary.test if summary.test else test)
+    return summary
+
+
+def print_summary(summary) -> None:
+    """Verdict, anomalies by checker and name, store path, replay command."""
+    for line in summary.notes:
+        click.echo(line)
+    verdict = {True: "VALID", False: "INVALID"}.get(summary.valid, "UNKNOWN")
+    click.echo(f"{summary.history_ops} history events; verdict: {verdict}")
+    children = summary.results.get("children") or {}
+    for cname, child in children.items():
+        names: dict[str, list[dict]] = {}
+        for a in child.get("anomalies") or []:
+            names.setdefault(a["name"], []).append(a)
+        status = {True: "valid", False: "INVALID"}.get(child.get("valid"), "unknown")
+        extra = f" ({child['error']})" if child.get("error") else ""
+        click.echo(f"  {cname}: {status}{extra}")
+        for aname, items in names.items():
+            click.echo(f"    {aname} x{len(items)}: {items[0]['message']}")
+    if summary.run_dir:
+        click.echo(f"store: {summary.run_dir}")
+    click.echo(f"replay: {summary.replay}")
+
+
+@click.command("test")
+@click.option("--system", help="An in-house system (splitbrain systems).")
+@click.option("--bin", "bin_path", help="A Maelstrom node program to test (local backend).")
+@click.option("--workload", help=f"The workload (splitbrain workloads); default {DEFAULT_WORKLOAD}.")
+@click.option("--nemesis", default="", help="Faults, comma-separated: partition,kill,pause,clock,"
+              "loss (or all, none).")
+@click.option("--time-limit", type=float, help="Seconds of the faulty phase (virtual in sim).")
+@click.option("--nodes", type=int, help="Cluster size (default 5).")
+@click.option("--concurrency", type=int, help="Client workers (default 10).")
+@click.option("--rate", type=float, help="Client ops per second, all workers together.")
+@click.option("--seed", type=int, help="The seed (random when not given; always printed).")
+@click.option("--bug", "bugs", multiple=True, help="Switch a bug on (repeatable).")
+@click.option("--opt", "opts", multiple=True, help="k=v: a system option; workload.k=v, sim.k=v.")
+@click.option("--backend", default="local", show_default=True, help="sim or local.")
+@click.option("--store", default="store", show_default=True, help="The store root directory.")
+@click.option("--name", help="Test name in the store (default SYSTEM-WORKLOAD).")
+@click.option("--schedule", help="sim: an explicit fault schedule, JSON or @FILE (replays a "
+              "shrunk schedule).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+def command(system, bin_path, workload, nemesis, time_limit, nodes, concurrency, rate, seed, bugs,
+            opts, backend, store, name, schedule, as_json) -> int:
+    """Run a test: drive clients and faults at a cluster, record and check the history."""
+    test = build_test(system=system, bin_path=bin_path, workload=workload, nemesis=nemesis,
+                      time_limit=time_limit, nodes=nodes, concurrency=concurrency, rate=rate,
+                      seed=seed, bugs=bugs, opts=opts, backend=backend, store=store, name=name,
+                      schedule=parse_schedule(schedule))
+    summary = run(test)
+    if as_json:
+        click.echo(json.dumps(summary.to_json(), indent=2, default=str))
+    else:
+        print_summary(summary)
+    return exitcodes.for_validity(summary.valid)

@@ -1,0 +1,120 @@
+"""The deterministic simulator backend (`splitbrain test --backend sim`).
+
+    from splitbrain.harness.sim import SimConfig, simulate, run_sim_test
+    run = simulate(SimConfig(system="raft", workload="append-log", seed=7))   # in memory
+    summary = run_sim_test(test)   # the `splitbrain test` path: store, checkers, reports
+
+Everything about one run follows from its seed (engine.py): the network's settings (delays,
+reorder, duplication, base loss), the client timeout, the nodes' clock offsets, the fault schedule
+(schedule.py) unless one is given explicitly, the clients' operations, and every core's rng. The
+same seed gives the same history byte for byte. See engine.py for the phases (safety with
+faults, heal, liveness, final reads and status) and the client semantics.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from ..store import RunStore, RunSummary
+from ..workloads import check_history, make_workload
+from .engine import SimConfig, SimRun, Simulator, simulate
+from .schedule import (KINDS, Fault, Settings, random_schedule, schedule_from_json,
+                       schedule_to_json)
+
+__all__ = ["SimConfig", "SimRun", "Simulator", "simulate", "run_sim_test", "config_from_test",
+           "check_run", "Fault", "Settings", "KINDS", "random_schedule", "schedule_from_json",
+           "schedule_to_json"]
+
+SIM_DEFAULTS = {"time_limit": 10.0, "rate": 500.0, "nodes": 5, "concurrency": 10}
+SIM_OPTIONS = {"liveness_ms": ("virtual ms after the heal within which the cluster must converge",
+                               10_000),
+               "ops_max": ("stop issuing client ops after this many invocations", None)}
+
+
+def config_from_test(test: dict) -> SimConfig:
+    """A SimConfig from the `splitbrain test` options dict (see commands/test.py)."""
+    sim_opts = dict(test.get("sim_opts") or {})
+    unknown = set(sim_opts) - set(SIM_OPTIONS)
+    if unknown:
+        raise ValueError(f"unknown sim option(s) {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(SIM_OPTIONS)})")
+    nodes = int(test.get("nodes") or SIM_DEFAULTS["nodes"])
+    schedule = test.get("schedule")
+    node_ids = [f"n{i}" for i in range(1, nodes + 1)]
+    return SimConfig(
+        system=test["system"], workload=test.get("workload") or "register",
+        seed=int(test["seed"]), nodes=nodes,
+        concurrency=int(test.get("concurrency") or SIM_DEFAULTS["concurrency"]),
+        rate=float(test.get("rate") or SIM_DEFAULTS["rate"]),
+        time_limit_s=float(test.get("time_limit") or SIM_DEFAULTS["time_limit"]),
+        nemesis=tuple(test.get("nemesis") or ()),
+        bugs=tuple(test.get("bugs") or ()), options=dict(test.get("opts") or {}),
+        workload_options=dict(test.get("workload_opts") or {}),
+        schedule=None if schedule is None else schedule_from_json(schedule, node_ids),
+        liveness_ms=int(sim_opts.get("liveness_ms") or SIM_OPTIONS["liveness_ms"][1]),
+        ops_max=None if sim_opts.get("ops_max") is None else int(sim_opts["ops_max"]),
+    )
+
+
+def check_run(run: SimRun, test: dict | None = None):
+    """The composed Result of a simulated run: the workload's checkers plus liveness."""
+    workload = make_workload(run.config.workload, run.config.workload_options)
+    t = dict(test or {})
+    t.setdefault("nodes", run.config.node_ids())
+    return check_history(workload, run.history, t, extra=[run.liveness])
+
+
+def run_sim_test(test: dict, log: Callable[[str], None] | None = None) -> RunSummary:
+    """Run one simulated test the way `splitbrain test` does: store, history, checkers, reports.
+
+    `test["store"]` is the store root (None: keep nothing on disk). The returned summary's
+    `replay` is filled in by the command (it knows the command line).
+    """
+    config = config_from_test(test)
+    sim = Simulator(config)  # validates the config and draws settings and schedule from the seed
+    record: dict[str, Any] = dict(test)
+    record["backend"] = "sim"
+    record["node_ids"] = config.node_ids()
+    record["sim"] = {"settings": sim.settings.to_json(),
+                     "schedule": schedule_to_json(sim.schedule)}
+    notes = [f"seed {config.seed}: {sim.settings.describe()}",
+             f"faults: {describe_schedule(sim.schedule)}"]
+    store = None
+    if test.get("store"):
+        store = RunStore.create(test["store"], test.get("name") or
+                                f"{config.system}-{config.workload}")
+        record["out_dir"] = str(store.run_dir)
+        store.write_test(record)
+        for line in notes:
+            store.log(line)
+    try:
+        if store is not None:
+            sim.recorder = store.recorder()
+        run = sim.run()
+        if store is not None:
+            sim.recorder.close()
+            store.log(f"simulated: {run.stats}")
+        result = check_run(run, record)
+        summary = RunSummary(valid=result.valid, results=result.to_json(), test=record,
+                             replay="", run_dir=str(store.run_dir) if store else None,
+                             history_ops=len(run.history), notes=notes, stats=run.stats)
+        if store is not None:
+            store.write_results(result)
+            record["valid"] = result.valid
+            record["stats"] = run.stats
+            store.write_test(record)
+            store.write_reports(run.history, record)
+        return summary
+    finally:
+        if store is not None:
+            sim.recorder.close()
+            store.finish()
+
+
+def describe_schedule(schedule: list[Fault]) -> str:
+    if not schedule:
+        return "none"
+    counts: dict[str, int] = {}
+    for f in schedule:
+        counts[f.kind] = counts.get(f.kind, 0) + 1
+    return ", ".join(f"{n} {k}" for k, n in counts.items())
