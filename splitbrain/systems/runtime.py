@@ -52,6 +52,7 @@ BOOTS_FILE = "boots"
 READ_CHUNK_BYTES = 1 << 16
 LINE_BYTES_MAX = 64 << 20    # a single envelope larger than this is a protocol error
 CONTROL_CLOCK = "splitbrain_clock"
+LOGGED_STATE = ("role", "term", "leader", "view", "epoch", "ballot", "primary", "status", "mode")
 
 
 # ---- durable storage ------------------------------------------------------------------------
@@ -339,7 +340,8 @@ class NodeRuntime:
 
     def _log_changes(self) -> None:
         assert self.core is not None
-        d = self.core.describe()
+        # Only the slowly changing protocol state: logging every commit would flood the log.
+        d = {k: v for k, v in self.core.describe().items() if k in LOGGED_STATE}
         if d != self._last_describe:
             self._last_describe = d
             log(f"{self.node_id}: {json.dumps(d, default=str)[:300]}")

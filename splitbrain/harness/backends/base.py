@@ -1,0 +1,186 @@
+"""The Backend protocol every backend offers, and the event loop the harness runs on.
+
+A backend runs a cluster somewhere (local processes, network namespaces, containers, ...) and
+offers the same cluster operations (DESIGN.md, "Backends"):
+
+  start()                       start every node and complete the init handshake
+  kill(node, lose_unsynced)     SIGKILL (or equivalent); with lose_unsynced the node's records
+                                file is cut back to its last fsync (a machine crash)
+  restart(node)                 start a killed node again, from its data directory
+  pause(node) / resume(node)    SIGSTOP / SIGCONT
+  partition(grudge) / heal()    apply a grudge (grudges.py) / remove every network fault
+  set_network(loss, latency_ms, duplicate)  packet loss probability, extra delay (lo, hi) in ms,
+                                duplication probability; `set_network()` resets to a clean network
+  set_clock(node, offset_ms)    the node's clock offset (in-house runtime nodes only)
+  send_client(client, node, body)  a client request to a node (LOOP THREAD ONLY)
+  on_client_message             callback(node, client, body) for replies (runs on the loop thread)
+  collect_logs()                make sure node logs are in the store's nodes/<node>/
+  teardown()                    stop everything; idempotent; always called (in `finally`)
+
+Threading contract: a backend owns one Loop thread that does all its I/O. Client traffic runs on
+that thread (callbacks, timers), which is what makes the harness fast; control operations (kill,
+partition, ...) may be called from any thread and are carried out on the loop thread via
+`Loop.call` (they block the caller until done, not the loop).
+
+Optional abilities are detected, not assumed: `supports(ability)` answers for "kill", "pause",
+"clock", "lose-unsynced", "partition", "network".
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+import selectors
+import threading
+import time
+from collections import deque
+from concurrent.futures import Future
+from typing import Any, Callable, Protocol
+
+from ..grudges import Grudge
+
+LOOP_SELECT_MAX_S = 0.05     # the loop wakes at least this often
+
+
+class Backend(Protocol):
+    name: str
+    nodes: list[str]
+    loop: "Loop"
+    on_client_message: Callable[[str, str, dict], None] | None
+
+    def supports(self, ability: str) -> bool: ...
+
+    def start(self) -> None: ...
+
+    def kill(self, node: str, lose_unsynced: bool = False) -> None: ...
+
+    def restart(self, node: str) -> None: ...
+
+    def pause(self, node: str) -> None: ...
+
+    def resume(self, node: str) -> None: ...
+
+    def partition(self, grudge: Grudge) -> None: ...
+
+    def heal(self) -> None: ...
+
+    def set_network(self, loss: float = 0.0, latency_ms: tuple[int, int] = (0, 0),
+                    duplicate: float = 0.0) -> None: ...
+
+    def set_clock(self, node: str, offset_ms: int) -> None: ...
+
+    def send_client(self, client: str, node: str, body: dict) -> None: ...
+
+    def collect_logs(self) -> None: ...
+
+    def teardown(self) -> None: ...
+
+
+class Loop:
+    """A single-threaded event loop: fd readiness (selectors), timers, and calls from other threads.
+
+    Everything registered here runs on the loop thread. Other threads use `call_soon` (fire and
+    forget) or `call` (wait for the result; exceptions are re-raised in the caller).
+    """
+
+    def __init__(self, name: str = "splitbrain-loop"):
+        self.sel = selectors.DefaultSelector()
+        self._timers: list[tuple[float, int, Callable[[], Any]]] = []
+        self._seq = itertools.count()
+        self._calls: deque[Callable[[], Any]] = deque()
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.sel.register(self._wake_r, selectors.EVENT_READ, self._drain_wake)
+        self._stop = False
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self.error: BaseException | None = None
+        self.on_error: Callable[[BaseException], None] | None = None
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop = True
+        self._wake()
+        if threading.current_thread() is not self._thread:
+            self._thread.join(timeout=5)
+        for fd in (self._wake_r, self._wake_w):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    @property
+    def on_loop_thread(self) -> bool:
+        return threading.current_thread() is self._thread
+
+    # -- scheduling --
+
+    def call_later(self, delay_s: float, fn: Callable[[], Any]) -> None:
+        """Run fn on the loop after delay_s (LOOP THREAD ONLY; use call_soon from elsewhere)."""
+        heapq.heappush(self._timers, (time.monotonic() + delay_s, next(self._seq), fn))
+
+    def call_soon(self, fn: Callable[[], Any]) -> None:
+        """Run fn on the loop thread soon (thread-safe)."""
+        self._calls.append(fn)
+        self._wake()
+
+    def call(self, fn: Callable[[], Any], timeout_s: float = 60.0) -> Any:
+        """Run fn on the loop thread and return its result (thread-safe; runs inline if already
+        on the loop thread)."""
+        if self.on_loop_thread or not self._thread.is_alive():
+            return fn()
+        fut: Future = Future()
+
+        def run() -> None:
+            try:
+                fut.set_result(fn())
+            except BaseException as e:  # noqa: BLE001 - handed back to the caller
+                fut.set_exception(e)
+        self.call_soon(run)
+        return fut.result(timeout=timeout_s)
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass    # already awake (pipe full) or closed at shutdown
+
+    def _drain_wake(self, mask: int) -> None:
+        try:
+            while os.read(self._wake_r, 4096):
+                pass
+        except (BlockingIOError, OSError):
+            pass
+
+    # -- the loop --
+
+    def _run(self) -> None:
+        try:
+            while not self._stop:
+                timeout = LOOP_SELECT_MAX_S
+                if self._timers:
+                    timeout = min(timeout, max(0.0, self._timers[0][0] - time.monotonic()))
+                if self._calls:
+                    timeout = 0.0
+                for key, mask in self.sel.select(timeout):
+                    key.data(mask)
+                while self._calls:
+                    self._calls.popleft()()
+                now = time.monotonic()
+                while self._timers and self._timers[0][0] <= now:
+                    _, _, fn = heapq.heappop(self._timers)
+                    fn()
+        except BaseException as e:  # noqa: BLE001 - surfaced to the runner
+            self.error = e
+            if self.on_error is not None:
+                self.on_error(e)
+        finally:
+            try:
+                self.sel.close()
+            except Exception:  # noqa: BLE001
+                pass

@@ -1,0 +1,482 @@
+"""The `local` backend: node processes on this machine and the harness's message router (Maelstrom's
+model). Nodes never talk to each other directly: every envelope a node writes on stdout comes to
+the router, which delivers it to the destination's stdin, or drops, delays or duplicates it
+according to the current grudge and network settings. Client requests and replies travel the same
+way but are never subject to network faults (Jepsen's clients sit on the control node).
+
+Each node runs in its own session (process group), so a Ctrl-C at the terminal reaches only the
+harness, and kill/pause signal the whole group. Its stderr goes to `nodes/<node>/node.log`, its
+data directory is `nodes/<node>/data` (in-house nodes; a --bin node gets `nodes/<node>/` as its
+working directory). A node whose stdin closes exits (the runtime's contract), so even a harness
+killed with SIGKILL leaves nodes that stop on their own; teardown() kills every group anyway.
+
+Messages to a node that is down are dropped; a client request to a node that is down is refused
+(`send_client` returns False: the request certainly did not happen).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ...systems.runtime import RECORDS_FILE, cut_to_last_sync
+from ..grudges import Grudge, drops
+from .base import Loop
+
+READ_CHUNK_BYTES = 1 << 18
+OUTBUF_BYTES_MAX = 32 << 20      # bytes queued for a stopped node before messages are dropped
+INIT_TIMEOUT_S = 20.0
+CONTROL_CLIENT = "c0"            # the harness's own client id (init, status, clock control)
+KILL_WAIT_S = 10.0
+
+log = logging.getLogger("splitbrain.local")
+
+
+class NodeProcess:
+    """One node's process and its pipes; touched only on the loop thread."""
+
+    def __init__(self, name: str, cmd: list[str], node_dir: Path, data_dir: Path | None, env: dict):
+        self.name = name
+        self.cmd = cmd
+        self.node_dir = node_dir
+        self.data_dir = data_dir
+        self.env = env
+        self.proc: subprocess.Popen | None = None
+        self.out_fd = -1
+        self.in_fd = -1
+        self.inbuf = b""
+        self.outbuf = bytearray()
+        self.up = False            # init_ok received, messages are delivered
+        self.paused = False
+        self.expected_exit = False
+        self.dropped_full = 0
+        self.boots = 0
+
+
+class LocalBackend:
+    """Node processes + router. `command(node) -> argv` builds each node's command line."""
+
+    name = "local"
+
+    def __init__(self, nodes: Sequence[str], command: Callable[[str, Path, Path | None], list[str]],
+                 run_dir: str | os.PathLike, *, seed: int = 0, in_house: bool = True,
+                 env: dict | None = None, logger: Callable[[str], None] | None = None):
+        self.nodes = list(nodes)
+        self.run_dir = Path(run_dir)
+        self.in_house = in_house
+        self.loop = Loop()
+        self.on_client_message: Callable[[str, str, dict], None] | None = None
+        self.rng = random.Random(f"network/{seed}")
+        self.grudge: Grudge = {}
+        self.loss = 0.0
+        self.latency_ms = (0, 0)
+        self.duplicate = 0.0
+        self.stats = {"delivered": 0, "dropped": 0, "duplicated": 0, "delayed": 0, "client": 0}
+        self._log = logger or (lambda m: log.info(m))
+        self._control: dict[int, Future] = {}
+        self._control_id = 0
+        self._control_lock = threading.Lock()
+        self._torn_down = False
+        base_env = {**os.environ, **(env or {})}
+        self.procs: dict[str, NodeProcess] = {}
+        for n in self.nodes:
+            node_dir = self.run_dir / "nodes" / n
+            data_dir = node_dir / "data" if in_house else None
+            node_dir.mkdir(parents=True, exist_ok=True)
+            if data_dir is not None:
+                data_dir.mkdir(parents=True, exist_ok=True)
+            self.procs[n] = NodeProcess(n, command(n, node_dir, data_dir), node_dir, data_dir, base_env)
+
+    def supports(self, ability: str) -> bool:
+        if ability in ("clock", "lose-unsynced"):
+            return self.in_house
+        return ability in ("kill", "pause", "partition", "network")
+
+    # ---- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.loop.start()
+        for n in self.nodes:
+            self.loop.call(lambda n=n: self._spawn(n))
+        self._init_all(self.nodes)
+
+    def _init_all(self, nodes: list[str]) -> None:
+        futs = {n: self._send_control(n, {"type": "init", "node_id": n, "node_ids": self.nodes},
+                                      force=True) for n in nodes}
+        for n, fut in futs.items():
+            try:
+                reply = fut.result(timeout=INIT_TIMEOUT_S)
+            except FutureTimeout:
+                raise RuntimeError(f"node {n} did not answer init within {INIT_TIMEOUT_S:.0f} s "
+                                   f"(see {self.procs[n].node_dir / 'node.log'})") from None
+            if reply.get("type") != "init_ok":
+                raise RuntimeError(f"node {n} answered init with {reply!r}")
+            self.loop.call(lambda n=n: setattr(self.procs[n], "up", True))
+
+    def _spawn(self, n: str) -> None:
+        p = self.procs[n]
+        assert p.proc is None, f"{n} is already running"
+        errf = open(p.node_dir / "node.log", "ab")
+        try:
+            p.proc = subprocess.Popen(p.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      stderr=errf, cwd=p.node_dir, env=p.env,
+                                      start_new_session=True, bufsize=0)
+        except OSError as e:
+            raise RuntimeError(f"cannot start node {n} ({' '.join(p.cmd)}): {e.strerror}") from None
+        finally:
+            errf.close()
+        p.boots += 1
+        p.up = False
+        p.paused = False
+        p.expected_exit = False
+        p.inbuf = b""
+        p.outbuf = bytearray()
+        p.out_fd = p.proc.stdout.fileno()
+        p.in_fd = p.proc.stdin.fileno()
+        os.set_blocking(p.out_fd, False)
+        os.set_blocking(p.in_fd, False)
+        self.loop.sel.register(p.out_fd, selectors.EVENT_READ, lambda mask, n=n: self._readable(n))
+        self._log(f"{n}: started pid {p.proc.pid} (boot {p.boots})")
+
+    def _reap(self, n: str) -> None:
+        """Unregister and close a dead node's pipes (loop thread)."""
+        p = self.procs[n]
+        for fd in (p.out_fd, p.in_fd):
+            if fd >= 0:
+                try:
+                    self.loop.sel.unregister(fd)
+                except (KeyError, ValueError):
+                    pass
+        if p.proc is not None:
+            for f in (p.proc.stdout, p.proc.stdin):
+                try:
+                    f.close()
+                except OSError:
+                    pass
+        p.out_fd = p.in_fd = -1
+        p.up = False
+        p.outbuf = bytearray()
+
+    def _signal(self, n: str, sig: int) -> None:
+        p = self.procs[n]
+        if p.proc is None:
+            return
+        try:
+            os.killpg(p.proc.pid, sig)
+        except ProcessLookupError:
+            pass
+
+    def kill(self, node: str, lose_unsynced: bool = False) -> dict:
+        """SIGKILL the node's process group; with lose_unsynced, cut its file to the last fsync."""
+        def do() -> dict:
+            p = self.procs[node]
+            if p.proc is None:
+                return {"node": node, "already": "down"}
+            p.expected_exit = True
+            self._signal(node, signal.SIGKILL)
+            try:
+                p.proc.wait(timeout=KILL_WAIT_S)
+            except subprocess.TimeoutExpired:
+                raise RuntimeError(f"{node}: still alive {KILL_WAIT_S} s after SIGKILL") from None
+            self._reap(node)
+            p.proc = None
+            out = {"node": node}
+            if lose_unsynced and p.data_dir is not None:
+                out["lost_bytes"] = cut_to_last_sync(str(p.data_dir / RECORDS_FILE))
+            self._log(f"{node}: killed {out}")
+            return out
+        return self.loop.call(do)
+
+    def restart(self, node: str) -> None:
+        if self.loop.call(lambda: self.procs[node].proc is not None):
+            return
+        self.loop.call(lambda: self._spawn(node))
+        self._init_all([node])
+
+    def pause(self, node: str) -> None:
+        def do() -> None:
+            self._signal(node, signal.SIGSTOP)
+            self.procs[node].paused = True
+        self.loop.call(do)
+
+    def resume(self, node: str) -> None:
+        def do() -> None:
+            self._signal(node, signal.SIGCONT)
+            self.procs[node].paused = False
+        self.loop.call(do)
+
+    def partition(self, grudge: Grudge) -> None:
+        g = {n: frozenset(v) for n, v in grudge.items()}
+        self.loop.call(lambda: setattr(self, "grudge", g))
+
+    def heal(self) -> None:
+        def do() -> None:
+            self.grudge = {}
+            self.loss, self.latency_ms, self.duplicate = 0.0, (0, 0), 0.0
+        self.loop.call(do)
+
+    def set_network(self, loss: float = 0.0, latency_ms: tuple[int, int] = (0, 0),
+                    duplicate: float = 0.0) -> None:
+        assert 0.0 <= loss <= 1.0 and 0.0 <= duplicate <= 1.0
+        assert 0 <= latency_ms[0] <= latency_ms[1]
+
+        def do() -> None:
+            self.loss, self.latency_ms, self.duplicate = loss, tuple(latency_ms), duplicate
+        self.loop.call(do)
+
+    def set_clock(self, node: str, offset_ms: int) -> None:
+        """Set a node's clock offset: saved in its data dir (so a restart keeps it) and sent live."""
+        p = self.procs[node]
+        if p.data_dir is None:
+            raise RuntimeError("clock offsets need an in-house node (the runtime's clock control)")
+        (p.data_dir / "clock_offset_ms").write_text(str(int(offset_ms)))
+        if self.loop.call(lambda: p.up and not p.paused):
+            try:
+                self.control(node, {"type": "splitbrain_clock", "offset_ms": int(offset_ms)},
+                             timeout_s=2.0)
+            except TimeoutError:
+                pass   # the file is there: the node picks it up when it restarts
+
+    def teardown(self) -> None:
+        """Kill every node group and stop the loop. Idempotent; safe from any thread."""
+        if self._torn_down:
+            return
+        self._torn_down = True
+        for p in self.procs.values():
+            if p.proc is not None:
+                p.expected_exit = True
+                try:
+                    os.killpg(p.proc.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        for p in self.procs.values():
+            if p.proc is not None:
+                try:
+                    p.proc.wait(timeout=KILL_WAIT_S)
+                except subprocess.TimeoutExpired:
+                    self._log(f"{p.name}: pid {p.proc.pid} survived SIGKILL")
+        self.loop.stop()
+        for n, p in self.procs.items():
+            self._reap(n)
+            p.proc = None
+        for fut in list(self._control.values()):
+            if not fut.done():
+                fut.set_exception(TimeoutError("backend torn down"))
+
+    def collect_logs(self) -> None:
+        """Logs are written straight into nodes/<node>/node.log: nothing to fetch."""
+
+    def alive(self) -> list[int]:
+        """Pids of node processes still running (for tests and teardown checks)."""
+        return [p.proc.pid for p in self.procs.values() if p.proc is not None and p.proc.poll() is None]
+
+    # ---- control requests from the harness ----------------------------------------------------
+
+    def _send_control(self, node: str, body: dict, force: bool = False) -> Future:
+        return self._send_control_id(node, body, force)[1]
+
+    def _send_control_id(self, node: str, body: dict, force: bool = False) -> tuple[int, Future]:
+        with self._control_lock:
+            self._control_id += 1
+            mid = self._control_id
+        fut: Future = Future()
+        self._control[mid] = fut
+        env = {"src": CONTROL_CLIENT, "dest": node, "body": {**body, "msg_id": mid}}
+
+        def send() -> None:
+            p = self.procs[node]
+            if p.proc is None or (not p.up and not force):
+                self._control.pop(mid, None)
+                fut.set_exception(TimeoutError(f"{node} is down"))
+                return
+            self._write(p, json.dumps(env, separators=(",", ":")).encode() + b"\n")
+        self.loop.call_soon(send)
+        return mid, fut
+
+    def control(self, node: str, body: dict, timeout_s: float = 5.0) -> dict:
+        """A request from the harness itself (status, clock); TimeoutError when no reply."""
+        mid, fut = self._send_control_id(node, body)
+        try:
+            return fut.result(timeout=timeout_s)
+        except FutureTimeout:
+            raise TimeoutError(f"{node} did not answer {body.get('type')} in {timeout_s} s") from None
+        finally:
+            self._control.pop(mid, None)
+
+    def status(self, node: str, timeout_s: float = 2.0) -> dict | None:
+        try:
+            return self.control(node, {"type": "status"}, timeout_s)
+        except TimeoutError:
+            return None
+
+    def leader(self) -> str | None:
+        """A node that says it leads (status `is_leader` or role "leader"), else None."""
+        for n in self.nodes:
+            st = self.status(n, 1.0)
+            if st and (st.get("is_leader") or st.get("role") in ("leader", "primary")):
+                return n
+        return None
+
+    # ---- the router (loop thread) ------------------------------------------------------------
+
+    def send_client(self, client: str, node: str, body: dict) -> bool:
+        """Deliver a client request (LOOP THREAD). False when the node is down: not delivered."""
+        p = self.procs[node]
+        if p.proc is None or not p.up:
+            return False
+        self.stats["client"] += 1
+        self._write(p, json.dumps({"src": client, "dest": node, "body": body},
+                                  separators=(",", ":")).encode() + b"\n")
+        return True
+
+    def _write(self, p: NodeProcess, data: bytes) -> None:
+        if p.in_fd < 0:
+            return
+        if p.outbuf:
+            if len(p.outbuf) + len(data) > OUTBUF_BYTES_MAX:
+                p.dropped_full += 1
+                return
+            p.outbuf += data
+            return
+        try:
+            n = os.write(p.in_fd, data)
+        except BlockingIOError:
+            n = 0
+        except (BrokenPipeError, OSError):
+            return
+        if n < len(data):
+            # A stopped or slow node: keep the rest and write it when the pipe drains.
+            p.outbuf += data[n:]
+            self.loop.sel.register(p.in_fd, selectors.EVENT_WRITE, lambda mask, n=p.name: self._writable(n))
+
+    def _writable(self, n: str) -> None:
+        p = self.procs[n]
+        if p.in_fd < 0:
+            return
+        try:
+            k = os.write(p.in_fd, p.outbuf)
+        except BlockingIOError:
+            return
+        except (BrokenPipeError, OSError):
+            p.outbuf = bytearray()
+            k = 0
+        del p.outbuf[:k]
+        if not p.outbuf:
+            try:
+                self.loop.sel.unregister(p.in_fd)
+            except (KeyError, ValueError):
+                pass
+
+    def _readable(self, n: str) -> None:
+        p = self.procs[n]
+        try:
+            chunk = os.read(p.out_fd, READ_CHUNK_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._exited(n)
+            return
+        buf = p.inbuf + chunk
+        if b"\n" not in chunk:
+            p.inbuf = buf
+            return
+        *lines, p.inbuf = buf.split(b"\n")
+        for line in lines:
+            if line:
+                self._route(n, line)
+
+    def _exited(self, n: str) -> None:
+        p = self.procs[n]
+        code = p.proc.poll() if p.proc is not None else None
+        if not p.expected_exit:
+            self._log(f"{n}: exited unexpectedly (code {code}); see {p.node_dir / 'node.log'}")
+        self._reap(n)
+        if p.proc is not None and not p.expected_exit and p.proc.poll() is not None:
+            # It crashed by itself: it is down and may be restarted. One that closed its stdout
+            # but lives on stays in `proc` so that teardown still kills it.
+            p.proc = None
+
+    def _route(self, src: str, line: bytes) -> None:
+        try:
+            env = json.loads(line)
+            dest = env["dest"]
+            body = env["body"]
+        except (ValueError, KeyError, TypeError):
+            self._log(f"{src}: ignoring a malformed envelope: {line[:200]!r}")
+            return
+        if dest in self.procs:
+            self._peer(src, dest, line if env.get("src") == src else None, env)
+            return
+        if dest == CONTROL_CLIENT:
+            fut = self._control.pop(body.get("in_reply_to"), None)
+            if fut is not None and not fut.done():
+                fut.set_result(body)
+            return
+        if self.on_client_message is not None:
+            self.on_client_message(src, dest, body)
+
+    def _peer(self, src: str, dest: str, raw: bytes | None, env: dict) -> None:
+        if raw is None:
+            # A node may not speak for another: the router stamps the true sender.
+            env["src"] = src
+            raw = json.dumps(env, separators=(",", ":")).encode()
+        if drops(self.grudge, src, dest) or (self.loss and self.rng.random() < self.loss):
+            self.stats["dropped"] += 1
+            return
+        data = raw + b"\n"
+        copies = 2 if (self.duplicate and self.rng.random() < self.duplicate) else 1
+        if copies == 2:
+            self.stats["duplicated"] += 1
+        for _ in range(copies):
+            lo, hi = self.latency_ms
+            if hi > 0:
+                self.stats["delayed"] += 1
+                delay = self.rng.uniform(lo, hi) / 1000
+                self.loop.call_later(delay, lambda d=dest, b=data: self._deliver(d, b))
+            else:
+                self._deliver(dest, data)
+
+    def _deliver(self, dest: str, data: bytes) -> None:
+        p = self.procs[dest]
+        if p.proc is None or not p.up:
+            self.stats["dropped"] += 1
+            return
+        self.stats["delivered"] += 1
+        self._write(p, data)
+
+
+def in_house_command(system: str, machine: str, *, bugs: Sequence[str] = (),
+                     options: dict | None = None, seed: int = 0) -> Callable[[str, Path, Path | None], list[str]]:
+    """The command line of an in-house node (python -m splitbrain.systems.node ...)."""
+    def command(node: str, node_dir: Path, data_dir: Path | None) -> list[str]:
+        argv = [sys.executable, "-m", "splitbrain.systems.node", "--system", system,
+                "--machine", machine, "--seed", str(seed), "--data", str(data_dir)]
+        for b in bugs:
+            argv += ["--bug", b]
+        for k, v in (options or {}).items():
+            argv += ["--opt", f"{k}={json.dumps(v) if not isinstance(v, str) else v}"]
+        return argv
+    return command
+
+
+def bin_command(path: str, args: Sequence[str] = ()) -> Callable[[str, Path, Path | None], list[str]]:
+    """The command line of a third-party Maelstrom node binary."""
+    exe = str(Path(path).resolve())
+
+    def command(node: str, node_dir: Path, data_dir: Path | None) -> list[str]:
+        return [exe, *args]
+    return command

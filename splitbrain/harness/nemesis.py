@@ -1,0 +1,270 @@
+"""The nemesis: faults injected into a running cluster, recorded as nemesis ops in the history.
+
+Faults (`--nemesis a,b,...`; every one records an `invoke` then an `info` by process "nemesis",
+so the reports can shade its interval):
+
+| name        | opens with        | closes with      | what it does                                      |
+|-------------|-------------------|------------------|---------------------------------------------------|
+| partition   | start-partition   | stop-partition   | a grudge of a random shape (grudges.SHAPES, incl. |
+|             |                   |                  | the current leader isolated)                      |
+| kill        | kill              | restart          | SIGKILL a random minority, later restart from disk|
+| lost-writes | kill              | restart          | as kill, and cut each file to its last fsync      |
+| pause       | pause             | resume           | SIGSTOP / SIGCONT a random minority               |
+| clock       | clock-skew        | reset-clock      | offset a random minority's clocks by +-0.1..5 s   |
+| loss        | start-loss        | stop-loss        | drop 20-50% of messages between nodes             |
+| latency     | start-latency     | stop-latency     | delay messages by 20-300 ms (reorders them)       |
+| duplicate   | start-duplicate   | stop-duplicate   | deliver 30% of messages twice                     |
+
+The schedule is a pure generator (generators.nemesis_cycle): quiet for `interval`, one fault
+started, held for `interval`, stopped. Which nodes and which shape are drawn from a seeded rng
+when the fault starts. `heal_all()` ends every fault still in force (recorded too) before the
+final phase. A backend lacking an ability makes the corresponding fault a usage error up front.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from typing import Any, Callable
+
+from . import grudges
+from .generators import PENDING, Ctx, GenOp, nemesis_cycle
+from .store import Recorder
+
+NEMESIS = "nemesis"
+
+FAULTS: dict[str, tuple[str, str, str]] = {
+    # name: (start f, stop f, ability the backend needs)
+    "partition": ("start-partition", "stop-partition", "partition"),
+    "kill": ("kill", "restart", "kill"),
+    "lost-writes": ("kill", "restart", "lose-unsynced"),
+    "pause": ("pause", "resume", "pause"),
+    "clock": ("clock-skew", "reset-clock", "clock"),
+    "loss": ("start-loss", "stop-loss", "network"),
+    "latency": ("start-latency", "stop-latency", "network"),
+    "duplicate": ("start-duplicate", "stop-duplicate", "network"),
+}
+DESCRIPTIONS = {
+    "partition": "network partition of a random shape: " + ", ".join(grudges.SHAPES),
+    "kill": "SIGKILL a random minority of nodes, then restart them from their data directories",
+    "lost-writes": "kill, and cut each killed node's records file back to its last fsync",
+    "pause": "SIGSTOP a random minority, then SIGCONT",
+    "clock": "offset a random minority's clocks by 0.1 to 5 s either way, then reset",
+    "loss": "drop 20-50% of the messages between nodes",
+    "latency": "delay messages between nodes by 20-300 ms (reordering them)",
+    "duplicate": "deliver 30% of the messages between nodes twice",
+}
+ALIASES = {"lose-unsynced": "lost-writes", "clock-skew": "clock", "packet-loss": "loss"}
+CLOCK_OFFSET_MS_MAX = 5_000
+
+
+def parse_faults(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:
+    """`"partition,kill"` -> ["partition", "kill"]; "none" or empty -> []; "all" -> every fault.
+    ValueError naming the choices for an unknown fault."""
+    if spec is None:
+        return []
+    items = spec.split(",") if isinstance(spec, str) else [x for s in spec for x in s.split(",")]
+    out: list[str] = []
+    for raw in items:
+        name = ALIASES.get(raw.strip(), raw.strip())
+        if name in ("", "none"):
+            continue
+        if name == "all":
+            return list(FAULTS)
+        if name not in FAULTS:
+            raise ValueError(f"unknown nemesis {raw.strip()!r} (choose from "
+                             f"{', '.join(FAULTS)}, all, none)")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def schedule(faults: list[str], interval_s: float, seed: int):
+    """The nemesis generator for these faults (a pure value)."""
+    pairs = [(GenOp(FAULTS[f][0], f), GenOp(FAULTS[f][1], f)) for f in faults]
+    return nemesis_cycle(pairs, interval_s, seed)
+
+
+class Nemesis:
+    """Carries out nemesis ops on a backend and records them. Runs in its own thread."""
+
+    def __init__(self, backend, recorder: Recorder, *, seed: int, t0_ns: int,
+                 on_op: Callable[[Any], None] | None = None, log: Callable[[str], None] = print):
+        self.backend = backend
+        self.recorder = recorder
+        self.rng = random.Random(f"nemesis/{seed}")
+        self.t0_ns = t0_ns
+        self.on_op = on_op
+        self.log = log
+        self.nodes = list(backend.nodes)
+        self.killed: set[str] = set()
+        self.paused: set[str] = set()
+        self.skewed: set[str] = set()
+        self.partitioned = False
+        self.network: str | None = None   # the closing op of the network fault in force
+        self.stop_event = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.error: BaseException | None = None
+
+    def now_ns(self) -> int:
+        return time.monotonic_ns() - self.t0_ns
+
+    def _minority(self) -> list[str]:
+        k = self.rng.randint(1, max(1, (len(self.nodes) - 1) // 2))
+        return sorted(self.rng.sample(self.nodes, k))
+
+    def _record(self, f: str, value: Any, fn: Callable[[], Any]) -> Any:
+        op = self.recorder.invoke(NEMESIS, f, value, time_ns=self.now_ns())
+        if self.on_op:
+            self.on_op(op)
+        try:
+            result = fn()
+        except Exception as e:  # noqa: BLE001 - recorded, then re-raised to fail the run
+            op = self.recorder.complete(NEMESIS, "info", value, time_ns=self.now_ns(),
+                                        error=f"{type(e).__name__}: {e}")
+            if self.on_op:
+                self.on_op(op)
+            raise
+        op = self.recorder.complete(NEMESIS, "info", result if result is not None else value,
+                                    time_ns=self.now_ns())
+        if self.on_op:
+            self.on_op(op)
+        return result
+
+    # ---- the faults ---------------------------------------------------------------------------
+
+    def invoke(self, f: str, fault: str) -> None:
+        """Carry out one op of the schedule (f as in FAULTS; fault names which one)."""
+        b = self.backend
+        if f == "start-partition":
+            shape = self.rng.choice(grudges.SHAPES)
+            leader = b.leader() if shape == "leader" and hasattr(b, "leader") else None
+            g = grudges.shape(shape, self.nodes, self.rng, leader=leader)
+
+            def part():
+                b.partition(g)
+                return {"shape": shape, "grudge": grudges.to_json(g),
+                        **({"leader": leader} if shape == "leader" else {})}
+            self._record(f, {"shape": shape}, part)
+            self.partitioned = True
+        elif f == "stop-partition":
+            self._record(f, None, lambda: b.partition({}))
+            self.partitioned = False
+        elif f == "kill":
+            nodes = self._minority()
+            lose = fault == "lost-writes"
+
+            def kill():
+                out = [b.kill(n, lose_unsynced=lose) for n in nodes]
+                self.killed.update(nodes)
+                return {"nodes": nodes, **({"lost": out} if lose else {})}
+            self._record(f, {"nodes": nodes, "lose_unsynced": lose} if lose else {"nodes": nodes}, kill)
+        elif f == "restart":
+            nodes = sorted(self.killed)
+
+            def restart():
+                for n in nodes:
+                    b.restart(n)
+                    self.killed.discard(n)
+                return {"nodes": nodes}
+            self._record(f, {"nodes": nodes}, restart)
+        elif f == "pause":
+            nodes = self._minority()
+
+            def pause():
+                for n in nodes:
+                    b.pause(n)
+                    self.paused.add(n)
+                return {"nodes": nodes}
+            self._record(f, {"nodes": nodes}, pause)
+        elif f == "resume":
+            nodes = sorted(self.paused)
+
+            def resume():
+                for n in nodes:
+                    b.resume(n)
+                    self.paused.discard(n)
+                return {"nodes": nodes}
+            self._record(f, {"nodes": nodes}, resume)
+        elif f == "clock-skew":
+            offsets = {n: self.rng.choice((-1, 1)) * self.rng.randint(100, CLOCK_OFFSET_MS_MAX)
+                       for n in self._minority()}
+
+            def skew():
+                for n, off in offsets.items():
+                    b.set_clock(n, off)
+                    self.skewed.add(n)
+                return {"offsets_ms": offsets}
+            self._record(f, {"offsets_ms": offsets}, skew)
+        elif f == "reset-clock":
+            nodes = sorted(self.skewed)
+
+            def reset():
+                for n in nodes:
+                    b.set_clock(n, 0)
+                    self.skewed.discard(n)
+                return {"nodes": nodes}
+            self._record(f, {"nodes": nodes}, reset)
+        elif f in ("start-loss", "start-latency", "start-duplicate"):
+            if f == "start-loss":
+                setting = {"loss": round(self.rng.uniform(0.2, 0.5), 2)}
+            elif f == "start-latency":
+                setting = {"latency_ms": (20, self.rng.choice((100, 200, 300)))}
+            else:
+                setting = {"duplicate": 0.3}
+            self._record(f, setting, lambda: b.set_network(**setting))
+            self.network = "stop-" + f[len("start-"):]
+        elif f in ("stop-loss", "stop-latency", "stop-duplicate"):
+            self._record(f, None, lambda: b.set_network())
+            self.network = None
+        else:
+            raise ValueError(f"unknown nemesis op {f!r}")
+
+    def heal_all(self) -> None:
+        """End every fault still in force (each recorded as its closing op)."""
+        if self.partitioned:
+            self.invoke("stop-partition", "partition")
+        if self.network:
+            self.invoke(self.network, self.network[len("stop-"):])
+        if self.paused:
+            self.invoke("resume", "pause")
+        if self.killed:
+            self.invoke("restart", "kill")
+        if self.skewed:
+            self.invoke("reset-clock", "clock")
+
+    # ---- the interpreter thread ---------------------------------------------------------------
+
+    def start(self, gen) -> None:
+        self._thread = threading.Thread(target=self._run, args=(gen,), name="splitbrain-nemesis",
+                                        daemon=True)
+        self._thread.start()
+
+    def _run(self, gen) -> None:
+        try:
+            while not self.stop_event.is_set():
+                now = self.now_ns()
+                r = gen.op(Ctx(now, NEMESIS, (NEMESIS,), frozenset({NEMESIS})))
+                if r is None:
+                    return
+                o, gen = r
+                if o is PENDING:
+                    self.stop_event.wait(0.05)
+                    continue
+                if o.f == "sleep":
+                    self.stop_event.wait(o.value / 1e9)
+                    continue
+                wait_s = (o.time_ns - now) / 1e9
+                if wait_s > 0 and self.stop_event.wait(wait_s):
+                    return
+                self.invoke(o.f, o.value)
+        except BaseException as e:  # noqa: BLE001 - surfaced by stop()
+            self.error = e
+            self.log(f"nemesis failed: {type(e).__name__}: {e}")
+
+    def stop(self) -> None:
+        """Stop the schedule and wait for the op in progress (it may be a restart)."""
+        self.stop_event.set()
+        if self._thread is not None:
+            self._thread.join(timeout=120)

@@ -1,0 +1,244 @@
+"""The runner: one real test from start to verdict (`splitbrain test --backend local`).
+
+    summary = run_test(test)       # test: the plain dict built by commands/test.py
+
+Phases (Jepsen's, then TigerBeetle's liveness phase):
+  1. set up: the store's run directory, the backend (node processes + router), the init handshake;
+  2. the safety phase: `concurrency` client workers run the workload's generator (rate-limited,
+     time-limited) while the nemesis thread runs its fault schedule; every op is recorded as it
+     happens (history.jsonl is appended and flushed op by op, so a crash leaves a usable prefix);
+  3. heal: every fault still in force is ended (and recorded); then the cluster must recover:
+     in-house nodes are polled for status until every node answers and their applied indexes agree
+     (the `recovery` result says whether that happened within `recovery_timeout_s`); a third-party
+     node gets `recovery_s` of quiet;
+  4. the final phase: the workload's final reads and status queries on every node;
+  5. teardown in `finally` — no node process outlives the run, even on Ctrl-C or an exception;
+  6. the workload's checkers, results.json, the reports (timeline, plots) and test.json with the
+     outcome.
+
+Defaults (recorded in test.json): LOCAL_DEFAULTS; the nemesis interval is a sixth of the time limit
+(at most 5 s), the client timeout 1 s.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from ..checkers.result import UNKNOWN, Result
+from .backends.local import LocalBackend, bin_command, in_house_command
+from .client import ClientPool
+from .generators import GenOp, Fn, Once, Seq, rate as rate_gen, time_limit as time_limit_gen
+from .nemesis import FAULTS, Nemesis, parse_faults, schedule
+from .store import RunStore, RunSummary
+from .workloads import check_history, make_workload
+
+LOCAL_DEFAULTS = {"time_limit": 30.0, "rate": 200.0, "nodes": 5, "concurrency": 10}
+CLIENT_TIMEOUT_S = 1.0
+NEMESIS_INTERVAL_MAX_S = 5.0
+RECOVERY_S = 2.0                 # quiet time after the heal before the final phase
+RECOVERY_TIMEOUT_S = 20.0        # in-house: wait at most this long for equal applied indexes
+FINAL_TIMEOUT_S = 5.0            # client timeout of the final reads
+
+
+class HarnessInterrupted(KeyboardInterrupt):
+    """SIGTERM during a run: handled like Ctrl-C (teardown, then exit 130)."""
+
+
+def workload_machine(workload) -> str | None:
+    """The state machine an in-house system runs for this workload (lin-kv: the kv machine)."""
+    if workload.machine is not None:
+        return workload.machine
+    return "kv" if workload.name == "lin-kv" else None
+
+
+def _gen_for(workload, test: dict):
+    def next_op(rng):
+        inv = workload.next_invocation(rng)
+        return GenOp(inv.f, inv.value, inv.key)
+    gen = Fn(next_op, seed=int(test["seed"]))
+    gen = rate_gen(float(test["rate"]), gen, seed=int(test["seed"]) + 1)
+    return time_limit_gen(float(test["time_limit"]), gen)
+
+
+def _final_gen(workload, nodes: list[str]):
+    return Seq(tuple(Once(GenOp(f.inv.f, f.inv.value, f.inv.key, node=f.node))
+                     for f in workload.final_invocations(nodes)))
+
+
+def _wait_recovery(backend, log: Callable[[str], None], timeout_s: float) -> Result:
+    """Poll every node's status until all answer with one applied_index twice in a row."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    seen: dict = {}
+    while time.monotonic() < deadline:
+        seen = {n: backend.status(n, 1.0) for n in backend.nodes}
+        indexes = {n: (s or {}).get("applied_index") for n, s in seen.items()}
+        if all(s is not None for s in seen.values()) and len(set(indexes.values())) == 1:
+            if indexes == last:
+                log(f"recovered: every node at applied index {next(iter(indexes.values()))}")
+                return Result(valid=True, checker="recovery", stats={"applied_index": indexes})
+            last = indexes
+        else:
+            last = None
+        time.sleep(0.25)
+    msg = (f"the cluster did not converge within {timeout_s:.0f} s after the heal: "
+           f"applied indexes {({n: (s or {}).get('applied_index') for n, s in seen.items()})}")
+    log(msg)
+    return Result(valid=UNKNOWN, checker="recovery", error=msg,
+                  stats={"status": {n: s for n, s in seen.items()}})
+
+
+def run_test(test: dict, *, log: Callable[[str], None] | None = None,
+             progress: bool | None = None) -> RunSummary:
+    """Run one test on a real-process backend; see the module docstring. Raises ValueError for
+    options this backend cannot honour (the command turns it into a usage error)."""
+    from ..cli import UserError
+    test = dict(test)
+    for k, v in LOCAL_DEFAULTS.items():
+        if test.get(k) is None:
+            test[k] = v
+    backend_name = test.get("backend") or "local"
+    if backend_name != "local":
+        raise UserError(f"--backend {backend_name}: not available in this runner (local)")
+    try:
+        workload = make_workload(test["workload"], test.get("workload_opts") or {})
+        faults = parse_faults(test.get("nemesis") or [])
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    in_house = bool(test.get("system"))
+    if in_house and workload_machine(workload) is None:
+        raise UserError(f"--workload {workload.name} is for third-party Maelstrom nodes (--bin)")
+    for f in faults:
+        if FAULTS[f][2] in ("clock", "lose-unsynced") and not in_house:
+            raise UserError(f"--nemesis {f} needs an in-house system (the runtime's clock and "
+                            f"records file); a --bin node cannot honour it")
+    if test.get("bin") and not os.access(test["bin"], os.X_OK):
+        raise UserError(f"--bin {test['bin']}: not an executable file")
+    n_nodes = int(test["nodes"])
+    nodes = [f"n{i}" for i in range(1, n_nodes + 1)]
+    seed = int(test["seed"])
+    test["node_ids"] = nodes
+    test["nemesis"] = faults
+    interval_s = min(NEMESIS_INTERVAL_MAX_S, max(0.5, float(test["time_limit"]) / 6))
+    test["local"] = {"nemesis_interval_s": interval_s, "client_timeout_s": CLIENT_TIMEOUT_S}
+
+    tmp = None
+    if test.get("store"):
+        store = RunStore.create(test["store"], test.get("name") or
+                                f"{test.get('system') or Path(test['bin']).name}-{workload.name}")
+        run_dir = store.run_dir
+    else:
+        store = None
+        tmp = tempfile.TemporaryDirectory(prefix="splitbrain-")
+        run_dir = Path(tmp.name)
+    test["out_dir"] = str(run_dir)
+    say = log or (lambda m: None)
+
+    def note(m: str) -> None:
+        if store is not None:
+            store.log(m)
+        say(m)
+
+    if store is not None:
+        store.write_test(test)
+    if in_house:
+        command = in_house_command(test["system"], workload_machine(workload),
+                                   bugs=test.get("bugs") or (), options=test.get("opts") or {},
+                                   seed=seed)
+    else:
+        command = bin_command(test["bin"])
+    backend = LocalBackend(nodes, command, run_dir, seed=seed, in_house=in_house, logger=note)
+    recorder = store.recorder() if store is not None else None
+    if recorder is None:
+        from .store import Recorder
+        recorder = Recorder(None)
+    prog = _progress(test, progress)
+    on_op = prog.record if prog is not None else None
+    nemesis = None
+    recovery: Result | None = None
+    old_term = None
+    if threading.current_thread() is threading.main_thread():
+        def on_term(signum, frame):
+            raise HarnessInterrupted()
+        old_term = signal.signal(signal.SIGTERM, on_term)
+    t0 = time.monotonic_ns()
+    finished = False
+    try:
+        note(f"seed {seed}: {n_nodes} nodes, {test['concurrency']} workers, rate "
+             f"{test['rate']}/s, {test['time_limit']} s, nemesis {','.join(faults) or 'none'} "
+             f"every {interval_s:.1f} s")
+        backend.start()
+        note(f"cluster up: {', '.join(nodes)}")
+        t0 = time.monotonic_ns()
+        pool = ClientPool(backend, workload, recorder, int(test["concurrency"]), t0_ns=t0,
+                          timeout_s=CLIENT_TIMEOUT_S, on_op=on_op)
+        nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note)
+        if prog is not None:
+            prog.__enter__()
+        if faults:
+            nemesis.start(time_limit_gen(float(test["time_limit"]), schedule(faults, interval_s, seed)))
+        pool.run(_gen_for(workload, test))
+        nemesis.stop()
+        if nemesis.error is not None:
+            raise RuntimeError(f"the nemesis failed: {nemesis.error}") from nemesis.error
+        nemesis.heal_all()
+        note(f"healed; {pool.completed} ops completed")
+        time.sleep(RECOVERY_S)
+        if in_house:
+            recovery = _wait_recovery(backend, note, RECOVERY_TIMEOUT_S)
+        pool.timeout_s = FINAL_TIMEOUT_S
+        pool.run(_final_gen(workload, nodes))
+        note(f"final phase done; {len(recorder.ops)} history events; router {backend.stats}")
+        finished = True
+    finally:
+        if prog is not None:
+            try:
+                prog.__exit__(None, None, None)
+            except Exception:  # noqa: BLE001 - the progress line never masks teardown
+                pass
+        if nemesis is not None:
+            nemesis.stop_event.set()
+        backend.teardown()
+        recorder.close()
+        if old_term is not None:
+            signal.signal(signal.SIGTERM, old_term)
+        if not finished:
+            # Interrupted or failed: the history prefix and the node logs stay in the store.
+            if store is not None:
+                store.log("run aborted; nodes torn down")
+                store.finish()
+            if tmp is not None:
+                tmp.cleanup()
+    history = list(recorder.ops)
+    result = check_history(workload, history, test, extra=[recovery] if recovery else [])
+    summary = RunSummary(valid=result.valid, results=result.to_json(), test=test, replay="",
+                         run_dir=str(run_dir) if store else None, history_ops=len(history),
+                         notes=[f"seed {seed}; nemesis {','.join(faults) or 'none'} every "
+                                f"{interval_s:.1f} s; router {backend.stats}"],
+                         stats={"router": backend.stats})
+    if store is not None:
+        store.write_results(result)
+        test["valid"] = result.valid
+        test["stats"] = summary.stats
+        store.write_test(test)
+        store.write_reports(history, test)
+        store.finish()
+    if tmp is not None:
+        tmp.cleanup()
+    return summary
+
+
+def _progress(test: dict, enabled: bool | None):
+    """The live progress line (splitbrain.harness.report.Progress) when that module exists."""
+    try:
+        from .report import Progress
+    except ImportError:
+        return None
+    title = f"{test.get('system') or Path(test.get('bin') or 'node').name} {test['workload']}"
+    return Progress(title, enabled=True if enabled is None else enabled)
