@@ -20,6 +20,10 @@ Reads (option `reads`):
   the same sequence, so reads are sequentially consistent, but a lagging replica returns stale
   values: under partitions the linearizability checker rejects the history.
 
+Duplicates: the network may duplicate a forwarded input. The sequencer drops submits it has
+numbered recently, and every replica skips an input whose (receiving node, client, msg_id) it has
+already executed; that is a function of the log prefix, so all replicas skip the same entries.
+
 Durable records: those of EpochLogCore ("epoch", "log"; entries are {"e": epoch, "in": input} with
 input = {"op": op, "o": receiving node, "c": client, "m": msg_id}) and {"t": "sequencer",
 "epoch": e} when a node becomes sequencer (informative; the sequencer-forgets bug reads it).
@@ -35,6 +39,7 @@ from .machines import ERR_TEMPORARILY_UNAVAILABLE, is_read
 from .primary_backup import ENGINE_OPTIONS, ROLE_CANDIDATE, ROLE_PRIMARY, EpochLogCore
 
 WAITING_MAX = 10_000      # client requests a replica remembers while their inputs are ordered
+RECENT_MAX = 10_000       # submits a sequencer remembers to drop duplicated messages
 
 
 class ActiveActiveCore(EpochLogCore):
@@ -76,6 +81,8 @@ class ActiveActiveCore(EpochLogCore):
         self.arrivals: deque[int] = deque()   # arrival-order: indexes in arrival order
         self.arrived: set[int] = set()
         self.executed: set[int] = set()
+        self.seen: set[tuple] = set()     # (origin, client, msg_id) of every input executed
+        self.recent: OrderedDict[tuple, None] = OrderedDict()   # sequencer: recently numbered
 
     # ---- recovery ---------------------------------------------------------------------------
 
@@ -150,7 +157,14 @@ class ActiveActiveCore(EpochLogCore):
         t = body.get("type")
         if t == "submit":
             if self.role == ROLE_PRIMARY:
-                self._sequence(body["in"], ready)
+                inp = body["in"]
+                ident = (inp["o"], inp["c"], inp["m"])
+                if ident in self.recent:
+                    return                    # a duplicated message: numbered already
+                self.recent[ident] = None
+                while len(self.recent) > RECENT_MAX:
+                    self.recent.popitem(last=False)
+                self._sequence(inp, ready)
             else:
                 ready.send(src, {"type": "submit_nack", "in": body["in"],
                                  "leader": self.leader_id})
@@ -186,6 +200,12 @@ class ActiveActiveCore(EpochLogCore):
         if entry.get("noop"):
             return
         inp = entry["in"]
+        ident = (inp["o"], inp["c"], inp["m"])
+        if ident in self.seen:
+            # The network duplicated a submit and the sequencer numbered it twice: every replica
+            # skips the second copy alike (a function of the log prefix), so states still agree.
+            return
+        self.seen.add(ident)
         reply = self.machine.apply(inp["op"])
         if inp["o"] == self.node_id:
             req = self.waiting.pop((inp["c"], inp["m"]), None)
