@@ -35,6 +35,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--opt", action="append", default=[])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data", required=True, help="the node's data directory")
+    ap.add_argument("--listen", help="HOST:PORT: speak over TCP (splitbrain.systems.tcp) "
+                    "instead of stdin/stdout")
+    ap.add_argument("--peer", action="append", default=[],
+                    help="NODE=HOST:PORT of a peer, with --listen (repeatable)")
     args = ap.parse_args(argv)
     try:
         system = load_system(args.system)
@@ -50,7 +54,15 @@ def main(argv: list[str] | None = None) -> int:
     # (nodes run in their own session), so the default handlers are right. SIGPIPE: exit quietly.
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     os.makedirs(args.data, exist_ok=True)
-    rt = NodeRuntime(system, args.data, StdioTransport(), machine=args.machine,
+    transport = StdioTransport()
+    if args.listen:
+        from .tcp import TcpTransport, parse_addr, parse_peers
+        try:
+            transport = TcpTransport(parse_addr(args.listen), parse_peers(args.peer))
+        except (ValueError, OSError) as e:
+            print(f"splitbrain node: {e}", file=sys.stderr)
+            return 2
+    rt = NodeRuntime(system, args.data, transport, machine=args.machine,
                      bugs=frozenset(args.bug), options=options, seed=args.seed)
     return rt.run()
 

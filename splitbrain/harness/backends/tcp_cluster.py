@@ -1,0 +1,406 @@
+"""What the `netns` and `docker` backends share: nodes that speak the node protocol over TCP on
+real addresses, and network faults made by iptables inside each node's own network stack.
+
+The harness holds one TCP connection to every node, on which it sends client requests and its own
+control requests (init, status, clock) and reads the replies; peer traffic flows directly between
+the nodes and never passes through the harness. A partition is Jepsen's: in each node's network
+stack, a chain SPLITBRAIN hooked into INPUT drops packets from the addresses the node holds a
+grudge against (grudges.py); packet loss is a `statistic` match in the same chain, limited to the
+nodes' addresses so that the harness's client traffic is never cut. The chain lives inside the
+namespace or container, so it goes away with it: no rule can outlive the test.
+
+Subclasses provide the places nodes run in: `_setup_infra`, `_launch`, `_signal`,
+`_process_alive`, `_iptables`, `_teardown_infra`, and the addresses in `self.addr`.
+The kernel has no netem qdisc here, so latency and duplication are not offered by these backends
+(`supports("latency")` is False); loss is.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import os
+import selectors
+import socket
+import threading
+import time
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ...systems.runtime import CLOCK_FILE, RECORDS_FILE, cut_to_last_sync
+from ..grudges import Grudge
+from .base import Loop
+
+NODE_PORT = 7000
+CONTROL_CLIENT = "c0"
+INIT_TIMEOUT_S = 30.0
+CONNECT_RETRY_S = 0.1
+READ_CHUNK_BYTES = 1 << 18
+OUTBUF_BYTES_MAX = 32 << 20
+CHAIN = "SPLITBRAIN"
+
+log = logging.getLogger("splitbrain.tcp")
+
+
+class _NodeConn:
+    """The harness's connection to one node (loop thread only)."""
+
+    def __init__(self, node: str):
+        self.node = node
+        self.sock: socket.socket | None = None
+        self.inbuf = b""
+        self.outbuf = bytearray()
+        self.events = 0
+        self.up = False          # init_ok received: client traffic may flow
+
+
+class TcpClusterBackend:
+    """Base class of backends whose nodes talk TCP on real addresses (see the module docstring)."""
+
+    name = "tcp"
+
+    def __init__(self, nodes: Sequence[str], run_dir: str | os.PathLike, *,
+                 in_house: bool = True, logger: Callable[[str], None] | None = None):
+        self.nodes = list(nodes)
+        self.run_dir = Path(run_dir)
+        self.in_house = in_house
+        self.loop = Loop()
+        self.on_client_message: Callable[[str, str, dict], None] | None = None
+        self.addr: dict[str, tuple[str, int]] = {}
+        self.conns = {n: _NodeConn(n) for n in self.nodes}
+        self.grudge: Grudge = {}
+        self.loss = 0.0
+        self.stats = {"client": 0, "refused": 0}
+        self._log = logger or (lambda m: log.info(m))
+        self._control: dict[int, Future] = {}
+        self._control_id = 0
+        self._control_lock = threading.Lock()
+        self._torn_down = False
+        self._started_infra = False
+        for n in self.nodes:
+            self.node_dir(n).mkdir(parents=True, exist_ok=True)
+            if in_house:
+                self.data_dir(n).mkdir(parents=True, exist_ok=True)
+
+    # ---- hooks for subclasses -------------------------------------------------------------------
+
+    def _setup_infra(self) -> None: raise NotImplementedError
+    def _launch(self, node: str) -> None: raise NotImplementedError
+    def _kill_process(self, node: str) -> None: raise NotImplementedError
+    def _pause_process(self, node: str) -> None: raise NotImplementedError
+    def _resume_process(self, node: str) -> None: raise NotImplementedError
+    def _process_alive(self, node: str) -> bool: raise NotImplementedError
+    def _iptables(self, node: str, args: list[str]) -> None: raise NotImplementedError
+    def _teardown_infra(self) -> None: raise NotImplementedError
+
+    # ---- paths and abilities ------------------------------------------------------------------
+
+    def node_dir(self, node: str) -> Path:
+        return self.run_dir / "nodes" / node
+
+    def data_dir(self, node: str) -> Path:
+        return self.node_dir(node) / "data"
+
+    def supports(self, ability: str) -> bool:
+        if ability in ("clock", "lose-unsynced"):
+            return self.in_house
+        return ability in ("kill", "pause", "partition", "network", "loss")
+
+    def peer_args(self) -> list[str]:
+        out = []
+        for n in self.nodes:
+            host, port = self.addr[n]
+            out += ["--peer", f"{n}={host}:{port}"]
+        return out
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.loop.start()
+        self._started_infra = True
+        self._setup_infra()
+        for n in self.nodes:
+            self._launch(n)
+            self._install_chain(n)
+        self._init_all(self.nodes)
+
+    def _install_chain(self, node: str) -> None:
+        self._iptables(node, ["-N", CHAIN])
+        self._iptables(node, ["-I", "INPUT", "-j", CHAIN])
+        self._apply_rules(node)
+
+    def _apply_rules(self, node: str) -> None:
+        """Rewrite the node's chain from the current grudge and loss."""
+        self._iptables(node, ["-F", CHAIN])
+        for src in sorted(self.grudge.get(node, ())):
+            self._iptables(node, ["-A", CHAIN, "-s", self.addr[src][0], "-j", "DROP"])
+        if self.loss > 0:
+            for src in self.nodes:
+                if src != node:
+                    self._iptables(node, ["-A", CHAIN, "-s", self.addr[src][0], "-m", "statistic",
+                                          "--mode", "random", "--probability",
+                                          f"{self.loss:.4f}", "-j", "DROP"])
+
+    def _init_all(self, nodes: list[str]) -> None:
+        deadline = time.monotonic() + INIT_TIMEOUT_S
+        for n in nodes:
+            while True:
+                if self.loop.call(lambda n=n: self._connect(n)):
+                    break
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"cannot connect to node {n} at {self.addr[n]} within "
+                                       f"{INIT_TIMEOUT_S:.0f} s (see {self.node_dir(n) / 'node.log'})")
+                time.sleep(CONNECT_RETRY_S)
+        futs = {n: self._send_control(n, {"type": "init", "node_id": n, "node_ids": self.nodes},
+                                      force=True) for n in nodes}
+        for n, fut in futs.items():
+            try:
+                reply = fut.result(timeout=max(1.0, deadline - time.monotonic()))
+            except FutureTimeout:
+                raise RuntimeError(f"node {n} did not answer init within {INIT_TIMEOUT_S:.0f} s "
+                                   f"(see {self.node_dir(n) / 'node.log'})") from None
+            if reply.get("type") != "init_ok":
+                raise RuntimeError(f"node {n} answered init with {reply!r}")
+            self.loop.call(lambda n=n: setattr(self.conns[n], "up", True))
+
+    def kill(self, node: str, lose_unsynced: bool = False) -> dict:
+        self.loop.call(lambda: self._disconnect(node))
+        self._kill_process(node)
+        out = {"node": node}
+        if lose_unsynced and self.in_house:
+            out["lost_bytes"] = cut_to_last_sync(str(self.data_dir(node) / RECORDS_FILE))
+        self._log(f"{node}: killed {out}")
+        return out
+
+    def restart(self, node: str) -> None:
+        if self._process_alive(node):
+            return
+        self._launch(node)
+        self._install_chain(node)
+        self._init_all([node])
+
+    def pause(self, node: str) -> None:
+        self._pause_process(node)
+
+    def resume(self, node: str) -> None:
+        self._resume_process(node)
+
+    def partition(self, grudge: Grudge) -> None:
+        self.grudge = {n: frozenset(v) for n, v in grudge.items()}
+        for n in self.nodes:
+            if self._process_alive(n):
+                self._apply_rules(n)
+
+    def heal(self) -> None:
+        self.grudge = {}
+        self.loss = 0.0
+        for n in self.nodes:
+            if self._process_alive(n):
+                self._apply_rules(n)
+
+    def set_network(self, loss: float = 0.0, latency_ms: tuple[int, int] = (0, 0),
+                    duplicate: float = 0.0) -> None:
+        if latency_ms != (0, 0) or duplicate:
+            raise RuntimeError(f"the {self.name} backend offers packet loss only: the kernel here "
+                               "has no netem qdisc for latency or duplication")
+        assert 0.0 <= loss <= 1.0
+        self.loss = loss
+        for n in self.nodes:
+            if self._process_alive(n):
+                self._apply_rules(n)
+
+    def set_clock(self, node: str, offset_ms: int) -> None:
+        if not self.in_house:
+            raise RuntimeError("clock offsets need an in-house node (the runtime's clock control)")
+        (self.data_dir(node) / CLOCK_FILE).write_text(str(int(offset_ms)))
+        if self.loop.call(lambda: self.conns[node].up):
+            try:
+                self.control(node, {"type": "splitbrain_clock", "offset_ms": int(offset_ms)},
+                             timeout_s=2.0)
+            except TimeoutError:
+                pass
+
+    def collect_logs(self) -> None:
+        """Node logs are written into nodes/<node>/node.log as the nodes run."""
+
+    def teardown(self) -> None:
+        """Stop every node and remove everything the backend made. Idempotent."""
+        if self._torn_down:
+            return
+        self._torn_down = True
+        try:
+            for n in self.nodes:
+                try:
+                    self.loop.call(lambda n=n: self._disconnect(n), timeout_s=5)
+                except Exception:  # noqa: BLE001 - teardown goes on whatever failed
+                    pass
+            self.loop.stop()
+        finally:
+            if self._started_infra:
+                self._teardown_infra()
+            for fut in list(self._control.values()):
+                if not fut.done():
+                    fut.set_exception(TimeoutError("backend torn down"))
+
+    # ---- the harness's connections (loop thread) ----------------------------------------------
+
+    def _connect(self, node: str) -> bool:
+        c = self.conns[node]
+        if c.sock is not None:
+            return True
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.settimeout(1.0)
+        try:
+            sock.connect(self.addr[node])
+        except OSError:
+            sock.close()
+            return False
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        c.sock, c.inbuf, c.outbuf, c.events = sock, b"", bytearray(), 0
+        self._set_events(c)
+        return True
+
+    def _disconnect(self, node: str) -> None:
+        c = self.conns[node]
+        c.up = False
+        if c.sock is None:
+            return
+        try:
+            self.loop.sel.unregister(c.sock)
+        except (KeyError, ValueError):
+            pass
+        c.sock.close()
+        c.sock, c.events = None, 0
+        c.outbuf = bytearray()
+
+    def _set_events(self, c: _NodeConn) -> None:
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if c.outbuf else 0)
+        if want == c.events or c.sock is None:
+            return
+        if c.events:
+            self.loop.sel.modify(c.sock, want, lambda mask, c=c: self._ready(c, mask))
+        else:
+            self.loop.sel.register(c.sock, want, lambda mask, c=c: self._ready(c, mask))
+        c.events = want
+
+    def _write(self, c: _NodeConn, data: bytes) -> bool:
+        if c.sock is None or len(c.outbuf) + len(data) > OUTBUF_BYTES_MAX:
+            return False
+        c.outbuf += data
+        self._flush(c)
+        return True
+
+    def _flush(self, c: _NodeConn) -> None:
+        if c.sock is None:
+            return
+        if c.outbuf:
+            try:
+                k = c.sock.send(c.outbuf)
+            except (BlockingIOError, InterruptedError):
+                k = 0
+            except OSError as e:
+                self._lost(c, e.strerror or str(e))
+                return
+            del c.outbuf[:k]
+        self._set_events(c)
+
+    def _lost(self, c: _NodeConn, why: str) -> None:
+        if not self._torn_down:
+            self._log(f"{c.node}: harness connection lost ({why})")
+        self._disconnect(c.node)
+
+    def _ready(self, c: _NodeConn, mask: int) -> None:
+        if mask & selectors.EVENT_WRITE:
+            self._flush(c)
+        if not mask & selectors.EVENT_READ or c.sock is None:
+            return
+        try:
+            chunk = c.sock.recv(READ_CHUNK_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._lost(c, e.strerror or str(e))
+            return
+        if not chunk:
+            self._lost(c, "closed by the node")
+            return
+        buf = c.inbuf + chunk
+        if b"\n" not in chunk:
+            c.inbuf = buf
+            return
+        *lines, c.inbuf = buf.split(b"\n")
+        for line in lines:
+            if line:
+                self._route(c.node, line)
+
+    def _route(self, node: str, line: bytes) -> None:
+        try:
+            env = json.loads(line)
+            dest, body = env["dest"], env["body"]
+        except (ValueError, KeyError, TypeError):
+            self._log(f"{node}: ignoring a malformed envelope: {line[:200]!r}")
+            return
+        if dest == CONTROL_CLIENT:
+            fut = self._control.pop(body.get("in_reply_to"), None)
+            if fut is not None and not fut.done():
+                fut.set_result(body)
+            return
+        if self.on_client_message is not None:
+            self.on_client_message(node, dest, body)
+
+    def send_client(self, client: str, node: str, body: dict) -> bool:
+        """Send a client request (LOOP THREAD). False when the node cannot be reached now."""
+        c = self.conns[node]
+        if c.sock is None or not c.up:
+            self.stats["refused"] += 1
+            return False
+        self.stats["client"] += 1
+        return self._write(c, json.dumps({"src": client, "dest": node, "body": body},
+                                         separators=(",", ":")).encode() + b"\n")
+
+    # ---- control requests ---------------------------------------------------------------------
+
+    def _send_control(self, node: str, body: dict, force: bool = False) -> Future:
+        with self._control_lock:
+            self._control_id += 1
+            mid = self._control_id
+        fut: Future = Future()
+        self._control[mid] = fut
+        env = {"src": CONTROL_CLIENT, "dest": node, "body": {**body, "msg_id": mid}}
+
+        def send() -> None:
+            c = self.conns[node]
+            if c.sock is None or (not c.up and not force) or not self._write(
+                    c, json.dumps(env, separators=(",", ":")).encode() + b"\n"):
+                self._control.pop(mid, None)
+                if not fut.done():
+                    fut.set_exception(TimeoutError(f"{node} is down"))
+        self.loop.call_soon(send)
+        fut.msg_id = mid  # type: ignore[attr-defined]
+        return fut
+
+    def control(self, node: str, body: dict, timeout_s: float = 5.0) -> dict:
+        fut = self._send_control(node, body)
+        try:
+            return fut.result(timeout=timeout_s)
+        except FutureTimeout:
+            raise TimeoutError(f"{node} did not answer {body.get('type')} in {timeout_s} s") from None
+        finally:
+            self._control.pop(getattr(fut, "msg_id", None), None)
+
+    def status(self, node: str, timeout_s: float = 2.0) -> dict | None:
+        try:
+            return self.control(node, {"type": "status"}, timeout_s)
+        except TimeoutError:
+            return None
+
+    def leader(self) -> str | None:
+        for n in self.nodes:
+            st = self.status(n, 1.0)
+            if st and (st.get("is_leader") or st.get("role") in ("leader", "primary")):
+                return n
+        return None

@@ -1,0 +1,281 @@
+"""The TCP transport: the node protocol's envelopes as newline-delimited JSON over TCP, so that
+nodes in network namespaces, containers or on other hosts talk to each other with real addresses
+and the kernel, not the harness, decides which packets arrive.
+
+A node listens on its address. It sends to a peer over one outgoing connection per peer (made on
+demand, re-made after a failure with a back-off); it reads envelopes from every inbound connection.
+A client (the harness, ids like "c0", "c12") connects to the node and sends requests; the node
+answers a client on the connection that client's last envelope came from.
+
+Faults are the kernel's: when iptables drops a peer's packets, the data this node sends is never
+acknowledged and the connection is aborted after PEER_USER_TIMEOUT_MS (TCP_USER_TIMEOUT), which the
+node logs as "connection to nX lost: ... timed out". Messages to a peer with no usable connection
+are dropped (a lossy network is what every protocol core already tolerates), and so are messages
+beyond OUTBUF_BYTES_MAX queued for one connection.
+"""
+
+from __future__ import annotations
+
+import errno
+import json
+import os
+import selectors
+import socket
+import sys
+import time
+from typing import Callable
+
+READ_CHUNK_BYTES = 1 << 16
+LINE_BYTES_MAX = 64 << 20
+OUTBUF_BYTES_MAX = 16 << 20
+PEER_USER_TIMEOUT_MS = 3_000
+CONNECT_TIMEOUT_MS = 2_000
+RECONNECT_BACKOFF_MS = 200
+LISTEN_BACKLOG = 128
+
+
+def parse_addr(text: str) -> tuple[str, int]:
+    """"host:port" -> (host, port); ValueError naming the text otherwise."""
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"{text!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def parse_peers(pairs: list[str]) -> dict[str, tuple[str, int]]:
+    """["n1=HOST:PORT", ...] -> {"n1": (host, port)}; ValueError naming a bad pair."""
+    peers = {}
+    for p in pairs:
+        node, sep, addr = p.partition("=")
+        if not sep or not node:
+            raise ValueError(f"--peer {p!r}: expected NODE=HOST:PORT")
+        peers[node] = parse_addr(addr)
+    return peers
+
+
+def _log(message: str) -> None:
+    print(f"{time.strftime('%H:%M:%S')} tcp: {message}", file=sys.stderr, flush=True)
+
+
+class _Conn:
+    """One TCP connection: a socket, a read buffer and a bounded write buffer."""
+
+    __slots__ = ("sock", "peer", "inbuf", "outbuf", "connecting", "deadline", "events", "label")
+
+    def __init__(self, sock: socket.socket, label: str, peer: str | None = None,
+                 connecting: bool = False):
+        self.sock = sock
+        self.peer = peer          # the peer node id for an outgoing connection
+        self.inbuf = b""
+        self.outbuf = bytearray()
+        self.connecting = connecting
+        self.deadline = 0.0
+        self.events = 0
+        self.label = label
+
+
+class TcpTransport:
+    """The Transport of splitbrain.systems.runtime over TCP (receive / send / close)."""
+
+    def __init__(self, listen: tuple[str, int], peers: dict[str, tuple[str, int]],
+                 log: Callable[[str], None] = _log):
+        self.listen_addr = listen
+        self.peers = dict(peers)
+        self.log = log
+        self.sel = selectors.DefaultSelector()
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(listen)
+        self.listener.listen(LISTEN_BACKLOG)
+        self.listener.setblocking(False)
+        self.sel.register(self.listener, selectors.EVENT_READ, None)
+        self.out: dict[str, _Conn] = {}           # peer id -> outgoing connection
+        self.retry_at: dict[str, float] = {}      # peer id -> when we may connect again
+        self.client_conn: dict[str, _Conn] = {}   # client id -> the connection it spoke on
+        self.inbound: set[_Conn] = set()
+        self.dropped = 0
+        self._received: list[dict] = []
+
+    # -- the Transport protocol --
+
+    def receive(self, timeout_s: float) -> list[dict]:
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        while True:
+            self._check_connect_deadlines()
+            wait = max(0.0, deadline - time.monotonic())
+            for key, mask in self.sel.select(wait):
+                if key.data is None:
+                    self._accept()
+                elif callable(key.data):
+                    key.data()
+                else:
+                    self._ready(key.data, mask)
+            if self._received or time.monotonic() >= deadline:
+                out, self._received = self._received, []
+                return out
+
+    def send(self, envelopes: list[dict]) -> None:
+        for env in envelopes:
+            dest = env.get("dest")
+            data = json.dumps(env, separators=(",", ":")).encode() + b"\n"
+            if dest in self.peers:
+                conn = self._peer_conn(dest)
+            else:
+                conn = self.client_conn.get(dest)
+            if conn is None or len(conn.outbuf) + len(data) > OUTBUF_BYTES_MAX:
+                self.dropped += 1
+                continue
+            conn.outbuf += data
+            if not conn.connecting:
+                self._flush(conn)
+
+    def watch(self, fd: int, on_readable: Callable[[], None]) -> None:
+        """Also wait on `fd` in receive() and call `on_readable` when it has data (the shim
+        for stdio binaries watches the child's stdout this way)."""
+        self.sel.register(fd, selectors.EVENT_READ, on_readable)
+
+    def unwatch(self, fd: int) -> None:
+        try:
+            self.sel.unregister(fd)
+        except (KeyError, ValueError):
+            pass
+
+    def close(self) -> None:
+        for conn in list(self.out.values()) + list(self.inbound):
+            self._close(conn, None)
+        try:
+            self.sel.unregister(self.listener)
+        except (KeyError, ValueError):
+            pass
+        self.listener.close()
+        self.sel.close()
+
+    # -- connections --
+
+    def _set_events(self, conn: _Conn) -> None:
+        want = selectors.EVENT_READ
+        if conn.outbuf or conn.connecting:
+            want |= selectors.EVENT_WRITE
+        if want != conn.events:
+            if conn.events:
+                self.sel.modify(conn.sock, want, conn)
+            else:
+                self.sel.register(conn.sock, want, conn)
+            conn.events = want
+
+    def _peer_conn(self, peer: str) -> _Conn | None:
+        conn = self.out.get(peer)
+        if conn is not None:
+            return conn
+        now = time.monotonic()
+        if now < self.retry_at.get(peer, 0.0):
+            return None
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setblocking(False)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if hasattr(socket, "TCP_USER_TIMEOUT"):
+            # Unacknowledged data for this long aborts the connection: how a partition shows.
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, PEER_USER_TIMEOUT_MS)
+        err = sock.connect_ex(self.peers[peer])
+        if err not in (0, errno.EINPROGRESS):
+            sock.close()
+            self.retry_at[peer] = now + RECONNECT_BACKOFF_MS / 1000
+            return None
+        conn = _Conn(sock, f"to {peer}", peer=peer, connecting=True)
+        conn.deadline = now + CONNECT_TIMEOUT_MS / 1000
+        self.out[peer] = conn
+        self._set_events(conn)
+        return conn
+
+    def _check_connect_deadlines(self) -> None:
+        now = time.monotonic()
+        for conn in list(self.out.values()):
+            if conn.connecting and now > conn.deadline:
+                self._close(conn, f"connect timed out after {CONNECT_TIMEOUT_MS} ms")
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                sock, _ = self.listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            sock.setblocking(False)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            conn = _Conn(sock, "inbound")
+            self.inbound.add(conn)
+            self._set_events(conn)
+
+    def _close(self, conn: _Conn, why: str | None) -> None:
+        try:
+            self.sel.unregister(conn.sock)
+        except (KeyError, ValueError):
+            pass
+        conn.sock.close()
+        conn.events = 0
+        if conn.peer is not None and self.out.get(conn.peer) is conn:
+            del self.out[conn.peer]
+            self.retry_at[conn.peer] = time.monotonic() + RECONNECT_BACKOFF_MS / 1000
+            if why:
+                self.log(f"connection to {conn.peer} lost: {why}")
+        self.inbound.discard(conn)
+        for cid in [c for c, v in self.client_conn.items() if v is conn]:
+            del self.client_conn[cid]
+
+    def _ready(self, conn: _Conn, mask: int) -> None:
+        if conn.connecting and mask & selectors.EVENT_WRITE:
+            err = conn.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+            if err:
+                self._close(conn, os.strerror(err))
+                return
+            conn.connecting = False
+        if mask & selectors.EVENT_WRITE and not conn.connecting:
+            self._flush(conn)
+        if mask & selectors.EVENT_READ and conn.sock.fileno() >= 0:
+            self._read(conn)
+
+    def _flush(self, conn: _Conn) -> None:
+        if conn.outbuf:
+            try:
+                n = conn.sock.send(conn.outbuf)
+            except (BlockingIOError, InterruptedError):
+                n = 0
+            except OSError as e:
+                self._close(conn, e.strerror or str(e))
+                return
+            del conn.outbuf[:n]
+        self._set_events(conn)
+
+    def _read(self, conn: _Conn) -> None:
+        try:
+            chunk = conn.sock.recv(READ_CHUNK_BYTES)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._close(conn, e.strerror or str(e))
+            return
+        if not chunk:
+            self._close(conn, "closed by the other side")
+            return
+        buf = conn.inbuf + chunk
+        if b"\n" not in chunk:
+            if len(buf) > LINE_BYTES_MAX:
+                self._close(conn, f"a line exceeds {LINE_BYTES_MAX} bytes")
+                return
+            conn.inbuf = buf
+            return
+        *lines, conn.inbuf = buf.split(b"\n")
+        for line in lines:
+            if not line.strip():
+                continue
+            try:
+                env = json.loads(line)
+            except ValueError:
+                self.log(f"ignoring a line that is not JSON: {line[:200]!r}")
+                continue
+            if not isinstance(env, dict) or not isinstance(env.get("body"), dict):
+                self.log(f"ignoring an envelope without a body: {line[:200]!r}")
+                continue
+            src = env.get("src")
+            if isinstance(src, str) and src not in self.peers and conn.peer is None:
+                self.client_conn[src] = conn
+            self._received.append(env)

@@ -1,0 +1,94 @@
+"""`python -m splitbrain.systems.tcp_shim --listen H:P --peer n2=H:P ... -- ./node ARGS`:
+run a stdio Maelstrom node binary (any language) on a real network.
+
+The shim starts the binary as its child and bridges: every envelope the binary writes on stdout
+goes out over TCP (to a peer node's address, or back to a client's connection), and every
+envelope arriving over TCP is written to the binary's stdin. The binary itself is unchanged: to it
+the network looks like Maelstrom's. Peer traffic is real TCP between the shims, so iptables rules
+in the node's namespace or container cut it as they would cut the binary's own sockets.
+The binary's stderr is inherited (it goes to the node's log). The shim exits with the child.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+
+from .tcp import LINE_BYTES_MAX, TcpTransport, parse_addr, parse_peers
+
+READ_CHUNK_BYTES = 1 << 16
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m splitbrain.systems.tcp_shim")
+    ap.add_argument("--listen", required=True, help="HOST:PORT this node listens on")
+    ap.add_argument("--peer", action="append", default=[], help="NODE=HOST:PORT (repeatable)")
+    ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- the node binary and its arguments")
+    args = ap.parse_args(argv)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    try:
+        if not cmd:
+            raise ValueError("no node binary given after --")
+        transport = TcpTransport(parse_addr(args.listen), parse_peers(args.peer))
+    except (ValueError, OSError) as e:
+        print(f"splitbrain tcp_shim: {e}", file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+    out_fd = child.stdout.fileno()
+    os.set_blocking(out_fd, False)
+    state = {"buf": b"", "eof": False}
+
+    def from_child() -> None:
+        try:
+            chunk = os.read(out_fd, READ_CHUNK_BYTES)
+        except BlockingIOError:
+            return
+        if not chunk:
+            state["eof"] = True
+            transport.unwatch(out_fd)
+            return
+        buf = state["buf"] + chunk
+        if b"\n" not in chunk:
+            if len(buf) > LINE_BYTES_MAX:
+                raise ValueError(f"the node wrote a line over {LINE_BYTES_MAX} bytes")
+            state["buf"] = buf
+            return
+        *lines, state["buf"] = buf.split(b"\n")
+        envs = []
+        for line in lines:
+            if line.strip():
+                try:
+                    envs.append(json.loads(line))
+                except ValueError:
+                    print(f"tcp_shim: the node wrote a non-JSON line: {line[:200]!r}",
+                          file=sys.stderr, flush=True)
+        transport.send(envs)
+
+    transport.watch(out_fd, from_child)
+    try:
+        while not state["eof"]:
+            envs = transport.receive(0.05)
+            if envs:
+                data = b"".join(json.dumps(e, separators=(",", ":")).encode() + b"\n"
+                                for e in envs)
+                try:
+                    child.stdin.write(data)
+                except BrokenPipeError:
+                    break
+            if child.poll() is not None and state["eof"]:
+                break
+    finally:
+        transport.close()
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+    return child.returncode or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
