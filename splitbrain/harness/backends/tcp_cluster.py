@@ -134,15 +134,21 @@ class TcpClusterBackend:
 
     def _apply_rules(self, node: str) -> None:
         """Rewrite the node's chain from the current grudge and loss."""
-        self._iptables(node, ["-F", CHAIN])
+        rules = [["-F", CHAIN]]
         for src in sorted(self.grudge.get(node, ())):
-            self._iptables(node, ["-A", CHAIN, "-s", self.addr[src][0], "-j", "DROP"])
+            rules.append(["-A", CHAIN, "-s", self.addr[src][0], "-j", "DROP"])
         if self.loss > 0:
             for src in self.nodes:
                 if src != node:
-                    self._iptables(node, ["-A", CHAIN, "-s", self.addr[src][0], "-m", "statistic",
-                                          "--mode", "random", "--probability",
-                                          f"{self.loss:.4f}", "-j", "DROP"])
+                    rules.append(["-A", CHAIN, "-s", self.addr[src][0], "-m", "statistic",
+                                  "--mode", "random", "--probability", f"{self.loss:.4f}",
+                                  "-j", "DROP"])
+        self._iptables_many(node, rules)
+
+    def _iptables_many(self, node: str, rules: list[list[str]]) -> None:
+        """Run several iptables commands in order (a subclass may batch them)."""
+        for args in rules:
+            self._iptables(node, args)
 
     def _init_all(self, nodes: list[str]) -> None:
         deadline = time.monotonic() + INIT_TIMEOUT_S

@@ -1,0 +1,234 @@
+"""The `docker` backend: each node is a container on a private Docker network made for the test,
+with its own address; partitions and loss are iptables rules inside each container (it runs with
+NET_ADMIN), so the kernel drops the packets (tcp_cluster.py). Kill is `docker kill` (SIGKILL) and
+restart `docker start` of the same container, whose data directory is a bind mount of the store's
+nodes/<node>/data, so a restarted node recovers from its disk; pause is `docker pause` (the
+freezer cgroup).
+
+Everything is labelled io.splitbrain.run=<ID>, so `splitbrain cleanup` can remove what a crashed
+harness left; teardown removes the containers and the network in `finally`, after copying each
+container's log into nodes/<node>/node.log.
+
+The image is the offline-built splitbrain-node (docker_image.py): no registry is needed.
+A `--bin` node runs inside the container through the TCP shim; the binary's folder is mounted
+read-only at /opt/node, so it must be runnable in the image (a python3 or shell program is).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import random
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .tcp_cluster import NODE_PORT, TcpClusterBackend
+
+LABEL = "io.splitbrain.run"
+STOP_TIMEOUT_S = 10
+DATA_IN_CONTAINER = "/data"
+BIN_IN_CONTAINER = "/opt/node"
+
+
+class DockerBackendError(RuntimeError):
+    """The Docker engine refused something; the message says what."""
+
+
+def _client():
+    import docker
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:  # noqa: BLE001
+        raise DockerBackendError(f"cannot reach the Docker engine: {e}") from None
+    return client
+
+
+def cleanup_docker(log: Callable[[str], None] = print) -> int:
+    """Remove every container and network labelled by splitbrain. Returns how many."""
+    try:
+        client = _client()
+    except DockerBackendError:
+        return 0
+    removed = 0
+    for c in client.containers.list(all=True, filters={"label": LABEL}):
+        c.remove(force=True)
+        log(f"removed container {c.name}")
+        removed += 1
+    for net in client.networks.list(filters={"label": LABEL}):
+        net.remove()
+        log(f"removed network {net.name}")
+        removed += 1
+    return removed
+
+
+def _pick_subnet(client, rng: random.Random) -> ipaddress.IPv4Network:
+    used = []
+    for net in client.networks.list():
+        for cfg in (net.attrs.get("IPAM") or {}).get("Config") or []:
+            if cfg.get("Subnet") and ":" not in cfg["Subnet"]:
+                used.append(ipaddress.ip_network(cfg["Subnet"]))
+    from .netns import _used_subnets
+    used += _used_subnets()
+    for _ in range(200):
+        net = ipaddress.ip_network(f"10.{rng.randrange(208, 216)}.{rng.randrange(0, 256)}.0/24")
+        if not any(net.overlaps(u) for u in used):
+            return net
+    raise DockerBackendError("no free /24 subnet found in 10.208.0.0/13")
+
+
+class DockerBackend(TcpClusterBackend):
+    """Containers on a private Docker network (see the module docstring)."""
+
+    name = "docker"
+
+    def __init__(self, nodes: Sequence[str], node_args: Callable[[str], list[str]],
+                 run_dir: str | os.PathLike, *, in_house: bool = True, bin_path: str | None = None,
+                 image: str | None = None, logger: Callable[[str], None] | None = None):
+        """`node_args(node)` are the arguments after `python3 -m splitbrain.systems.node` for an
+        in-house node (without --data and network flags), or the binary's arguments for --bin."""
+        super().__init__(nodes, run_dir, in_house=in_house, logger=logger)
+        self.client = _client()
+        self.node_args = node_args
+        self.bin_path = Path(bin_path).resolve() if bin_path else None
+        if not in_house and self.bin_path is None:
+            raise DockerBackendError("a --bin node needs the binary's path")
+        self.image = image
+        rng = random.Random()
+        self.id = f"{rng.randrange(16 ** 6):06x}"
+        self.subnet = _pick_subnet(self.client, rng)
+        hosts = list(self.subnet.hosts())
+        self.gateway = str(hosts[0])
+        self.addr = {n: (str(hosts[9 + k]), NODE_PORT) for k, n in enumerate(self.nodes)}
+        self.network = None
+        self.containers: dict[str, object] = {}
+
+    def _setup_infra(self) -> None:
+        import docker
+        if self.image is None:
+            from .docker_image import ensure_image
+            self.image = ensure_image(log=self._log)
+        ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
+            subnet=str(self.subnet), gateway=self.gateway)])
+        self.network = self.client.networks.create(
+            f"splitbrain-{self.id}", driver="bridge", ipam=ipam, labels={LABEL: self.id})
+        for n in self.nodes:
+            self._create(n)
+        self._log(f"docker: network {self.network.name} {self.subnet}, containers "
+                  f"{', '.join(f'{n}={a[0]}' for n, a in self.addr.items())}")
+
+    def _command(self, n: str) -> tuple[list[str] | None, list[str]]:
+        host, port = self.addr[n]
+        net = ["--listen", f"{host}:{port}", *self.peer_args()]
+        if self.in_house:
+            return None, [*self.node_args(n), "--data", DATA_IN_CONTAINER, *net]
+        assert self.bin_path is not None
+        return (["python3", "-m", "splitbrain.systems.tcp_shim"],
+                [*net, "--", f"{BIN_IN_CONTAINER}/{self.bin_path.name}", *self.node_args(n)])
+
+    def _create(self, n: str) -> None:
+        import docker
+        entrypoint, command = self._command(n)
+        volumes = {}
+        if self.in_house:
+            volumes[str(self.data_dir(n).resolve())] = {"bind": DATA_IN_CONTAINER, "mode": "rw"}
+        else:
+            volumes[str(self.bin_path.parent)] = {"bind": BIN_IN_CONTAINER, "mode": "ro"}
+        endpoint = self.client.api.create_endpoint_config(ipv4_address=self.addr[n][0])
+        networking = self.client.api.create_networking_config({self.network.name: endpoint})
+        host_config = self.client.api.create_host_config(binds=volumes, cap_add=["NET_ADMIN"])
+        try:
+            resp = self.client.api.create_container(
+                self.image, command=command, entrypoint=entrypoint,
+                name=f"splitbrain-{self.id}-{n}", hostname=n, labels={LABEL: self.id},
+                host_config=host_config, networking_config=networking, detach=True)
+        except docker.errors.APIError as e:
+            raise DockerBackendError(f"cannot create the container of {n}: {e}") from None
+        self.containers[n] = self.client.containers.get(resp["Id"])
+
+    def _launch(self, n: str) -> None:
+        self.containers[n].start()
+        self._log(f"{n}: container {self.containers[n].name} started")
+
+    def _kill_process(self, n: str) -> None:
+        import docker
+        c = self.containers.get(n)
+        if c is None:
+            return
+        try:
+            c.reload()
+            if c.status == "paused":
+                c.unpause()
+            if c.status in ("running", "paused"):
+                c.kill()
+            c.wait(timeout=STOP_TIMEOUT_S)
+        except docker.errors.APIError as e:
+            if "is not running" not in str(e):
+                raise
+
+    def _pause_process(self, n: str) -> None:
+        self.containers[n].pause()
+
+    def _resume_process(self, n: str) -> None:
+        self.containers[n].reload()
+        if self.containers[n].status == "paused":
+            self.containers[n].unpause()
+
+    def _process_alive(self, n: str) -> bool:
+        c = self.containers.get(n)
+        if c is None:
+            return False
+        c.reload()
+        return c.status in ("running", "paused")
+
+    def _iptables(self, n: str, args: list[str]) -> None:
+        c = self.containers[n]
+        code, out = c.exec_run(["iptables", "-w", *args])
+        if code != 0:
+            raise DockerBackendError(f"iptables {' '.join(args)} in {c.name} failed: "
+                                     f"{out.decode(errors='replace').strip()}")
+
+    def _iptables_many(self, n: str, rules: list[list[str]]) -> None:
+        # One exec per node instead of one per rule: a docker exec costs tens of milliseconds.
+        script = " && ".join("iptables -w " + " ".join(args) for args in rules)
+        c = self.containers[n]
+        code, out = c.exec_run(["sh", "-c", script])
+        if code != 0:
+            raise DockerBackendError(f"iptables in {c.name} failed: "
+                                     f"{out.decode(errors='replace').strip()}")
+
+    def collect_logs(self) -> None:
+        for n, c in self.containers.items():
+            try:
+                data = c.logs(stdout=True, stderr=True)
+            except Exception:  # noqa: BLE001 - a missing log must not stop teardown
+                continue
+            (self.node_dir(n) / "node.log").write_bytes(data)
+
+    def _teardown_infra(self) -> None:
+        self.collect_logs()
+        for c in self.containers.values():
+            try:
+                c.remove(force=True)
+            except Exception as e:  # noqa: BLE001 - go on; cleanup_docker is the backstop
+                self._log(f"could not remove {c.name}: {e}")
+        if self.network is not None:
+            try:
+                self.network.remove()
+            except Exception as e:  # noqa: BLE001
+                self._log(f"could not remove {self.network.name}: {e}")
+
+    def alive(self) -> list[str]:
+        return [n for n in self.nodes if self._process_alive(n)]
+
+    def drop_counters(self) -> dict[str, int]:
+        out = {}
+        for n, c in self.containers.items():
+            code, data = c.exec_run(["iptables", "-w", "-L", "SPLITBRAIN", "-v", "-n", "-x"])
+            total = 0
+            for line in data.decode(errors="replace").splitlines()[2:]:
+                parts = line.split()
+                if len(parts) > 2 and parts[2] == "DROP":
+                    total += int(parts[0])
+            out[n] = total
+        return out
