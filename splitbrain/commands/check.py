@@ -252,10 +252,13 @@ def _indent(text: str, prefix: str) -> str:
 
 def _print_text(reports: list[dict], overall: Any) -> None:
     width = max(len(r["file"]) for r in reports)
+    mwidth = max(len(r["model"] or "-") for r in reports)
+    cwidth = max(len(", ".join(r["results"])) + 2 for r in reports)
     for r in reports:
         verdict = click.style(f"{_VERDICT[r['valid']]:<7}", fg=_COLOR[r["valid"]], bold=True)
-        click.echo(f"{verdict}  {r['file']:<{width}}  {r['model'] or '-'}  "
-                   f"[{', '.join(r['results'])}]  {r['ops']} ops  {r['time_s']:.3f} s")
+        names = "[" + ", ".join(r["results"]) + "]"
+        click.echo(f"{verdict}  {r['file']:<{width}}  {r['model'] or '-':<{mwidth}}  "
+                   f"{names:<{cwidth}}  {r['ops']:>6} ops  {r['time_s']:.3f} s")
         for name, res in r["results"].items():
             if res.error is not None:
                 click.echo(f"  {name}: {_VERDICT[res.valid].lower()}: {res.error}")

@@ -161,10 +161,11 @@ def _scan(text: str, path: str | None) -> tuple[list[_Form], str]:
             start = None
     if stack:
         opener, oline = stack[-1]
-        raise err(f"unexpected end of file: {opener!r} opened at line {oline} is never closed",
-                  line)
+        raise err(f"the {opener!r} opened here is never closed (end of file at line {line})",
+                  oline)
     if start is not None:
-        raise err("unexpected end of file inside an op", line)
+        raise err(f"the op starting here is cut short by the end of file (line {line})",
+                  start_line)
     if blanks:
         chars = list(text)
         for a, b in blanks:
@@ -177,7 +178,8 @@ def _parse_one(text: str, path: str | None, line: int) -> Any:
     try:
         values = edn_format.loads_all(text)
     except Exception as e:  # noqa: BLE001 - edn_format raises several types; all are bad input
-        msg = str(e).splitlines()[0] if str(e) else type(e).__name__
+        msg = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
+        msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
         raise HistoryError(f"bad EDN: {msg}", path=path, line=line) from None
     if len(values) != 1:
         raise HistoryError(f"bad EDN: expected one op map, found {len(values)} values",
