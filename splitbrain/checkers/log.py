@@ -516,7 +516,9 @@ class LogChecker:
                         first[h] = b
                     if reported:
                         r = reported.get(h)
-                        if r is not None and r[0] != off and h not in offset_bad:
+                        if r is not None and r[0] != off and (
+                                h not in offset_bad or offset_bad[h][0] != "elsewhere"):
+                            # seeing the value itself elsewhere is the clearer witness
                             offset_bad[h] = ("elsewhere", off, b.op_at(rel), None)
                         other = by_offset.get(off)
                         if other is not None and other != h and other not in offset_bad:
@@ -531,12 +533,14 @@ class LogChecker:
             roff, aop = reported[h]
             if why == "elsewhere":
                 seen = f"has it at offset {off}"
+                extra = {"observed_offset": off}
             else:
                 seen = f"has {_show(other)} at that offset"
+                extra = {"occupant": other}
             out.add("inconsistent-offset",
                     f"append of {_show(unkey(h))} ({out.desc(aop)}) reported offset {roff}, but "
                     f"the log read by {out.desc(rop)} {seen}", sorted({aop, rop}), key=k,
-                    value=unkey(h), reported_offset=roff, observed_offset=off,
+                    value=unkey(h), reported_offset=roff, **extra,
                     append=out.op_json(aop), read=out.op_json(rop))
         self._offset_conflicts_between_appends(st, out)
         # The order graph is built only when a value sits at two trie positions: otherwise it is
