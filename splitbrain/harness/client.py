@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .generators import PENDING, Ctx, GenOp
@@ -48,7 +48,7 @@ class Worker:
     target: str = ""
     redirects: int = 0
     sent_at_ns: int = 0
-    latencies: list = field(default_factory=list)
+    attempt: int = 0
 
 
 class ClientPool:
@@ -60,7 +60,7 @@ class ClientPool:
 
     def __init__(self, backend, workload: Workload, recorder: Recorder, n: int, *,
                  t0_ns: int, timeout_s: float = 1.0, backoff_s: float = 0.05,
-                 on_op: Callable[[Any], None] | None = None):
+                 on_op: Callable[[Any], None] | None = None, local_reads: bool = False):
         assert n >= 1, "at least one worker"
         self.backend = backend
         self.workload = workload
@@ -70,6 +70,9 @@ class ClientPool:
         self.timeout_s = timeout_s
         self.backoff_s = backoff_s
         self.on_op = on_op
+        self.local_reads = local_reads
+        self.retries_max = 0         # re-invocations of an unpinned op that did not end ok
+        self.retry_delay_s = 0.1
         nodes = backend.nodes
         self.workers = [Worker(i, i, nodes[i % len(nodes)], nodes[i % len(nodes)]) for i in range(n)]
         self.threads = tuple(range(n))
@@ -174,7 +177,8 @@ class ClientPool:
                 break
             self._ask(self.workers[i])
 
-    def _invoke(self, w: Worker, o: GenOp) -> None:
+    def _invoke(self, w: Worker, o: GenOp, attempt: int = 0) -> None:
+        w.attempt = attempt
         w.op = o
         w.inv = Invocation(o.f, o.value, o.key)
         w.redirects = 0
@@ -191,6 +195,9 @@ class ClientPool:
         w.target = target
         client = f"c{w.process + 1}"
         body = self.workload.request(w.inv)
+        if self.local_reads and w.op.node is not None and w.inv.f == "read":
+            # The node's own committed state, from its machine (the runtime's local read).
+            body = {"type": "splitbrain_local_read", "op": body}
         body["msg_id"] = w.msg_id
         if not self.backend.send_client(client, target, body):
             self._complete(w, Completion("fail", w.inv.value, NODE_DOWN), target)
@@ -232,7 +239,12 @@ class ClientPool:
             w.node = w.home
         elif c.type == "fail" and c.error == NODE_DOWN:
             w.node = w.home
+        o, attempt = w.op, w.attempt
         w.op = w.inv = None
+        if c.type != "ok" and o.node is None and attempt < self.retries_max:
+            # The final phase: a read that failed is tried again (a new invoke) until it works.
+            self.backend.loop.call_later(self.retry_delay_s, lambda: self._invoke(w, o, attempt + 1))
+            return
         if c.error == NODE_DOWN and self.backoff_s > 0 and not self._exhausted:
             self.backend.loop.call_later(self.backoff_s, lambda: self._unbusy_and_ask(w))
         else:

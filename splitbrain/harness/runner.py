@@ -44,6 +44,7 @@ NEMESIS_INTERVAL_MAX_S = 5.0
 RECOVERY_S = 2.0                 # quiet time after the heal before the final phase
 RECOVERY_TIMEOUT_S = 20.0        # in-house: wait at most this long for equal applied indexes
 FINAL_TIMEOUT_S = 5.0            # client timeout of the final reads
+FINAL_ATTEMPTS_MAX = 20          # re-invocations of a final read through the protocol that failed
 
 
 class HarnessInterrupted(KeyboardInterrupt):
@@ -177,7 +178,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         note(f"cluster up: {', '.join(nodes)}")
         t0 = time.monotonic_ns()
         pool = ClientPool(backend, workload, recorder, int(test["concurrency"]), t0_ns=t0,
-                          timeout_s=CLIENT_TIMEOUT_S, on_op=on_op)
+                          timeout_s=CLIENT_TIMEOUT_S, on_op=on_op, local_reads=in_house)
         nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note)
         if prog is not None:
             prog.__enter__()
@@ -189,10 +190,11 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
             raise RuntimeError(f"the nemesis failed: {nemesis.error}") from nemesis.error
         nemesis.heal_all()
         note(f"healed; {pool.completed} ops completed")
-        time.sleep(RECOVERY_S)
+        time.sleep(float(test.get("recovery_s", RECOVERY_S)))
         if in_house:
             recovery = _wait_recovery(backend, note, RECOVERY_TIMEOUT_S)
         pool.timeout_s = FINAL_TIMEOUT_S
+        pool.retries_max = FINAL_ATTEMPTS_MAX
         pool.run(_final_gen(workload, nodes))
         note(f"final phase done; {len(recorder.ops)} history events; router {backend.stats}")
         finished = True

@@ -24,6 +24,9 @@ a control message `{"type": "splitbrain_clock", "offset_ms": n}` (answered
 `splitbrain_clock_ok`); the offset is also saved in `DIR/clock_offset_ms` so that it survives a
 restart, like a skewed hardware clock. Ticks are delivered every TICK_MS of real time.
 
+Local reads: `{"type": "splitbrain_local_read", "op": {"type": "read", ...}}` is answered from the
+node's own state machine (no protocol round): the final phase's "this node's committed state".
+
 Status: `{"type": "status"}` is answered by the runtime from `core.status()` plus `is_leader`, so
 the leader-isolating nemesis can find the leader.
 
@@ -52,6 +55,7 @@ BOOTS_FILE = "boots"
 READ_CHUNK_BYTES = 1 << 16
 LINE_BYTES_MAX = 64 << 20    # a single envelope larger than this is a protocol error
 CONTROL_CLOCK = "splitbrain_clock"
+CONTROL_LOCAL_READ = "splitbrain_local_read"
 LOGGED_STATE = ("role", "term", "leader", "view", "epoch", "ballot", "primary", "status", "mode")
 
 
@@ -310,6 +314,12 @@ class NodeRuntime:
             st = {"type": "status_ok", **self.core.status(), "is_leader": self.core.is_leader(),
                   "clock_offset_ms": self.clock_offset_ms}
             return Ready(), [self._reply(env, st)]
+        if typ == CONTROL_LOCAL_READ:
+            op = body.get("op")
+            if not isinstance(op, dict) or op.get("type") != "read":
+                return Ready(), [self._reply(env, {"type": "error", "code": 12,
+                                                   "text": "splitbrain_local_read needs a read op"})]
+            return Ready(), [self._reply(env, self.core.machine.query(op))]
         if typ == "init":
             return Ready(), [self._reply(env, {"type": "init_ok"})]
         return self.core.step(env.get("src"), body, self.now_ms()), []

@@ -106,7 +106,7 @@ class Loop:
     def stop(self) -> None:
         self._stop = True
         self._wake()
-        if threading.current_thread() is not self._thread:
+        if threading.current_thread() is not self._thread and self._thread.is_alive():
             self._thread.join(timeout=5)
         for fd in (self._wake_r, self._wake_w):
             try:
