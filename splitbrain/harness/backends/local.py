@@ -25,7 +25,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -89,6 +88,7 @@ class LocalBackend:
         self._control_id = 0
         self._control_lock = threading.Lock()
         self._torn_down = False
+        self._life_lock = threading.Lock()
         base_env = {**os.environ, **(env or {})}
         self.procs: dict[str, NodeProcess] = {}
         for n in self.nodes:
@@ -126,6 +126,14 @@ class LocalBackend:
             self.loop.call(lambda n=n: setattr(self.procs[n], "up", True))
 
     def _spawn(self, n: str) -> None:
+        # Under the life lock: a nemesis restart racing with teardown must not start a process
+        # that teardown has already stopped looking for.
+        with self._life_lock:
+            if self._torn_down:
+                raise RuntimeError(f"cannot start {n}: the backend was torn down")
+            self._spawn_locked(n)
+
+    def _spawn_locked(self, n: str) -> None:
         p = self.procs[n]
         assert p.proc is None, f"{n} is already running"
         errf = open(p.node_dir / "node.log", "ab")
@@ -251,9 +259,10 @@ class LocalBackend:
 
     def teardown(self) -> None:
         """Kill every node group and stop the loop. Idempotent; safe from any thread."""
-        if self._torn_down:
-            return
-        self._torn_down = True
+        with self._life_lock:
+            if self._torn_down:
+                return
+            self._torn_down = True
         for p in self.procs.values():
             if p.proc is not None:
                 p.expected_exit = True
