@@ -257,6 +257,8 @@ def inject_duplicate(h: LogHistory, rng: random.Random) -> tuple[list[Op], dict]
             lg.insert(at, lg[i])
         return lg
 
-    shifted = set(log[at:]) & h.offsets_reported
+    # entries from `at` on move one offset up: a reported offset in [at, len(log)] now holds
+    # another value than the one reported there
+    shifted = any(at <= h.order.index(v) <= len(log) for v in h.offsets_reported)
     return _with_logs(h, edit), {"node": node, "value": log[i], "at": at,
-                                 "offsets_shifted": bool(shifted)}
+                                 "offsets_shifted": shifted}

@@ -300,7 +300,8 @@ def test_injected_swap_is_an_order_cycle(h, seed):
         assert found == {"order-cycle"}
     i, j = info["positions"]
     (a,) = [a for a in r.anomalies if a.name == "order-cycle"]
-    assert {h.order[i], h.order[j]} <= set(a.details["cycle"])
+    assert {h.order[i], h.order[j]} <= set(a.details["component"])
+    assert set(a.details["cycle"]) <= set(a.details["component"])
 
 
 @SETTINGS

@@ -60,6 +60,7 @@ from .result import UNKNOWN, Anomaly, Result
 NAME = "log"
 ANOMALIES_PER_NAME_MAX = 1000   # default cap on reported anomalies of one name; counts are exact
 CYCLES_MAX = 100                # at most this many order-cycle witnesses per key
+COMPONENT_LISTED_MAX = 1000     # values of a strongly connected component listed in a witness
 _JSON_TAG = "\x00json"          # marks a hkey that encodes an unhashable value
 
 
@@ -580,12 +581,14 @@ class LogChecker:
             steps.append({"before": unkey(u), "after": unkey(v), "offsets": list(d["offsets"]),
                           "op": out.op_json(d["op"])})
         chain = " -> ".join(_show(s["before"]) for s in steps) + f" -> {_show(steps[0]['before'])}"
+        # the cycle is one witness; the component is every value caught in contradictory orders
         why = "; ".join(f"{_show(s['before'])} before {_show(s['after'])} at offsets "
                         f"{s['offsets'][0]},{s['offsets'][1]} of the log read by "
                         f"{out.desc(s['op']['index'])}" for s in steps)
         out.add("order-cycle", f"no single total order of the log: {chain} ({why})",
                 sorted({s["op"]["index"] for s in steps}), key=k,
-                cycle=[s["before"] for s in steps], edges=steps, component_size=len(comp))
+                cycle=[s["before"] for s in steps], edges=steps, component_size=len(comp),
+                component=[unkey(h) for h in list(comp)[:COMPONENT_LISTED_MAX]])
 
     @staticmethod
     def _offset_conflicts_between_appends(st: _KeyState, out: "_Report") -> None:
