@@ -7,18 +7,27 @@ demand, re-made after a failure with a back-off); it reads envelopes from every 
 A client (the harness, ids like "c0", "c12") connects to the node and sends requests; the node
 answers a client on the connection that client's last envelope came from.
 
-Faults are the kernel's: when iptables drops a peer's packets, the data this node sends is never
+Loss and partitions are the kernel's: when iptables drops a peer's packets, the data this node sends is never
 acknowledged and the connection is aborted after PEER_USER_TIMEOUT_MS (TCP_USER_TIMEOUT), which the
 node logs as "connection to nX lost: ... timed out". Messages to a peer with no usable connection
 are dropped (a lossy network is what every protocol core already tolerates), and so are messages
 beyond OUTBUF_BYTES_MAX queued for one connection.
+
+Latency and duplication cannot come from the kernel here (no netem qdisc), so they are injected in
+user space, on the sending side of peer traffic: `set_network(latency_ms=(lo, hi), duplicate=p)`
+holds each message to a peer for a uniform random delay (which also reorders them) and sends a
+second copy with probability p. The harness sets them with the control message
+`{"type": "splitbrain_net", "latency_ms": [lo, hi], "duplicate": p}`.
 """
 
 from __future__ import annotations
 
 import errno
+import heapq
+import itertools
 import json
 import os
+import random
 import selectors
 import socket
 import sys
@@ -32,6 +41,7 @@ PEER_USER_TIMEOUT_MS = 3_000
 CONNECT_TIMEOUT_MS = 2_000
 RECONNECT_BACKOFF_MS = 200
 LISTEN_BACKLOG = 128
+CONTROL_NET = "splitbrain_net"
 
 
 def parse_addr(text: str) -> tuple[str, int]:
@@ -95,6 +105,18 @@ class TcpTransport:
         self.inbound: set[_Conn] = set()
         self.dropped = 0
         self._received: list[dict] = []
+        self.latency_ms: tuple[int, int] = (0, 0)
+        self.duplicate = 0.0
+        self._rng = random.Random()
+        self._delayed: list[tuple[float, int, str, bytes]] = []
+        self._seq = itertools.count()
+
+    def set_network(self, latency_ms: tuple[int, int] = (0, 0), duplicate: float = 0.0) -> None:
+        """User-space latency (uniform in [lo, hi] ms) and duplication of peer messages."""
+        lo, hi = int(latency_ms[0]), int(latency_ms[1])
+        if not (0 <= lo <= hi) or not 0.0 <= duplicate <= 1.0:
+            raise ValueError(f"bad network setting latency_ms={latency_ms} duplicate={duplicate}")
+        self.latency_ms, self.duplicate = (lo, hi), float(duplicate)
 
     # -- the Transport protocol --
 
@@ -102,7 +124,10 @@ class TcpTransport:
         deadline = time.monotonic() + max(0.0, timeout_s)
         while True:
             self._check_connect_deadlines()
+            self._release_delayed()
             wait = max(0.0, deadline - time.monotonic())
+            if self._delayed:
+                wait = min(wait, max(0.0, self._delayed[0][0] - time.monotonic()))
             for key, mask in self.sel.select(wait):
                 if key.data is None:
                     self._accept()
@@ -119,15 +144,29 @@ class TcpTransport:
             dest = env.get("dest")
             data = json.dumps(env, separators=(",", ":")).encode() + b"\n"
             if dest in self.peers:
-                conn = self._peer_conn(dest)
+                copies = 2 if self.duplicate and self._rng.random() < self.duplicate else 1
+                for _ in range(copies):
+                    if self.latency_ms[1] > 0:
+                        due = time.monotonic() + self._rng.uniform(*self.latency_ms) / 1000
+                        heapq.heappush(self._delayed, (due, next(self._seq), dest, data))
+                    else:
+                        self._enqueue(self._peer_conn(dest), data)
             else:
-                conn = self.client_conn.get(dest)
-            if conn is None or len(conn.outbuf) + len(data) > OUTBUF_BYTES_MAX:
-                self.dropped += 1
-                continue
-            conn.outbuf += data
-            if not conn.connecting:
-                self._flush(conn)
+                self._enqueue(self.client_conn.get(dest), data)
+
+    def _enqueue(self, conn: "_Conn | None", data: bytes) -> None:
+        if conn is None or len(conn.outbuf) + len(data) > OUTBUF_BYTES_MAX:
+            self.dropped += 1
+            return
+        conn.outbuf += data
+        if not conn.connecting:
+            self._flush(conn)
+
+    def _release_delayed(self) -> None:
+        now = time.monotonic()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, dest, data = heapq.heappop(self._delayed)
+            self._enqueue(self._peer_conn(dest), data)
 
     def watch(self, fd: int, on_readable: Callable[[], None]) -> None:
         """Also wait on `fd` in receive() and call `on_readable` when it has data (the shim
@@ -278,4 +317,25 @@ class TcpTransport:
             src = env.get("src")
             if isinstance(src, str) and src not in self.peers and conn.peer is None:
                 self.client_conn[src] = conn
+                if env["body"].get("type") == CONTROL_NET:
+                    self._control_net(env)
+                    continue
             self._received.append(env)
+
+    def _control_net(self, env: dict) -> None:
+        """The harness's network-fault control message is the transport's own business: the
+        node (or the binary behind the shim) never sees it."""
+        body = env["body"]
+        try:
+            self.set_network(tuple(body.get("latency_ms") or (0, 0)),
+                             float(body.get("duplicate") or 0.0))
+            reply = {"type": CONTROL_NET + "_ok", "latency_ms": list(self.latency_ms),
+                     "duplicate": self.duplicate}
+            self.log(f"network faults: latency {self.latency_ms} ms, duplicate {self.duplicate}")
+        except (TypeError, ValueError) as e:
+            reply = {"type": "error", "code": 12, "text": str(e)}
+        if "msg_id" in body:
+            reply["in_reply_to"] = body["msg_id"]
+        self._enqueue(self.client_conn.get(env["src"]),
+                      json.dumps({"src": env.get("dest"), "dest": env["src"], "body": reply},
+                                 separators=(",", ":")).encode() + b"\n")

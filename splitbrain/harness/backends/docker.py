@@ -181,12 +181,13 @@ class DockerBackend(TcpClusterBackend):
         c.reload()
         return c.status in ("running", "paused")
 
-    def _iptables(self, n: str, args: list[str]) -> None:
+    def _iptables(self, n: str, args: list[str], check: bool = True) -> bool:
         c = self.containers[n]
         code, out = c.exec_run(["iptables", "-w", *args])
-        if code != 0:
+        if code != 0 and check:
             raise DockerBackendError(f"iptables {' '.join(args)} in {c.name} failed: "
                                      f"{out.decode(errors='replace').strip()}")
+        return code == 0
 
     def _iptables_many(self, n: str, rules: list[list[str]]) -> None:
         # One exec per node instead of one per rule: a docker exec costs tens of milliseconds.

@@ -289,8 +289,9 @@ class NetnsBackend(TcpClusterBackend):
         p = self.procs.get(n)
         return p is not None and p.poll() is None
 
-    def _iptables(self, n: str, args: list[str]) -> None:
-        _run(["ip", "netns", "exec", self.ns[n], "iptables", "-w", *args])
+    def _iptables(self, n: str, args: list[str], check: bool = True) -> bool:
+        proc = _run(["ip", "netns", "exec", self.ns[n], "iptables", "-w", *args], check=check)
+        return proc.returncode == 0
 
     def alive(self) -> list[int]:
         return [p.pid for p in self.procs.values() if p.poll() is None]

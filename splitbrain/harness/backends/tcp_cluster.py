@@ -11,8 +11,8 @@ namespace or container, so it goes away with it: no rule can outlive the test.
 
 Subclasses provide the places nodes run in: `_setup_infra`, `_launch`, `_signal`,
 `_process_alive`, `_iptables`, `_teardown_infra`, and the addresses in `self.addr`.
-The kernel has no netem qdisc here, so latency and duplication are not offered by these backends
-(`supports("latency")` is False); loss is.
+The kernel has no netem qdisc here, so latency and duplication are injected in user space by the
+nodes' TCP transports (splitbrain.systems.tcp), on the harness's control message.
 """
 
 from __future__ import annotations
@@ -73,6 +73,8 @@ class TcpClusterBackend:
         self.conns = {n: _NodeConn(n) for n in self.nodes}
         self.grudge: Grudge = {}
         self.loss = 0.0
+        self.latency_ms: tuple[int, int] = (0, 0)
+        self.duplicate = 0.0
         self.stats = {"client": 0, "refused": 0}
         self._log = logger or (lambda m: log.info(m))
         self._control: dict[int, Future] = {}
@@ -93,7 +95,10 @@ class TcpClusterBackend:
     def _pause_process(self, node: str) -> None: raise NotImplementedError
     def _resume_process(self, node: str) -> None: raise NotImplementedError
     def _process_alive(self, node: str) -> bool: raise NotImplementedError
-    def _iptables(self, node: str, args: list[str]) -> None: raise NotImplementedError
+    def _iptables(self, node: str, args: list[str], check: bool = True) -> bool:
+        """Run iptables in the node's network stack; raise on failure when `check`, else
+        return whether it succeeded."""
+        raise NotImplementedError
     def _teardown_infra(self) -> None: raise NotImplementedError
 
     # ---- paths and abilities ------------------------------------------------------------------
@@ -107,7 +112,7 @@ class TcpClusterBackend:
     def supports(self, ability: str) -> bool:
         if ability in ("clock", "lose-unsynced"):
             return self.in_house
-        return ability in ("kill", "pause", "partition", "network", "loss")
+        return ability in ("kill", "pause", "partition", "network")
 
     def peer_args(self) -> list[str]:
         out = []
@@ -128,8 +133,12 @@ class TcpClusterBackend:
         self._init_all(self.nodes)
 
     def _install_chain(self, node: str) -> None:
-        self._iptables(node, ["-N", CHAIN])
-        self._iptables(node, ["-I", "INPUT", "-j", CHAIN])
+        """Make the chain and its jump from INPUT unless they exist (a namespace outlives its
+        process across kill/restart; a container's stack does not), then fill it."""
+        if not self._iptables(node, ["-S", CHAIN], check=False):
+            self._iptables(node, ["-N", CHAIN])
+        if not self._iptables(node, ["-C", "INPUT", "-j", CHAIN], check=False):
+            self._iptables(node, ["-I", "INPUT", "-j", CHAIN])
         self._apply_rules(node)
 
     def _apply_rules(self, node: str) -> None:
@@ -187,6 +196,8 @@ class TcpClusterBackend:
         self._launch(node)
         self._install_chain(node)
         self._init_all([node])
+        if self.latency_ms != (0, 0) or self.duplicate:
+            self._send_net(node)
 
     def pause(self, node: str) -> None:
         self._pause_process(node)
@@ -202,21 +213,27 @@ class TcpClusterBackend:
 
     def heal(self) -> None:
         self.grudge = {}
-        self.loss = 0.0
-        for n in self.nodes:
-            if self._process_alive(n):
-                self._apply_rules(n)
+        self.set_network()
 
     def set_network(self, loss: float = 0.0, latency_ms: tuple[int, int] = (0, 0),
                     duplicate: float = 0.0) -> None:
-        if latency_ms != (0, 0) or duplicate:
-            raise RuntimeError(f"the {self.name} backend offers packet loss only: the kernel here "
-                               "has no netem qdisc for latency or duplication")
-        assert 0.0 <= loss <= 1.0
+        """Loss by iptables in each node's stack; latency and duplication in the nodes' TCP
+        transports (user space: the kernel here has no netem), set by a control message."""
+        assert 0.0 <= loss <= 1.0 and 0.0 <= duplicate <= 1.0
+        assert 0 <= latency_ms[0] <= latency_ms[1]
         self.loss = loss
+        self.latency_ms, self.duplicate = (int(latency_ms[0]), int(latency_ms[1])), duplicate
         for n in self.nodes:
             if self._process_alive(n):
                 self._apply_rules(n)
+                self._send_net(n)
+
+    def _send_net(self, node: str) -> None:
+        try:
+            self.control(node, {"type": "splitbrain_net", "latency_ms": list(self.latency_ms),
+                                "duplicate": self.duplicate}, timeout_s=2.0)
+        except TimeoutError:
+            self._log(f"{node}: did not confirm the network setting (down or paused)")
 
     def set_clock(self, node: str, offset_ms: int) -> None:
         if not self.in_house:
