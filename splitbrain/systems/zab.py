@@ -1,0 +1,674 @@
+"""ZAB, ZooKeeper's atomic broadcast (Junqueira, Reed, Serafini, "Zab: High-performance broadcast
+for primary-backup systems", DSN 2011), as a sans-I/O core.
+
+ZAB is primary-backup flavoured: the leader executes each request and broadcasts the resulting
+idempotent state change (a ZooKeeper "txn"), so LOGS is "state changes". Every txn carries a
+zxid = (epoch, counter); zxids order everything. A node runs four phases:
+
+0. Election (fast leader election): a LOOKING node votes for the best candidate it has heard
+   of, ordered by (currentEpoch, last zxid, id), and re-broadcasts whenever it changes its vote;
+   when a quorum's votes in its election round agree with its own it decides: LEADING or
+   FOLLOWING. Nodes that already follow or lead answer a LOOKING node with their leader, so a
+   restarted node joins. The election only proposes a leader; safety comes from phases 1-2.
+1. Discovery: followers send FOLLOWERINFO(acceptedEpoch); on a quorum, the prospective leader
+   picks e = max(acceptedEpoch) + 1 and sends NEWEPOCH(e). A follower accepts e only if it is
+   above its acceptedEpoch, persists it and answers ACKEPOCH(currentEpoch, last zxid). A leader
+   that learns a follower is more up to date than itself gives up and goes back to election.
+2. Synchronization: with a quorum of ACKEPOCH the leader sets currentEpoch = e and sends each
+   follower NEWLEADER(e) with what brings the follower's history to its own: DIFF (the txns after
+   the follower's last zxid), TRUNC (drop the follower's txns the leader never had, then DIFF) or
+   SNAP (the whole history). The follower installs it, persists currentEpoch = e, and acks. On a
+   quorum of ACKNEWLEADER the leader commits its whole history (UPTODATE) and only then
+3. Broadcast: PROPOSAL(txn) to synchronized followers, who append in zxid order and ACK; the
+   leader COMMITs a txn once a quorum (itself included) acked it. Proposals carry the previous
+   zxid: the simulated network, unlike ZooKeeper's TCP, reorders and drops, so a follower with a
+   gap asks for the txns after its last zxid (and gets them resent or a fresh NEWLEADER sync).
+
+Reads and ops that change nothing are answered by the leader after every txn before them is
+committed and a quorum acknowledged a PING sent after they arrived (ZooKeeper's reads are local
+and only sequentially consistent; we serve linearizable ones, like `sync` + read).
+
+Durable records:
+  {"t": "accepted", "epoch": e, "leader": id}    acceptedEpoch (the NEWEPOCH this node acked)
+  {"t": "current", "epoch": e}                   currentEpoch (the NEWLEADER this node acked)
+  {"t": "hist", "i": first, "txns": [...]}       history from index `first` (1-based; truncates)
+A txn is {"z": [epoch, counter], "c": change}. A restarted node has commit 0 and an empty machine
+and re-applies its history as it learns the commit point from its leader.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .core import Core, ProtocolError, Ready
+from .machines import ERR_TEMPORARILY_UNAVAILABLE, ERR_TIMEOUT, StateMachine
+from .primary_backup import clone_machine
+
+LOOKING, FOLLOWING, LEADING = "looking", "following", "leading"
+DISCOVERY, SYNC, BROADCAST = "discovery", "sync", "broadcast"
+ZERO = (0, 0)
+
+
+def zx(z: Any) -> tuple[int, int]:
+    return (int(z[0]), int(z[1]))
+
+
+class ZabCore(Core):
+    NAME = "zab"
+    MODEL = "primary-backup"
+    LOGS = "state changes"
+    DESCRIPTION = ("ZooKeeper atomic broadcast: fast leader election by (currentEpoch, last zxid, "
+                   "id); discovery agrees a new epoch with a quorum; synchronization brings "
+                   "followers to the leader's history (DIFF/TRUNC/SNAP) before anything new is "
+                   "proposed; then PROPOSAL/ACK/COMMIT of idempotent state changes (txns) ordered "
+                   "by zxid = (epoch, counter). The leader executes; followers apply txns.")
+    BUGS = {
+        "broadcast-before-sync": "the leader starts proposing and committing new txns as soon as "
+                                 "discovery ends, without waiting for a quorum to acknowledge "
+                                 "NEWLEADER; followers append proposals to unsynchronized "
+                                 "histories and apply txns the leader never had",
+        "epoch-not-persisted": "acceptedEpoch and currentEpoch live in memory only and are derived "
+                               "from the last zxid after a restart, so a node can acknowledge "
+                               "the same new epoch for two leaders, who then issue the same "
+                               "zxids for different txns",
+    }
+    OPTIONS = {
+        "election_timeout_ms": ("ms without hearing the leader (or a quorum, for the leader) "
+                                "before going back to election (randomized up to twice that)", 300),
+        "heartbeat_ms": ("ms between the leader's PINGs", 50),
+        "notify_ms": ("ms between re-broadcasts of a LOOKING node's vote", 100),
+        "finalize_ms": ("ms a LOOKING node waits for better votes once a quorum agrees", 50),
+        "batch_max": ("txns per PROPOSAL message at most", 64),
+    }
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.accepted_epoch = 0
+        self.accepted_leader: str | None = None
+        self.current_epoch = 0
+        self.history: list[dict] = []
+        self.index: dict[tuple[int, int], int] = {}    # zxid -> position (1-based)
+        self.commit = 0
+        self.state = LOOKING
+        self.phase = DISCOVERY
+        self.leader_id: str | None = None
+        self.heard_ms = 0
+        self.deadline_ms = 0
+        # election
+        self.round = 0
+        self.vote: tuple = ()
+        self.votes: dict[str, tuple] = {}
+        self.finalize_vote: tuple | None = None
+        self.finalize_at_ms = 0
+        self.notify_ms = 0
+        # leader
+        self.epoch = 0                        # the epoch being established / led
+        self.infos: dict[str, int] = {}       # follower -> acceptedEpoch (discovery)
+        self.ackepochs: dict[str, tuple] = {} # follower -> (currentEpoch, last zxid)
+        self.synced: set[str] = set()         # followers that acked NEWLEADER
+        self.acked: dict[str, int] = {}       # follower -> history position acked
+        self.pong_round: dict[str, int] = {}
+        self.pong_ms: dict[str, int] = {}
+        self.ping_round = 0
+        self.ping_ms = 0
+        self.counter = 0
+        self.spec: StateMachine | None = None
+        self.pending: dict[int, tuple[str, dict, dict]] = {}
+        self.reads: list[tuple[int, int, tuple]] = []
+        # follower
+        self.reorder: dict[tuple[int, int], dict] = {}
+        self.gap_nacked: tuple[int, int] | None = None
+        self.sent_info_ms = 0
+        self.pong_last: dict[str, tuple[int, int]] = {}
+
+    # ---- recovery and history -----------------------------------------------------------------
+
+    def on_recover(self, records: list[dict], now_ms: int) -> Ready:
+        for r in records:
+            t = r["t"]
+            if t == "accepted" and "epoch-not-persisted" not in self.bugs:
+                self.accepted_epoch, self.accepted_leader = r["epoch"], r["leader"]
+            elif t == "current" and "epoch-not-persisted" not in self.bugs:
+                self.current_epoch = r["epoch"]
+            elif t == "hist":
+                self._install(r["i"], r["txns"])
+        if "epoch-not-persisted" in self.bugs:
+            # BUG: the epochs are re-derived from the history instead of read from disk.
+            self.current_epoch = self.accepted_epoch = self.last_zxid()[0]
+        assert self.current_epoch <= self.accepted_epoch
+        ready = Ready()
+        self._look(ready, now_ms)
+        return ready
+
+    def last_zxid(self) -> tuple[int, int]:
+        return zx(self.history[-1]["z"]) if self.history else ZERO
+
+    def _install(self, first: int, txns: list[dict]) -> None:
+        """History from position `first` on becomes `txns` (truncating what was there)."""
+        assert 1 <= first <= len(self.history) + 1
+        for t in self.history[first - 1:]:
+            del self.index[zx(t["z"])]
+        del self.history[first - 1:]
+        for t in txns:
+            z = zx(t["z"])
+            assert z > self.last_zxid(), f"{self.node_id}: zxid {z} after {self.last_zxid()}"
+            self.history.append(t)
+            self.index[z] = len(self.history)
+
+    def _save_history(self, first: int, txns: list[dict], ready: Ready) -> None:
+        if first <= self.commit and "broadcast-before-sync" not in self.bugs:
+            raise ProtocolError(f"{self.node_id}: would truncate committed position {first} "
+                                f"(commit {self.commit})")
+        self._install(first, txns)
+        ready.save({"t": "hist", "i": first, "txns": txns})
+
+    def _set_commit(self, n: int, ready: Ready) -> None:
+        n = min(n, len(self.history))
+        if n <= self.commit:
+            return
+        for t in self.history[self.commit:n]:
+            self.machine.apply_change(t["c"])
+        self.commit = n
+        if self.state == LEADING:
+            for i in [i for i in self.pending if i <= n]:
+                client, req, reply = self.pending.pop(i)
+                ready.reply(client, req, reply)
+
+    # ---- status -------------------------------------------------------------------------------
+
+    def is_leader(self) -> bool:
+        return self.state == LEADING and self.phase == BROADCAST
+
+    def describe(self) -> dict:
+        return {"role": self.state, "phase": self.phase, "epoch": self.current_epoch,
+                "accepted_epoch": self.accepted_epoch, "leader": self.leader_id,
+                "last_zxid": list(self.last_zxid()), "commit": self.commit}
+
+    # The shared randomized tests read `log` and `commit` like the other log-based cores.
+    @property
+    def log(self) -> list[dict]:
+        return self.history
+
+    def _reset_deadline(self, now_ms: int) -> None:
+        t = int(self.options["election_timeout_ms"])
+        self.deadline_ms = now_ms + t + self.rng.randrange(t)
+
+    # ---- phase 0: fast leader election ---------------------------------------------------------
+
+    def _my_vote(self) -> tuple:
+        return (self.current_epoch, list(self.last_zxid()), self.node_id)
+
+    @staticmethod
+    def _key(v: Any) -> tuple:
+        return (v[0], zx(v[1]), v[2])
+
+    def _look(self, ready: Ready, now_ms: int) -> None:
+        """Go (back) to LOOKING: a new election round voting for ourselves."""
+        if self.state == LEADING:
+            for client, req, _ in self.pending.values():
+                ready.error(client, req, ERR_TIMEOUT, "leader lost its quorum; outcome unknown")
+            for _, _, (client, req, _) in self.reads:
+                ready.error(client, req, ERR_TEMPORARILY_UNAVAILABLE, "leader lost its quorum")
+        self.pending, self.reads, self.spec = {}, [], None
+        self.state, self.phase, self.leader_id = LOOKING, DISCOVERY, None
+        self.reorder = {}
+        self.round += 1
+        self.vote = self._my_vote()
+        self.votes = {self.node_id: self.vote}
+        self.finalize_vote = None
+        self._notify_all(ready, now_ms)
+        self._reset_deadline(now_ms)
+        self._check_votes(now_ms)
+
+    def _notify_all(self, ready: Ready, now_ms: int) -> None:
+        self.notify_ms = now_ms
+        for p in self.peers:
+            ready.send(p, self._notification())
+
+    def _notification(self) -> dict:
+        if self.state == LOOKING:
+            return {"type": "notify", "round": self.round, "vote": list(self.vote),
+                    "state": LOOKING}
+        return {"type": "notify", "round": self.round, "state": self.state,
+                "vote": [self.current_epoch, list(self.last_zxid()), self.leader_id]}
+
+    def _on_notify(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
+        if self.state != LOOKING:
+            if m["state"] == LOOKING:
+                ready.send(src, self._notification())   # tell it who leads
+            return
+        if m["state"] != LOOKING:
+            # src follows or leads an established leader: join it once a quorum says so (or the
+            # leader itself does); discovery will refuse it if it is not really leading.
+            # Only the leader's own word counts: a follower's view may be stale or circular.
+            if m["state"] == LEADING and m["vote"][2] == src:
+                self._decide(src, ready, now_ms)
+            return
+        if m["round"] > self.round:
+            self.round = m["round"]
+            self.votes = {}
+            self.vote = max(self._my_vote(), m["vote"], key=self._key)
+            self.votes[self.node_id] = self.vote
+            self._notify_all(ready, now_ms)
+        elif m["round"] < self.round:
+            ready.send(src, self._notification())
+            return
+        elif self._key(m["vote"]) > self._key(self.vote):
+            self.vote = tuple(m["vote"])
+            self.votes[self.node_id] = self.vote
+            self._notify_all(ready, now_ms)
+        self.votes[src] = tuple(m["vote"])
+        self._check_votes(now_ms)
+
+    def _check_votes(self, now_ms: int) -> None:
+        """A quorum agreeing with our vote starts the finalize wait (ZooKeeper's finalizeWait):
+        a better vote arriving meanwhile cancels it; on expiry (on_tick) we decide."""
+        mine = self._key(self.vote)
+        if sum(1 for v in self.votes.values() if self._key(v) == mine) >= self.quorum:
+            if self.finalize_vote != mine:
+                self.finalize_vote = mine
+                self.finalize_at_ms = now_ms + int(self.options["finalize_ms"])
+        else:
+            self.finalize_vote = None
+
+    def _decide(self, leader: str, ready: Ready, now_ms: int) -> None:
+        self.leader_id = leader
+        self.phase = DISCOVERY
+        self.heard_ms = now_ms
+        self._reset_deadline(now_ms)
+        if leader == self.node_id:
+            self.state = LEADING
+            self.infos = {self.node_id: self.accepted_epoch}
+            self.ackepochs, self.synced, self.acked = {}, set(), {}
+            self.pong_round, self.pong_ms = {}, {}
+            self.epoch = 0
+            self._maybe_new_epoch(ready)
+        else:
+            self.state = FOLLOWING
+            self._send_info(ready, now_ms)
+
+    # ---- phase 1: discovery --------------------------------------------------------------------
+
+    def _send_info(self, ready: Ready, now_ms: int) -> None:
+        self.sent_info_ms = now_ms
+        ready.send(self.leader_id, {"type": "followerinfo", "accepted": self.accepted_epoch})
+
+    def _on_followerinfo(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
+        if self.state != LEADING:
+            ready.send(src, {"type": "notleader"})
+            return
+        self.pong_ms[src] = now_ms
+        if self.epoch == 0:
+            self.infos[src] = m["accepted"]
+            self._maybe_new_epoch(ready)
+        elif m["accepted"] < self.epoch:
+            ready.send(src, {"type": "newepoch", "epoch": self.epoch})   # a late follower
+        elif src in self.ackepochs:
+            ready.send(src, {"type": "newepoch", "epoch": self.epoch})   # retransmission
+
+    def _maybe_new_epoch(self, ready: Ready) -> None:
+        if len(self.infos) < self.quorum:
+            return
+        self.epoch = max(self.infos.values()) + 1
+        self._accept_epoch(self.epoch, self.node_id, ready)
+        self.ackepochs = {self.node_id: (self.current_epoch, self.last_zxid())}
+        for f in self.infos:
+            if f != self.node_id:
+                ready.send(f, {"type": "newepoch", "epoch": self.epoch})
+
+    def _accept_epoch(self, epoch: int, leader: str, ready: Ready) -> None:
+        assert epoch > self.accepted_epoch, "acceptedEpoch only grows"
+        self.accepted_epoch, self.accepted_leader = epoch, leader
+        if "epoch-not-persisted" not in self.bugs:
+            ready.save({"t": "accepted", "epoch": epoch, "leader": leader})
+
+    def _on_newepoch(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
+        if self.state != FOLLOWING or src != self.leader_id:
+            return
+        e = m["epoch"]
+        if e > self.accepted_epoch:
+            self._accept_epoch(e, src, ready)      # persisted before the ACKEPOCH leaves
+        elif not (e == self.accepted_epoch and self.accepted_leader == src):
+            self._look(ready, now_ms)              # promised a newer epoch (or this one elsewhere)
+            return
+        self.heard_ms = now_ms
+        self._reset_deadline(now_ms)
+        self.phase = SYNC
+        ready.send(src, {"type": "ackepoch", "epoch": e, "current": self.current_epoch,
+                         "last": list(self.last_zxid())})
+
+    def _on_ackepoch(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
+        if self.state != LEADING or m["epoch"] != self.epoch:
+            return
+        theirs = (m["current"], zx(m["last"]))
+        if theirs > (self.ackepochs[self.node_id][0], self.ackepochs[self.node_id][1]):
+            # A follower has a more recent history than ours: we must not lead (ZooKeeper's
+            # "follower is ahead of the leader").
+            self._look(ready, now_ms)
+            return
+        self.pong_ms[src] = now_ms
+        first = src not in self.ackepochs
+        self.ackepochs[src] = theirs
+        if self.phase == DISCOVERY:
+            if len(self.ackepochs) >= self.quorum:
+                self._start_sync(ready, now_ms)
+        elif first or src not in self.synced:
+            self._send_newleader(src, theirs[1], ready)
+
+    # ---- phase 2: synchronization --------------------------------------------------------------
+
+    def _start_sync(self, ready: Ready, now_ms: int) -> None:
+        assert self.state == LEADING and self.phase == DISCOVERY
+        self.phase = SYNC
+        self.current_epoch = self.epoch
+        if "epoch-not-persisted" not in self.bugs:
+            ready.save({"t": "current", "epoch": self.epoch})
+        self.counter = 0
+        self.synced = {self.node_id}
+        self.acked = {}
+        for f, (_, last) in self.ackepochs.items():
+            if f != self.node_id:
+                self._send_newleader(f, last, ready)
+        if "broadcast-before-sync" in self.bugs:
+            # BUG: propose right away; NEWLEADER acks are not waited for.
+            self.synced = set(self.ackepochs)
+            self._start_broadcast(ready, now_ms, commit_all=False)
+        elif len(self.synced) >= self.quorum:
+            self._start_broadcast(ready, now_ms, commit_all=True)
+
+    def _sync_payload(self, last: tuple[int, int]) -> dict:
+        """DIFF, TRUNC or SNAP: what brings a follower whose last zxid is `last` to our history."""
+        if last == ZERO or last in self.index:
+            i = self.index.get(last, 0)
+            return {"mode": "diff", "from": i + 1, "txns": self.history[i:]}
+        # The follower has txns we never had. Those of an epoch we also have entries of are its
+        # uncommitted tail: truncate to our last txn of that epoch and send what follows.
+        same = [t for t in self.history if t["z"][0] == last[0]]
+        if same and zx(same[-1]["z"]) < last:
+            i = self.index[zx(same[-1]["z"])]
+            return {"mode": "trunc", "from": i + 1, "txns": self.history[i:]}
+        return {"mode": "snap", "from": 1, "txns": list(self.history)}
+
+    def _send_newleader(self, f: str, last: tuple[int, int], ready: Ready) -> None:
+        body = {"type": "newleader", "epoch": self.epoch, **self._sync_payload(last)}
+        i = body["from"] - 1
+        body["prev"] = list(zx(self.history[i - 1]["z"]) if i else ZERO)
+        ready.send(f, body)
+
+    def _on_newleader(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
+        if self.state != FOLLOWING or src != self.leader_id or m["epoch"] != self.accepted_epoch:
+            return
+        first, txns = m["from"], m["txns"]
+        if first - 1 > len(self.history) or \
+                (zx(self.history[first - 2]["z"]) if first > 1 else ZERO) != zx(m["prev"]):
+            return                                  # a stale sync; a fresh one will come
+        self.heard_ms = now_ms
+        self._reset_deadline(now_ms)
+        # Keep the common part (same zxids), replace the rest: TRUNC and SNAP never touch
+        # committed txns, which every quorum member, the leader included, holds.
+        k = 0
+        while k < len(txns) and first - 1 + k < len(self.history) and \
+                self.history[first - 1 + k]["z"] == txns[k]["z"]:
+            k += 1
+        if k < len(txns) or first - 1 + k < len(self.history):
+            self._save_history(first + k, txns[k:], ready)
+        self.reorder = {}
+        self.current_epoch = m["epoch"]
+        if "epoch-not-persisted" not in self.bugs:
+            ready.save({"t": "current", "epoch": self.current_epoch})
+        self.phase = BROADCAST
+        ready.send(src, {"type": "acknewleader", "epoch": m["epoch"],
+                         "last": list(self.last_zxid())})
+
+    def _on_acknewleader(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
+        if self.state != LEADING or m["epoch"] != self.epoch:
+            return
+        self.pong_ms[src] = now_ms
+        self.synced.add(src)
+        z = zx(m["last"])
+        self.acked[src] = max(self.acked.get(src, 0), self.index.get(z, 0))
+        if self.phase == SYNC and len(self.synced) >= self.quorum:
+            self._start_broadcast(ready, now_ms, commit_all=True)
+        elif self.phase == BROADCAST:
+            self._advance_commit(ready)
+            self._send_proposals(src, ready)
+            ready.send(src, {"type": "commit", "epoch": self.epoch,
+                             "z": list(self._commit_zxid())})
+
+    def _start_broadcast(self, ready: Ready, now_ms: int, commit_all: bool) -> None:
+        self.phase = BROADCAST
+        spec = clone_machine(self.machine)
+        for t in self.history[self.commit:]:
+            spec.apply_change(t["c"])
+        self.spec = spec
+        self.ping_round = 0
+        self.pong_round = {}
+        if commit_all:
+            # UPTODATE: a quorum holds our whole history in our epoch: it is committed.
+            self._set_commit(len(self.history), ready)
+            for f in self.synced - {self.node_id}:
+                ready.send(f, {"type": "commit", "epoch": self.epoch,
+                               "z": list(self._commit_zxid())})
+        self._ping(ready, now_ms)
+
+    def _commit_zxid(self) -> tuple[int, int]:
+        return zx(self.history[self.commit - 1]["z"]) if self.commit else ZERO
+
+    # ---- phase 3: broadcast --------------------------------------------------------------------
+
+    def _propose(self, change: dict, ready: Ready) -> int:
+        self.counter += 1
+        txn = {"z": [self.epoch, self.counter], "c": change}
+        self._save_history(len(self.history) + 1, [txn], ready)
+        for f in self.synced - {self.node_id}:
+            if self.acked.get(f, 0) >= len(self.history) - 1 - int(self.options["batch_max"]):
+                ready.send(f, {"type": "proposal", "epoch": self.epoch,
+                               "prev": list(zx(self.history[-2]["z"]) if len(self.history) > 1
+                                            else ZERO), "txns": [txn]})
+        if self.quorum == 1:
+            self._advance_commit(ready)
+        return len(self.history)
+
+    def _send_proposals(self, f: str, ready: Ready) -> None:
+        """Resend the txns after what `f` acked (a gap: lost or reordered proposals)."""
+        i = self.acked.get(f, 0)
+        if i >= len(self.history):
+            return
+        txns = self.history[i: i + int(self.options["batch_max"])]
+        ready.send(f, {"type": "proposal", "epoch": self.epoch,
+                       "prev": list(zx(self.history[i - 1]["z"]) if i else ZERO), "txns": txns})
+
+    def _on_proposal(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
+        if self.state != FOLLOWING or src != self.leader_id or m["epoch"] != self.accepted_epoch:
+            return
+        if self.phase != BROADCAST and "broadcast-before-sync" not in self.bugs:
+            return                                   # not synchronized yet: NEWLEADER first
+        self.heard_ms = now_ms
+        self._reset_deadline(now_ms)
+        prev, last = zx(m["prev"]), self.last_zxid()
+        zs = [zx(t["z"]) for t in m["txns"]]
+        contiguous = prev == last or last in zs or (last != ZERO and last > zs[-1])
+        if not contiguous and "broadcast-before-sync" in self.bugs and self.phase != BROADCAST:
+            contiguous = True   # BUG: an unsynchronized follower logs proposals as they come
+        if not contiguous:
+            if prev > last:
+                self.reorder[prev] = m               # ahead of a gap: keep it for later
+            if "broadcast-before-sync" not in self.bugs or prev > last:
+                # Ask for what follows our last zxid (once per gap).
+                if self.gap_nacked != last:
+                    self.gap_nacked = last
+                    ready.send(src, {"type": "ack", "epoch": m["epoch"], "last": list(last),
+                                     "gap": True})
+                return
+            # BUG (broadcast-before-sync): append onto whatever history we have.
+        while True:
+            new = [t for t in m["txns"] if zx(t["z"]) > self.last_zxid()]
+            if new:
+                self._save_history(len(self.history) + 1, new, ready)
+            nxt = self.reorder.pop(self.last_zxid(), None)
+            if nxt is None:
+                break
+            m = nxt
+        self.gap_nacked = None
+        ready.send(src, {"type": "ack", "epoch": self.accepted_epoch,
+                         "last": list(self.last_zxid())})
+
+    def _on_ack(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
+        if self.state != LEADING or m["epoch"] != self.epoch or src not in self.synced:
+            return
+        self.pong_ms[src] = now_ms
+        z = zx(m["last"])
+        if z in self.index or z == ZERO:
+            self.acked[src] = max(self.acked.get(src, 0), self.index.get(z, 0))
+            if m.get("gap"):
+                self._send_proposals(src, ready)
+        else:
+            # The follower's history is not a prefix of ours: synchronize it again.
+            self.synced.discard(src)
+            self._send_newleader(src, z, ready)
+            return
+        self._advance_commit(ready)
+
+    def _advance_commit(self, ready: Ready) -> None:
+        if self.phase != BROADCAST:
+            return
+        positions = sorted([len(self.history)] + [self.acked.get(f, 0) for f in self.synced
+                                                  if f != self.node_id], reverse=True)
+        if len(positions) < self.quorum:
+            return
+        n = positions[self.quorum - 1]
+        if n > self.commit:
+            self._set_commit(n, ready)
+            for f in self.synced - {self.node_id}:
+                ready.send(f, {"type": "commit", "epoch": self.epoch,
+                               "z": list(self._commit_zxid())})
+        self._serve_reads(ready)
+
+    def _on_commit(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
+        if self.state != FOLLOWING or src != self.leader_id or m["epoch"] != self.accepted_epoch:
+            return
+        if self.phase != BROADCAST and "broadcast-before-sync" not in self.bugs:
+            return
+        self.heard_ms = now_ms
+        self._reset_deadline(now_ms)
+        i = self.index.get(zx(m["z"]))
+        if i is not None:
+            self._set_commit(i, ready)
+
+    # ---- heartbeats, reads, clients ------------------------------------------------------------
+
+    def _ping(self, ready: Ready, now_ms: int) -> None:
+        self.ping_round += 1
+        self.ping_ms = now_ms
+        for f in self.synced - {self.node_id}:
+            ready.send(f, {"type": "ping", "epoch": self.epoch, "round": self.ping_round,
+                           "z": list(self._commit_zxid()), "last": list(self.last_zxid())})
+
+    def _on_ping(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
+        if self.state != FOLLOWING or src != self.leader_id or m["epoch"] != self.accepted_epoch:
+            return
+        self.heard_ms = now_ms
+        self._reset_deadline(now_ms)
+        if self.phase == BROADCAST:
+            i = self.index.get(zx(m["z"]))
+            if i is not None:
+                self._set_commit(i, ready)
+        ready.send(src, {"type": "pong", "epoch": m["epoch"], "round": m["round"],
+                         "last": list(self.last_zxid())})
+
+    def _on_pong(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
+        if self.state != LEADING or m["epoch"] != self.epoch or src not in self.synced:
+            return
+        self.pong_ms[src] = now_ms
+        self.pong_round[src] = max(self.pong_round.get(src, 0), m["round"])
+        z = zx(m["last"])
+        stuck = self.pong_last.get(src) == z
+        self.pong_last[src] = z
+        if z in self.index and self.index[z] < len(self.history) and stuck:
+            self.acked[src] = max(self.acked.get(src, 0), self.index[z])
+            self._send_proposals(src, ready)          # no progress since the last PONG: resend
+        self._serve_reads(ready)
+
+    def _serve_reads(self, ready: Ready) -> None:
+        if not self.reads:
+            return
+        rounds = sorted([self.ping_round] + [self.pong_round.get(f, 0) for f in self.synced
+                                             if f != self.node_id], reverse=True)
+        confirmed = rounds[self.quorum - 1] if len(rounds) >= self.quorum else 0
+        keep = []
+        for need_commit, need_round, (client, req, reply) in self.reads:
+            if self.commit >= need_commit and confirmed >= need_round:
+                ready.reply(client, req, reply)
+            else:
+                keep.append((need_commit, need_round, (client, req, reply)))
+        self.reads = keep
+
+    def on_client(self, src: str, body: dict, now_ms: int) -> Ready:
+        ready = Ready()
+        if not self.is_leader():
+            extra = {"leader": self.leader_id} if self.leader_id and self.state != LOOKING else {}
+            ready.error(src, body, ERR_TEMPORARILY_UNAVAILABLE,
+                        f"{self.node_id} is not the leader", **extra)
+            return ready
+        assert self.spec is not None
+        reply, change = self.spec.execute(self.request_op(body))
+        if change is None:
+            self.reads.append((len(self.history), self.ping_round + 1, (src, body, reply)))
+            self._ping(ready, now_ms)
+            self._serve_reads(ready)
+            return ready
+        self.spec.apply_change(change)
+        self.pending[len(self.history) + 1] = (src, body, reply)
+        self._propose(change, ready)
+        return ready
+
+    # ---- dispatch and timers -------------------------------------------------------------------
+
+    HANDLERS = {
+        "notify": "_on_notify", "followerinfo": "_on_followerinfo", "newepoch": "_on_newepoch",
+        "ackepoch": "_on_ackepoch", "newleader": "_on_newleader",
+        "acknewleader": "_on_acknewleader", "proposal": "_on_proposal", "ack": "_on_ack",
+        "commit": "_on_commit", "ping": "_on_ping", "pong": "_on_pong",
+    }
+
+    def on_peer(self, src: str, body: dict, now_ms: int) -> Ready:
+        ready = Ready()
+        t = body.get("type")
+        if t == "notleader":
+            if self.state == FOLLOWING and src == self.leader_id:
+                self._look(ready, now_ms)
+            return ready
+        name = self.HANDLERS.get(t)
+        if name is not None:
+            getattr(self, name)(src, body, now_ms, ready)
+        return ready
+
+    def on_tick(self, now_ms: int) -> Ready:
+        ready = Ready()
+        timeout = int(self.options["election_timeout_ms"])
+        if self.state == LOOKING:
+            if now_ms - self.notify_ms >= int(self.options["notify_ms"]) or now_ms < self.notify_ms:
+                self._notify_all(ready, now_ms)
+            if self.finalize_vote is not None and now_ms >= self.finalize_at_ms:
+                self._decide(self.vote[2], ready, now_ms)
+            elif now_ms >= self.deadline_ms:
+                self._look(ready, now_ms)           # a new round
+        elif self.state == FOLLOWING:
+            if now_ms >= self.deadline_ms:
+                self._look(ready, now_ms)
+            elif self.phase == DISCOVERY and now_ms - self.sent_info_ms >= int(
+                    self.options["notify_ms"]):
+                self._send_info(ready, now_ms)
+        else:
+            # A leader without a quorum of live followers for a while goes back to election.
+            live = 1 + sum(1 for f, t in self.pong_ms.items()
+                           if f != self.node_id and now_ms - t < 2 * timeout)
+            if live < self.quorum and now_ms - self.heard_ms > 2 * timeout:
+                self._look(ready, now_ms)
+                return ready
+            if self.phase == BROADCAST and (now_ms - self.ping_ms >= int(
+                    self.options["heartbeat_ms"]) or now_ms < self.ping_ms):
+                self._ping(ready, now_ms)
+            elif self.phase != BROADCAST and now_ms - self.heard_ms > 4 * timeout:
+                self._look(ready, now_ms)           # discovery or sync did not complete
+        return ready
