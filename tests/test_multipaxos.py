@@ -25,6 +25,7 @@ def write(c, node, key, value, client="c1"):
 def read_value(c, node, key, client="cr"):
     mid = c.request(node, {"type": "read", "key": key}, client=client)
     c.stabilize()
+    c.run_until(lambda: c.reply(client, mid) is not None, max_ms=1000)
     reply = c.reply(client, mid)
     assert reply is not None and reply["type"] == "read_ok", reply
     return reply["value"]
@@ -301,16 +302,16 @@ def test_random_schedules_keep_agreement_and_durability(seed):
     assert all(len(log) == len(longest) for log in logs.values()), "not converged after healing"
 
 
-def test_random_schedules_find_bug_forget_promise():
-    found = 0
-    for seed in range(60):
-        try:
-            acked, logs, conflicts, _ = random_run(seed, bugs={"forget-promise"})
-        except ProtocolError:
-            found += 1
-            continue
-        longest = max(logs.values(), key=len)
-        diverged = any(log != longest[:len(log)] for log in logs.values())
-        if conflicts or diverged or not acked <= set(longest):
-            found += 1
-    assert found > 0
+def _violated(seed, bugs, n=3):
+    try:
+        acked, logs, conflicts, _ = random_run(seed, bugs=bugs, n=n)
+    except ProtocolError:
+        return True
+    longest = max(logs.values(), key=len)
+    diverged = any(log != longest[:len(log)] for log in logs.values())
+    return bool(conflicts or diverged or not acked <= set(longest))
+
+
+@pytest.mark.parametrize("bug", ["forget-promise", "no-reproposal"])
+def test_random_schedules_find_each_bug(bug):
+    assert any(_violated(seed, {bug}) for seed in range(150)), f"{bug} not found in 150 runs"

@@ -80,6 +80,8 @@ class MultiPaxosCore(Core):
         "learn_batch_max": ("most chosen entries in one LEARN message (catch-up of a follower)",
                             1024),
         "resend_max": ("most unchosen slots a leader retransmits per heartbeat", 256),
+        "pipeline_max": ("unchosen slots beyond which new commands wait and leave in one batched "
+                         "ACCEPT (on the next ACCEPTED or tick) instead of one ACCEPT each", 4),
     }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -109,6 +111,8 @@ class MultiPaxosCore(Core):
         self.last_now_ms = 0
         self.election_deadline_ms = 0
         self.heartbeat_due_ms = 0
+        self.timeout_ms: int | None = None
+        self.unsent_from: int | None = None       # leader: first proposal not yet sent (batching)
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -118,9 +122,13 @@ class MultiPaxosCore(Core):
         if not cond and not self.bugs:
             raise ProtocolError(f"{self.node_id}: {what}")
 
-    def _reset_election(self, now_ms: int) -> None:
+    def _reset_election(self, now_ms: int, fresh: bool = False) -> None:
+        """Restart the election timer; `fresh` draws a new random timeout (after one fired), so
+        that dueling proposers drift apart without an RNG draw per message."""
         t = self.options["election_timeout_ms"]
-        self.election_deadline_ms = now_ms + t + self.rng.randrange(t)
+        if fresh or self.timeout_ms is None:
+            self.timeout_ms = t + self.rng.randrange(t)
+        self.election_deadline_ms = now_ms + self.timeout_ms
 
     def _see_round(self, b: Ballot) -> None:
         self.max_round = max(self.max_round, b[0])
@@ -155,7 +163,7 @@ class MultiPaxosCore(Core):
         for b, _ in self.accepted.values():
             self._see_round(b)
         self.last_now_ms = now_ms
-        self._reset_election(now_ms)
+        self._reset_election(now_ms, fresh=True)
         return Ready()
 
     # ---- time --------------------------------------------------------------------------------
@@ -169,6 +177,7 @@ class MultiPaxosCore(Core):
         self.last_now_ms = now_ms
         ready = Ready()
         if self.role == LEADER:
+            self._flush(ready)
             if now_ms >= self.heartbeat_due_ms:
                 self._heartbeat(now_ms, ready)
             quiet = self.options["election_timeout_ms"] * 2
@@ -213,7 +222,8 @@ class MultiPaxosCore(Core):
         self.proposals, self.votes = {}, {}
         self.promises = {}
         self.prepare_from = self.commit + 1
-        self._reset_election(now_ms)
+        self.unsent_from = None
+        self._reset_election(now_ms, fresh=True)
         # My own acceptor promises first (persisted with the PREPAREs, before they leave).
         self._promise(self.node_id, {"type": "prepare", "b": list(self.ballot),
                                      "from": self.prepare_from}, ready)
@@ -281,6 +291,7 @@ class MultiPaxosCore(Core):
         self.next_slot = top + 1
         self.votes = {}
         self.promises = {}
+        self.unsent_from = None
         slots = sorted(self.proposals)
         self._accept_locally(slots, ready)
         for p in self.peers:
@@ -335,6 +346,7 @@ class MultiPaxosCore(Core):
         self.role = FOLLOWER
         self.leader_id, self.leader_ballot = leader, b
         self.proposals, self.votes, self.promises = {}, {}, {}
+        self.unsent_from = None
         self._reset_election(now_ms)
 
     def _on_heartbeat(self, src: str, body: dict, now_ms: int, ready: Ready) -> None:
@@ -382,6 +394,17 @@ class MultiPaxosCore(Core):
             if s > self.commit and s in self.proposals:
                 self.votes.setdefault(s, set()).add(src)
         self._advance_commit_leader(ready)
+        self._flush(ready)
+
+    def _flush(self, ready: Ready) -> None:
+        """Send the proposals held back while the pipeline was full, batched."""
+        if self.unsent_from is None:
+            return
+        assert self.role == LEADER
+        slots = list(range(self.unsent_from, self.next_slot))
+        self.unsent_from = None
+        for p in self.peers:
+            self._send_accepts(p, slots, ready)
 
     def _advance_commit_leader(self, ready: Ready) -> None:
         s = self.commit + 1
@@ -481,7 +504,10 @@ class MultiPaxosCore(Core):
         self.next_slot += 1
         self.proposals[s] = {"op": self.request_op(body), "cl": src, "id": body.get("msg_id")}
         self._accept_locally([s], ready)
-        for p in self.peers:
-            self._send_accepts(p, [s], ready)
+        if self.unsent_from is None and s - 1 - self.commit < self.options["pipeline_max"]:
+            for p in self.peers:
+                self._send_accepts(p, [s], ready)
+        elif self.unsent_from is None:
+            self.unsent_from = s
         self._advance_commit_leader(ready)  # a one-node cluster chooses at once
         return ready
