@@ -96,6 +96,9 @@ class Loop:
         self._stop = False
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self.error: BaseException | None = None
+        # Called at the end of every loop iteration (on the loop thread): e.g. flushing output
+        # buffers once per iteration instead of one write syscall per message.
+        self.after_iteration: list[Callable[[], Any]] = []
         self.on_error: Callable[[BaseException], None] | None = None
 
     # -- lifecycle --
@@ -175,6 +178,8 @@ class Loop:
                 while self._timers and self._timers[0][0] <= now:
                     _, _, fn = heapq.heappop(self._timers)
                     fn()
+                for hook in self.after_iteration:
+                    hook()
         except BaseException as e:  # noqa: BLE001 - surfaced to the runner
             self.error = e
             if self.on_error is not None:

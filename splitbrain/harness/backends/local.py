@@ -61,6 +61,7 @@ class NodeProcess:
         self.paused = False
         self.expected_exit = False
         self.dropped_full = 0
+        self.write_registered = False
         self.boots = 0
 
 
@@ -89,6 +90,8 @@ class LocalBackend:
         self._control_lock = threading.Lock()
         self._torn_down = False
         self._life_lock = threading.Lock()
+        self._dirty: set[str] = set()
+        self.loop.after_iteration.append(self._flush_all)
         base_env = {**os.environ, **(env or {})}
         self.procs: dict[str, NodeProcess] = {}
         for n in self.nodes:
@@ -176,6 +179,7 @@ class LocalBackend:
         p.out_fd = p.in_fd = -1
         p.up = False
         p.outbuf = bytearray()
+        p.write_registered = False
 
     def _signal(self, n: str, sig: int) -> None:
         p = self.procs[n]
@@ -351,42 +355,48 @@ class LocalBackend:
         return True
 
     def _write(self, p: NodeProcess, data: bytes) -> None:
+        """Queue bytes for a node's stdin; they are written at the end of this loop iteration
+        (one syscall per node per iteration, and the node reads them in one go)."""
         if p.in_fd < 0:
             return
-        if p.outbuf:
-            if len(p.outbuf) + len(data) > OUTBUF_BYTES_MAX:
-                p.dropped_full += 1
-                return
-            p.outbuf += data
+        if len(p.outbuf) + len(data) > OUTBUF_BYTES_MAX:
+            p.dropped_full += 1      # a stopped node's pipe is full: the network drops it
             return
-        try:
-            n = os.write(p.in_fd, data)
-        except BlockingIOError:
-            n = 0
-        except (BrokenPipeError, OSError):
-            return
-        if n < len(data):
-            # A stopped or slow node: keep the rest and write it when the pipe drains.
-            p.outbuf += data[n:]
-            self.loop.sel.register(p.in_fd, selectors.EVENT_WRITE, lambda mask, n=p.name: self._writable(n))
+        p.outbuf += data
+        self._dirty.add(p.name)
 
-    def _writable(self, n: str) -> None:
+    def _flush_all(self) -> None:
+        dirty, self._dirty = self._dirty, set()
+        for n in dirty:
+            p = self.procs[n]
+            if not p.write_registered:
+                self._writable(n)
+
+    def _writable(self, n: str, mask: int = 0) -> None:
         p = self.procs[n]
         if p.in_fd < 0:
-            return
-        try:
-            k = os.write(p.in_fd, p.outbuf)
-        except BlockingIOError:
-            return
-        except (BrokenPipeError, OSError):
             p.outbuf = bytearray()
+            return
+        k = 0
+        try:
+            if p.outbuf:
+                k = os.write(p.in_fd, p.outbuf)
+        except BlockingIOError:
             k = 0
+        except OSError:             # the node died: its stdout EOF will reap it
+            p.outbuf = bytearray()
         del p.outbuf[:k]
-        if not p.outbuf:
+        if p.outbuf and not p.write_registered:
+            # A stopped or slow node: write the rest when its pipe drains.
+            self.loop.sel.register(p.in_fd, selectors.EVENT_WRITE,
+                                   lambda mask, n=n: self._writable(n, mask))
+            p.write_registered = True
+        elif not p.outbuf and p.write_registered:
             try:
                 self.loop.sel.unregister(p.in_fd)
             except (KeyError, ValueError):
                 pass
+            p.write_registered = False
 
     def _readable(self, n: str) -> None:
         p = self.procs[n]
