@@ -50,6 +50,10 @@ def test_sequence_of_maps_without_index_or_time_knossos_style():
     ops = loads_edn(text)
     assert [(o.index, o.time) for o in ops] == [(0, 0), (1, 1), (2, 2), (3, 3)]
     assert ops[3] == Op(3, 3, 1, "ok", "read", 1)
+    # Some ops with a time, some without: missing times never go backwards.
+    mixed = loads_edn("{:process 0, :type :invoke, :f :read, :time 500}\n"
+                      "{:process 0, :type :ok, :f :read, :value 1}\n")
+    assert [o.time for o in mixed] == [500, 500]
 
 
 def test_independent_tuples_become_keys():

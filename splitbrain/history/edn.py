@@ -12,7 +12,8 @@ How EDN becomes an Op (splitbrain/history/op.py):
 - any other tagged literal (`#jepsen.history.Op{...}`, `#error {...}`, `#object[...]`) is read as
   the value it tags;
 - `:index`, when present, must be the op's 0-based position; `:time` (nanoseconds), when absent,
-  is taken to be the position, which keeps the order for histories (Knossos files) without times;
+  is taken to be the position (or the previous op's time, if that is later), which keeps the
+  order for histories (Knossos files) without times;
 - `:error` becomes a string: a keyword's name, a string as is, anything else as its JSON text;
 - unknown keys (`:debug`, ...) are ignored.
 
@@ -248,8 +249,12 @@ def _name(v: Any) -> Any:
     return v
 
 
-def _op_fields(m: Any, position: int, path: str | None, line: int) -> tuple[dict, bool]:
-    """Extract the op fields of one parsed map; returns (fields, whether it had a :key entry)."""
+def _op_fields(m: Any, position: int, path: str | None, line: int,
+               default_time: int) -> tuple[dict, bool]:
+    """Extract the op fields of one parsed map; returns (fields, whether it had a :key entry).
+
+    `default_time` is the time of an op without `:time`.
+    """
     def err(msg: str, field: str | None = None) -> HistoryError:
         return HistoryError(msg, path=path, line=line, field=field)
 
@@ -268,7 +273,7 @@ def _op_fields(m: Any, position: int, path: str | None, line: int) -> tuple[dict
     if not isinstance(index, int) or isinstance(index, bool) or index != position:
         raise err(f"must be the op's 0-based position {position}, got {edn_to_json(index)!r}",
                   "index")
-    time = d.get("time", position)
+    time = d.get("time", default_time)
     if isinstance(time, decimal.Decimal) and time == time.to_integral_value():
         time = int(time)
     if not isinstance(time, int) or isinstance(time, bool) or time < 0:
@@ -356,8 +361,12 @@ def parse_edn_ops(text: str, *, path: str | None = None,
     values = _parse_forms(forms, text, path)
     rows: list[dict] = []
     any_key_entry = False
+    last_time = 0
     for i, (form, value) in enumerate(zip(forms, values)):
-        fields, has_key = _op_fields(value, i, path, form.line)
+        # Without `:time`, the position, but never before the op above: time stays monotonic
+        # when only some ops carry a time.
+        fields, has_key = _op_fields(value, i, path, form.line, max(i, last_time))
+        last_time = fields["time"]
         any_key_entry |= has_key
         rows.append(fields)
     if independent is None:
