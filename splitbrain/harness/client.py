@@ -59,7 +59,7 @@ class ClientPool:
     """
 
     def __init__(self, backend, workload: Workload, recorder: Recorder, n: int, *,
-                 t0_ns: int, timeout_s: float = 1.0, backoff_s: float = 0.05,
+                 t0_ns: int, timeout_s: float = 1.0, backoff_s: float = 0.25,
                  on_op: Callable[[Any], None] | None = None, local_reads: bool = False):
         assert n >= 1, "at least one worker"
         self.backend = backend

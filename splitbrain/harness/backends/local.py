@@ -74,7 +74,7 @@ class LocalBackend:
                  run_dir: str | os.PathLike, *, seed: int = 0, in_house: bool = True,
                  env: dict | None = None, logger: Callable[[str], None] | None = None):
         self.nodes = list(nodes)
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir).resolve()   # nodes run with their own cwd
         self.in_house = in_house
         self.loop = Loop()
         self.on_client_message: Callable[[str, str, dict], None] | None = None
