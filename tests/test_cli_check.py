@@ -248,3 +248,11 @@ def test_ci_runs_the_readme_test_command():
     ci = (REPO / ".ci" / "run").read_text()
     assert test_cmd in ci.splitlines()
     assert "set -euo pipefail" in ci  # pytest's "no tests ran" (exit 5) fails the script
+
+
+def test_time_limit_gives_unknown_and_exit_3(porcupine_dir):
+    r = run("check", str(porcupine_dir / "kv" / "c50-ok.txt"), "--time-limit", "0.00001")
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    first, *details = r.stdout.splitlines()
+    assert first.startswith("UNKNOWN") and " kv " in first
+    assert details and "time limit" in details[0]
