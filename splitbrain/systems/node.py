@@ -39,6 +39,8 @@ def main(argv: list[str] | None = None) -> int:
                     "instead of stdin/stdout")
     ap.add_argument("--peer", action="append", default=[],
                     help="NODE=HOST:PORT of a peer, with --listen (repeatable)")
+    ap.add_argument("--id", help="with --listen: initialise as this node id at start, without "
+                    "waiting for the harness's init (a cluster started by hand, e.g. compose)")
     args = ap.parse_args(argv)
     try:
         system = load_system(args.system)
@@ -59,6 +61,10 @@ def main(argv: list[str] | None = None) -> int:
         from .tcp import TcpTransport, parse_addr, parse_peers
         try:
             transport = TcpTransport(parse_addr(args.listen), parse_peers(args.peer))
+            if args.id:
+                ids = sorted(set(transport.peers) | {args.id})
+                transport.inject({"src": "c0", "dest": args.id, "body": {
+                    "type": "init", "msg_id": 0, "node_id": args.id, "node_ids": ids}})
         except (ValueError, OSError) as e:
             print(f"splitbrain node: {e}", file=sys.stderr)
             return 2

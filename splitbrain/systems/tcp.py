@@ -168,6 +168,10 @@ class TcpTransport:
             _, _, dest, data = heapq.heappop(self._delayed)
             self._enqueue(self._peer_conn(dest), data)
 
+    def inject(self, env: dict) -> None:
+        """Hand the node an envelope as if it had arrived (a self-initialising node's `init`)."""
+        self._received.append(env)
+
     def watch(self, fd: int, on_readable: Callable[[], None]) -> None:
         """Also wait on `fd` in receive() and call `on_readable` when it has data (the shim
         for stdio binaries watches the child's stdout this way)."""
