@@ -360,3 +360,26 @@ def test_check_command_json_lists_every_anomaly_and_exit_codes(tmp_path):
     write_jsonl(str(ok), good.ops)
     rc, doc = _run_check(ok)
     assert rc == 0 and doc["valid"] is True and doc["anomalies"] == []
+
+
+def test_final_logs_without_nodes_are_the_reads_after_the_last_append():
+    h = H()
+    h.append(0, 1)
+    h.append(1, 2)
+    h.append(2, 3)
+    h.read(3, [1, 2])
+    h.read(4, [1, 3])               # two node-less reads after every append: both final
+    (a,) = only(check(h.ops), "divergent-logs")
+    h = H()
+    h.append(0, 1)
+    h.read(3, [1])
+    h.append(1, 2)                  # acknowledged after the only read: never observed
+    h.read(3, [1])                  # the final phase: 2 is lost
+    (a,) = only(check(h.ops), "lost-append")
+    assert a.details["value"] == 2
+    h = H()
+    h.append(0, 1)
+    h.append(1, 2)
+    h.read(2, [1, 2])
+    h.read(2, [1])                  # no node: the final logs are both reads; 2 is not lost
+    only(check(h.ops), "nonmonotonic-read")

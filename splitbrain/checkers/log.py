@@ -35,8 +35,11 @@ Anomalies (each names the ops - index, process, node - and the offsets that prov
   history contains appends at all).
 
 Final logs: for each (key, node), the LAST `ok` read of that node (reads with `node` set). When a
-key has no read with a node, its final log is its last `ok` read. When there are acknowledged
-appends but no read of the key at all, durability cannot be judged and the result is "unknown".
+key has no read with a node, replicas cannot be told apart: its final logs are then every `ok`
+read invoked after the key's last append had completed (the final phase; an append that never
+completed counts from its invoke), or, when there is no such read, its last `ok` read. When there
+are acknowledged appends but no read of the key at all, durability cannot be judged and the
+result is "unknown".
 
 Values are compared by Python equality of their JSON values; unhashable values (lists, objects)
 are keyed by their canonical JSON. (So JSON `1`, `1.0` and `true` count as one value.)
@@ -163,6 +166,9 @@ class _KeyState:
     reported: dict = field(default_factory=dict)        # hkey -> (offset, ok op index)
     final: dict = field(default_factory=dict)           # node -> (op index, log)
     last_read: tuple | None = None                      # (op index, log) of the last ok read
+    last_append: int = -1                               # index of the last append completion
+    tail: list = field(default_factory=list)            # (invoke index, op index, log) of reads
+                                                        # without node invoked after last_append
     reads: int = 0
 
     def insert(self, log: list, op: int) -> None:
@@ -307,6 +313,9 @@ class LogChecker:
                     value = inv.value
                 if type(value) is list or type(value) is dict:
                     value = hkey(value)
+                st.last_append = op.index
+                if st.tail:
+                    st.tail = []
                 if typ == OK:
                     st.ok[value] = op.index
                     if type(offset) is int:
@@ -326,6 +335,8 @@ class LogChecker:
             st.last_read = (op.index, log)
             if node is not None:
                 st.final[node] = (op.index, log)
+            elif not st.final and inv is not None and inv.index > st.last_append:
+                st.tail.append((inv.index, op.index, log))
             # per-process monotonic reads: keep the longest read; a shorter prefix is a candidate
             mk = (proc, st.hkey)
             prev = mono.get(mk)
@@ -342,6 +353,7 @@ class LogChecker:
             if op.f == "append":
                 st = self._state(keys, op.key)
                 st.info.setdefault(hkey(op.value), op.index)
+                st.tail = [t for t in st.tail if t[0] > op.index]
                 if not indexed:
                     meta[op.index] = (op.process, op.node)
         out = _Report(self.anomalies_per_name_max, history if indexed else None, meta)
@@ -390,7 +402,7 @@ class LogChecker:
                 totals["lost"] += len(lost)
                 totals["recovered"] += len(st.info.keys() & present)
                 fin_ops = [i for i, _ in finals]
-                fin = ", ".join(f"{out.desc(i)}: {len(log)} entries" for i, log in finals)
+                fin = ", ".join(f"{out.desc(i)}: {_entries(len(log))}" for i, log in finals)
                 for h in sorted(lost, key=lambda h: st.ok[h]):
                     if out.full("lost-append"):
                         break
@@ -430,8 +442,8 @@ class LogChecker:
                 continue   # a final read of a (possibly lagging) other replica
             proc = out.process_of(later)
             out.add("nonmonotonic-read",
-                    f"process {proc} read {elen} entries ({out.desc(earlier)}) and later only "
-                    f"{llen} entries, a proper prefix ({out.desc(later)})",
+                    f"process {proc} read {_entries(elen)} ({out.desc(earlier)}) and later only "
+                    f"{_entries(llen)}, a proper prefix ({out.desc(later)})",
                     [earlier, later], key=k, process=proc, earlier=out.op_json(earlier),
                     later=out.op_json(later), lengths=[elen, llen])
         totals["anomaly-counts"] = dict(out.counts)
@@ -450,6 +462,8 @@ class LogChecker:
     def _final_logs(st: _KeyState) -> list[tuple[int, list]]:
         if st.final:
             return sorted(st.final.values(), key=lambda t: t[0])
+        if st.tail:
+            return [(i, log) for _, i, log in st.tail]
         return [st.last_read] if st.last_read is not None else []
 
     def _walk(self, st: _KeyState, out: "_Report", totals: dict) -> _Positions:
@@ -640,6 +654,10 @@ class LogChecker:
             for c in reversed(list(b.children.values())):
                 stack.append((c, True, prev, prev_off))
         return g
+
+
+def _entries(n: int) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
 
 
 def _show(v: Any) -> str:
