@@ -1,0 +1,180 @@
+"""check_linearizable: partition by key, search each key (on several cores when it pays), compose.
+
+Verdicts: a key is valid when the search linearized all of it, invalid when some completion could
+not be linearized; past the time limit a key is "unknown" (never a pass). The history's validity
+is the merge over keys (False > "unknown" > True). An empty history (or one with no client
+operation the model describes) is valid: nothing contradicts the model.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Iterable
+
+from ...history.errors import HistoryError
+from ...history.op import Op
+from ..result import UNKNOWN, Anomaly, Result, merge_validity
+from .models import Model, get_model
+from .prepare import partition_history
+from .search import Outcome, Partition, TimeLimitReached, search
+
+CHECKER_NAME = "linearizable"
+# Forking worker processes costs tens of milliseconds; below this many calls in all keys
+# together a single process is faster.
+PARALLEL_CALLS_MIN = 20_000
+# Keys are handed out in chunks so that a worker is not idle behind one slow key.
+CHUNK_KEYS_MAX = 8
+
+# State handed to forked workers (fork inherits it; a user's model may hold lambdas).
+_WORK: tuple[Model, list[Partition], float | None] | None = None
+
+
+def _search_one(model: Model, part: Partition, deadline: float | None) -> tuple[str, Any]:
+    """("valid"|"invalid"|"unknown", payload): the Outcome, re-searched to explain a failure."""
+    try:
+        outcome = search(model, part, deadline)
+        if not outcome.valid:
+            explained = search(model, part, None, explain=True)
+            # The explaining search makes the same decisions with paths attached.
+            assert not explained.valid, "explain=True changed the verdict"
+            explained.stats = outcome.stats
+            return "invalid", explained
+        return "valid", outcome
+    except TimeLimitReached:
+        return "unknown", None
+    except (ValueError, TypeError) as e:
+        # A model that rejects an operation it does not know: bad input, named by op.
+        raise HistoryError(f"key {part.key!r}: {e}") from None
+
+
+def _worker(i: int) -> tuple[str, Any]:
+    assert _WORK is not None
+    model, parts, deadline = _WORK
+    return _search_one(model, parts[i], deadline)
+
+
+def _run_parallel(model: Model, parts: list[Partition], deadline: float | None,
+                  workers: int) -> list[tuple[str, Any]]:
+    import multiprocessing
+
+    global _WORK
+    _WORK = (model, parts, deadline)
+    try:
+        ctx = multiprocessing.get_context("fork")
+        # Largest keys first: the slowest keys start early.
+        order = sorted(range(len(parts)), key=lambda i: -len(parts[i].calls))
+        with ctx.Pool(processes=workers) as pool:
+            got = pool.map(_worker, order, chunksize=1 if len(parts) < workers * CHUNK_KEYS_MAX
+                           else CHUNK_KEYS_MAX)
+        results: list[Any] = [None] * len(parts)
+        for i, r in zip(order, got):
+            results[i] = r
+        return results
+    finally:
+        _WORK = None
+
+
+def check_linearizable(history: Iterable[Op], model: "str | Model", *,
+                       time_limit: float | None = None, out_dir: str | None = None,
+                       workers: int | None = None) -> Result:
+    """Check a history for linearizability with Jepsen's semantics, per key.
+
+    - model: a name from MODELS or a Model;
+    - time_limit: seconds for the whole check; past it the undecided keys are "unknown";
+    - out_dir: when given, one HTML counterexample per invalid key is written to
+      out_dir/linearizability/<key>.html and listed in Result.files;
+    - workers: processes for the search; None = the CPUs available, used only when the history
+      is large enough and has several keys.
+
+    Returns Result(checker="linearizable") with one Anomaly "nonlinearizable" per invalid key;
+    its message is the counterexample in words and its ops the history indices involved.
+    Raises HistoryError for a history that breaks the op semantics (completion without invoke,
+    a busy process invoking) or an operation the model does not describe.
+    """
+    started = time.monotonic()
+    m = get_model(model)
+    deadline = None if time_limit is None else started + float(time_limit)
+    history = list(history)
+    parts = list(partition_history(history, m).values())
+    total_calls = sum(len(p.calls) for p in parts)
+
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+    if workers > 1 and len(parts) > 1 and total_calls >= PARALLEL_CALLS_MIN:
+        outcomes = _run_parallel(m, parts, deadline, min(workers, len(parts)))
+    else:
+        outcomes = [_search_one(m, p, deadline) for p in parts]
+
+    anomalies: list[Anomaly] = []
+    files: list[str] = []
+    verdicts = []
+    unknown_keys = []
+    for part, (verdict, outcome) in zip(parts, outcomes):
+        if verdict == "valid":
+            verdicts.append(True)
+        elif verdict == "unknown":
+            verdicts.append(UNKNOWN)
+            unknown_keys.append(part.key)
+        else:
+            verdicts.append(False)
+            from .counterexample import describe, render_html  # only when something is wrong
+
+            anomaly = describe(m, part, outcome.failure, multi_key=len(parts) > 1)
+            if out_dir is not None:
+                path = render_html(m, part, outcome.failure, out_dir)
+                files.append(path)
+                anomaly.details["html"] = path
+            anomalies.append(anomaly)
+    valid = merge_validity(verdicts)
+    stats = {
+        "model": m.name,
+        "keys": len(parts),
+        "invalid_keys": len(anomalies),
+        "unknown_keys": len(unknown_keys),
+        "calls": total_calls,
+        "crashed_calls": sum(sum(p.crashed) for p in parts),
+        "dropped_calls": sum(p.dropped for p in parts),
+        "steps": sum(o.stats.get("steps", 0) for v, o in outcomes if o is not None),
+        "seconds": round(time.monotonic() - started, 6),
+    }
+    result = Result(valid=valid, checker=CHECKER_NAME, anomalies=anomalies, files=files,
+                    stats=stats)
+    if unknown_keys:
+        shown = ", ".join(repr(k) for k in unknown_keys[:10])
+        result.error = (f"time limit of {time_limit} s reached before deciding "
+                        f"{len(unknown_keys)} key(s): {shown}")
+    return result
+
+
+class LinearizableChecker:
+    """The registry's checker object: `check(history, test) -> Result`.
+
+    Options (constructor) win over the test map's `model`, `time_limit`, `out_dir`, `workers`.
+    """
+
+    name = CHECKER_NAME
+
+    def __init__(self, options: dict | None = None):
+        self.options = dict(options or {})
+        # Fail early on an unknown model name: a usage error, not a checker failure.
+        if self.options.get("model") is not None:
+            get_model(self.options["model"])
+
+    def check(self, history: list, test: dict | None = None) -> Result:
+        test = test or {}
+
+        def opt(name: str, default=None):
+            v = self.options.get(name)
+            return test.get(name, default) if v is None else v
+
+        return check_linearizable(history, opt("model", "cas-register"),
+                                  time_limit=opt("time_limit"), out_dir=opt("out_dir"),
+                                  workers=opt("workers"))
+
+
+def make_checker(options: dict | None = None) -> LinearizableChecker:
+    """Registry factory: options may hold model (default cas-register), time_limit, out_dir,
+    workers."""
+    return LinearizableChecker(options)

@@ -1,0 +1,355 @@
+"""Sequential specifications ("models") for the linearizability checker.
+
+A model describes ONE object (one register, one queue, ...). The checker partitions a history by
+its `key` field (P-compositionality) and checks every key against a fresh copy of the model, so a
+multi-key workload (kv, per-key arith) needs no special model.
+
+Writing your own model
+----------------------
+A model is a name, a hashable initial state and a step function::
+
+    from splitbrain.checkers.linearizability import Model, UNKNOWN, check_linearizable
+
+    def counter_step(state, call):
+        # call.f: the operation; call.value: its argument (from the invoke);
+        # call.result: what the completion returned, or UNKNOWN for a crashed (info) op.
+        if call.f == "incr":
+            return True, state + call.value
+        if call.f == "read":
+            return call.result == state, state
+        raise ValueError(f"counter: unknown operation {call.f!r}")
+
+    counter = Model("counter", init=0, step=counter_step, read_only={"read"})
+    result = check_linearizable(history, counter)
+
+The contract of `step(state, call) -> (legal, next_state)`:
+- it is pure: the same (state, call) always gives the same answer (the checker caches it);
+- states are hashable and compare by value (ints, strings, tuples, frozensets);
+- values are "frozen" before the model sees them: JSON lists become tuples, objects become
+  `FrozenDict` (a hashable, read-only dict);
+- `legal` False means the call cannot take effect in `state` with that result;
+- for a crashed call (`call.result is UNKNOWN`) return the state after it takes effect, or
+  `legal` False when it cannot take effect there (a crashed call is optional anyway, so "cannot"
+  and "did not" are the same thing for the search);
+- `read_only` names the operations that never change the state: a crashed one constrains nothing
+  and is dropped before the search;
+- `ignore` names operations the model does not describe at all (they are skipped);
+- `fail_observation(f, value, error)` may turn a `fail` into an observation that must be
+  linearized (the cas-register's failed precondition); by default a `fail` did not happen.
+
+Subclassing `Model` and overriding `step` (and `fail_observation`) works as well.
+
+The built-in models (MODELS, by name)
+-------------------------------------
+- register: read -> v (None when never written), write v.
+- cas-register: register plus cas [from, to]; a cas that failed with error
+  "precondition-failed" is an observation that the register did not hold `from`, and one that failed
+  with "key-does-not-exist" an observation that it held nothing.
+- kv: the cas-register per key, plus `append s` (string concatenation; an absent key counts as "").
+  Decision for Porcupine's kv logs, whose `get` of an absent key returns "": a read returning ""
+  is also accepted when the key is absent (None). Nothing else conflates "" and absent.
+- arith: one integer starting at 0; add n, mul n (order matters), read -> int.
+- set: add v, read -> the list of elements (order ignored).
+- fifo-queue: enqueue v, dequeue -> v (None when empty).
+- mutex: acquire, release (an acquire of a held lock, or a release of a free one, is illegal).
+- append-log: append v -> v or {"value": v, "offset": i} (i = position, 0-based), read -> the
+  whole log oldest first; `status` is ignored (the convergence checker judges it).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Hashable, Iterable, NamedTuple
+
+
+class _Unknown:
+    """The result of a crashed (info) operation: it may have taken effect, result unseen."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "UNKNOWN"
+
+    def __reduce__(self):
+        return (_Unknown, ())
+
+
+UNKNOWN = _Unknown()
+
+
+class FrozenDict(dict):
+    """A hashable dict for frozen JSON objects. Never mutate one (the checker does not)."""
+
+    __slots__ = ()
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(frozenset(self.items()))
+
+    def _readonly(self, *a, **k):
+        raise TypeError("FrozenDict is read-only")
+
+    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _readonly  # type: ignore
+
+
+def freeze(value: Any) -> Hashable:
+    """JSON value -> hashable equivalent: lists become tuples, objects FrozenDicts."""
+    if isinstance(value, list) or isinstance(value, tuple):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, dict):
+        return FrozenDict((k, freeze(v)) for k, v in value.items())
+    return value
+
+
+class Call(NamedTuple):
+    """One operation as the model sees it: f, argument (invoke value), result (or UNKNOWN)."""
+
+    f: str
+    value: Any
+    result: Any
+
+
+class Model:
+    """A sequential specification of one object; see the module docstring for the contract.
+
+    Either pass `step` (and optionally `fail_observation`) to the constructor, or subclass and
+    override the methods. `describe(state)` renders a state for counterexamples.
+    """
+
+    name: str = "model"
+    init: Hashable = None
+    read_only: frozenset = frozenset()
+    ignore: frozenset = frozenset()
+
+    def __init__(self, name: str | None = None, init: Hashable = None,
+                 step: Callable[[Any, Call], tuple[bool, Any]] | None = None, *,
+                 read_only: Iterable[str] = (), ignore: Iterable[str] = (),
+                 fail_observation: Callable[[str, Any, str | None], tuple[str, Any] | None]
+                 | None = None):
+        if name is not None:
+            self.name = name
+        if init is not None or not hasattr(type(self), "init"):
+            self.init = init
+        if step is not None:
+            self.step = step  # type: ignore[method-assign]
+        if fail_observation is not None:
+            self.fail_observation = fail_observation  # type: ignore[method-assign]
+        if read_only:
+            self.read_only = frozenset(read_only)
+        if ignore:
+            self.ignore = frozenset(ignore)
+        try:
+            hash(self.init)
+        except TypeError:
+            raise ValueError(f"model {self.name!r}: the initial state must be hashable, "
+                             f"got {type(self.init).__name__}") from None
+
+    def step(self, state: Any, call: Call) -> tuple[bool, Any]:
+        raise NotImplementedError(f"model {self.name!r} has no step function")
+
+    def fail_observation(self, f: str, value: Any, error: str | None) -> tuple[str, Any] | None:
+        """Turn a `fail` into (f, value) of an observation that must linearize, or None."""
+        return None
+
+    def describe(self, state: Any) -> str:
+        return _show(state)
+
+    def __repr__(self) -> str:
+        return f"<Model {self.name}>"
+
+
+def _show(v: Any) -> str:
+    if v is None:
+        return "nil"
+    if isinstance(v, frozenset):
+        return "#{" + " ".join(sorted(_show(x) for x in v)) + "}"
+    if isinstance(v, tuple):
+        return "[" + " ".join(_show(x) for x in v) + "]"
+    if isinstance(v, str):
+        return repr(v) if v == "" or " " in v else v
+    if isinstance(v, bool):
+        return "held" if v else "free"
+    return repr(v)
+
+
+def _unknown_f(model: str, call: Call):
+    raise ValueError(f"model {model!r} has no operation {call.f!r}")
+
+
+class RegisterModel(Model):
+    name = "register"
+    init = None
+    read_only = frozenset({"read"})
+
+    def step(self, state, call):
+        f = call.f
+        if f == "read":
+            return call.result == state, state
+        if f == "write":
+            return True, call.value
+        _unknown_f(self.name, call)
+
+
+class CasRegisterModel(Model):
+    name = "cas-register"
+    init = None
+    read_only = frozenset({"read", "cas-failed", "absent"})
+
+    def step(self, state, call):
+        f = call.f
+        if f == "read":
+            return call.result == state, state
+        if f == "write":
+            return True, call.value
+        if f == "cas":
+            frm, to = _cas_args(self.name, call.value)
+            return state == frm, to
+        if f == "cas-failed":  # observation: a cas was evaluated and its `from` differed
+            return state != call.value, state
+        if f == "absent":      # observation: the register held nothing
+            return state is None, state
+        _unknown_f(self.name, call)
+
+    def fail_observation(self, f, value, error):
+        if f != "cas":
+            return None
+        if error == "precondition-failed":
+            frm, _ = _cas_args(self.name, value)
+            return ("cas-failed", frm)
+        if error == "key-does-not-exist":
+            return ("absent", None)
+        return None
+
+
+def _cas_args(model: str, value) -> tuple:
+    if not (isinstance(value, tuple) and len(value) == 2):
+        raise ValueError(f"model {model!r}: cas takes [from, to], got {value!r}")
+    return value
+
+
+class KvModel(CasRegisterModel):
+    """One key of a key-value store: the cas-register plus string append."""
+
+    name = "kv"
+
+    def step(self, state, call):
+        f = call.f
+        if f == "read":
+            r = call.result
+            return r == state or (state is None and r == ""), state
+        if f == "append":
+            if state is None:
+                return True, call.value
+            if isinstance(state, str) and isinstance(call.value, str):
+                return True, state + call.value
+            if isinstance(state, tuple):
+                return True, state + (call.value,)
+            return False, state  # appending to a non-string value cannot succeed
+        return CasRegisterModel.step(self, state, call)
+
+
+class ArithModel(Model):
+    name = "arith"
+    init = 0
+    read_only = frozenset({"read"})
+
+    def step(self, state, call):
+        f = call.f
+        if f == "read":
+            return call.result == state, state
+        if f == "add":
+            return True, state + call.value
+        if f == "mul":
+            return True, state * call.value
+        _unknown_f(self.name, call)
+
+
+class SetModel(Model):
+    name = "set"
+    init = frozenset()
+    read_only = frozenset({"read"})
+
+    def step(self, state, call):
+        f = call.f
+        if f == "add":
+            return True, state | {call.value}
+        if f == "read":
+            r = call.result
+            return (r is not None and len(r) == len(state) and frozenset(r) == state), state
+        _unknown_f(self.name, call)
+
+
+class FifoQueueModel(Model):
+    name = "fifo-queue"
+    init = ()
+
+    def step(self, state, call):
+        f = call.f
+        if f == "enqueue":
+            return True, state + (call.value,)
+        if f == "dequeue":
+            r = call.result
+            if r is UNKNOWN:
+                return bool(state), state[1:]
+            if not state:
+                return r is None, state
+            return r == state[0], state[1:]
+        _unknown_f(self.name, call)
+
+
+class MutexModel(Model):
+    name = "mutex"
+    init = False
+
+    def step(self, state, call):
+        f = call.f
+        if f == "acquire":
+            return not state, True
+        if f == "release":
+            return state, False
+        _unknown_f(self.name, call)
+
+
+class AppendLogModel(Model):
+    name = "append-log"
+    init = ()
+    read_only = frozenset({"read"})
+    ignore = frozenset({"status"})
+
+    def step(self, state, call):
+        f = call.f
+        if f == "append":
+            v = call.value
+            if isinstance(v, FrozenDict):  # the invoke may carry {"value": v} as well
+                v = v.get("value")
+            r = call.result
+            if isinstance(r, FrozenDict) and "offset" in r:
+                return r["offset"] == len(state), state + (v,)
+            return True, state + (v,)
+        if f == "read":
+            return call.result == state, state
+        _unknown_f(self.name, call)
+
+
+MODELS: dict[str, type[Model]] = {
+    "register": RegisterModel,
+    "cas-register": CasRegisterModel,
+    "kv": KvModel,
+    "arith": ArithModel,
+    "set": SetModel,
+    "fifo-queue": FifoQueueModel,
+    "mutex": MutexModel,
+    "append-log": AppendLogModel,
+}
+
+
+def get_model(model: "str | Model") -> Model:
+    """A Model instance from a name or a Model; ValueError naming the choices otherwise."""
+    if isinstance(model, Model):
+        return model
+    if isinstance(model, str) and model in MODELS:
+        return MODELS[model]()
+    raise ValueError(f"unknown model {model!r} (choose from {', '.join(MODELS)})")
