@@ -29,7 +29,8 @@ class Compose:
         test = test if test is not None else {}
         children = {name: safe_check(c, history, test) for name, c in self.checkers.items()}
         valid = merge_validity([r.valid for r in children.values()])
-        errors = [f"{n}: {r.error}" for n, r in children.items() if r.error and r.valid != True]
+        errors = [f"{n}: {r.error}" for n, r in children.items()
+                  if r.error and r.valid is not True]
         return Result(valid=valid, checker=NAME, children=children,
                       stats={"valid": {n: r.valid for n, r in children.items()}},
                       error="; ".join(errors) if errors else None)

@@ -56,7 +56,7 @@ from typing import Any, Iterable
 import networkx as nx
 
 from ..history.errors import HistoryError
-from ..history.op import FAIL, INFO, INVOKE, OK
+from ..history.op import FAIL, INVOKE, OK
 from ..systems.machines import canonical_json
 from .result import UNKNOWN, Anomaly, Result
 
@@ -411,7 +411,8 @@ class LogChecker:
                     seen = None
                     if h in pos.branch:
                         seen = {"offset": pos.offset(h), "op": out.op_json(pos.op(h))}
-                        msg += f"; it had been seen at offset {seen['offset']} by {out.desc(pos.op(h))}"
+                        msg += (f"; it had been seen at offset {seen['offset']} by "
+                                f"{out.desc(pos.op(h))}")
                     out.add("lost-append", msg, [st.ok[h]] + fin_ops, key=k, value=unkey(h),
                             append=out.op_json(st.ok[h]),
                             final_logs=[out.op_json(i) for i in fin_ops], seen_at=seen)
