@@ -168,7 +168,7 @@ def any_histories(draw):
             for i in range(n)]
 
 
-@settings(max_examples=120, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(any_histories(), st.booleans())
 def test_round_trip_any_history(ops, vector):
     buf = io.StringIO()
@@ -196,7 +196,7 @@ def keyed_register_histories(draw):
     return ops
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=80, deadline=None)
 @given(keyed_register_histories())
 def test_round_trip_jepsen_tuples(ops):
     buf = io.StringIO()
@@ -211,3 +211,14 @@ def test_file_round_trip(tmp_path):
     p = tmp_path / "h.edn"
     write_edn(str(p), ops)
     assert read_edn(str(p)) == ops
+
+
+def test_bad_op_deep_in_a_large_file_names_its_line():
+    ops = [Op(i, i, i, "invoke", "read", None) for i in range(2600)]
+    buf = io.StringIO()
+    write_edn(buf, ops)
+    lines = buf.getvalue().splitlines()
+    lines[2345] = lines[2345].replace(":value nil", ":value {:a}")
+    with pytest.raises(HistoryError) as e:
+        loads_edn("\n".join(lines))
+    assert e.value.line == 2346 and "bad EDN" in str(e.value)

@@ -119,7 +119,7 @@ def valid_histories(draw):
     return ops
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(valid_histories())
 def test_generated_valid_histories_pass_and_pair_consistently(h):
     validate_history(h)
@@ -132,7 +132,7 @@ def test_generated_valid_histories_pass_and_pair_consistently(h):
             assert partner[i] is not None and partner[i] < i
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(valid_histories(), st.data())
 def test_duplicating_an_open_invoke_is_caught(h, data):
     """Inserting a copy of an invoke right after it makes the process invoke while busy."""

@@ -189,19 +189,29 @@ def _parse_one(text: str, path: str | None, line: int) -> Any:
 
 
 def _parse_forms(forms: list[_Form], text: str, path: str | None) -> list[Any]:
-    """Parse every form; batched because edn_format's per-call setup costs more than a form."""
-    batch_max = 2000  # forms per edn_format call: big enough to amortize, small enough to retry
+    """Parse every form, in batches, because edn_format's per-call setup costs milliseconds.
+
+    A batch that fails is split in halves until the form at fault is found, so a bad op deep in
+    a large file costs a few extra batch parses, not one call per op.
+    """
+    batch_max = 2000  # forms per edn_format call: amortizes the setup, bounds memory per call
+
+    def parse(chunk: list[_Form]) -> list[Any]:
+        if len(chunk) == 1:
+            f = chunk[0]
+            return [_parse_one(text[f.start:f.end], path, f.line)]
+        try:
+            values = edn_format.loads_all("\n".join(text[f.start:f.end] for f in chunk))
+        except Exception:  # noqa: BLE001 - edn_format raises several types; bisect below
+            values = None
+        if values is not None and len(values) == len(chunk):
+            return values
+        mid = len(chunk) // 2
+        return parse(chunk[:mid]) + parse(chunk[mid:])
+
     out: list[Any] = []
     for b in range(0, len(forms), batch_max):
-        chunk = forms[b:b + batch_max]
-        joined = "\n".join(text[f.start:f.end] for f in chunk)
-        try:
-            values = edn_format.loads_all(joined)
-        except Exception:  # noqa: BLE001 - find the culprit form for a precise line number
-            values = None
-        if values is None or len(values) != len(chunk):
-            values = [_parse_one(text[f.start:f.end], path, f.line) for f in chunk]
-        out.extend(values)
+        out.extend(parse(forms[b:b + batch_max]))
     return out
 
 
