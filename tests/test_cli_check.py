@@ -256,3 +256,15 @@ def test_time_limit_gives_unknown_and_exit_3(porcupine_dir):
     first, *details = r.stdout.splitlines()
     assert first.startswith("UNKNOWN") and " kv " in first
     assert details and "time limit" in details[0]
+
+
+@pytest.mark.parametrize("args, words", [
+    (["check"], "Missing argument"),
+    (["check", VALID, "--time-limit", "abc"], "--time-limit"),
+    (["check", VALID, "--workers", "0"], "--workers"),
+    (["check", VALID, "--bogus"], "--bogus"),
+])
+def test_usage_errors_are_one_line_and_exit_2(args, words):
+    r = run(*args)
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert len(r.stderr.splitlines()) == 1 and words in r.stderr

@@ -16,6 +16,7 @@ Files:
   kv-valid.jsonl              five keys, read/write/cas, valid
   append-log-valid.jsonl      an append-only log with client reads, final reads and status of
                               each node; append-log-valid.test.json selects its checkers
+                              (linearizable, log, convergence)
   jepsen-cas-register.edn     Jepsen EDN with `[k v]` independent tuples, valid
 """
 
@@ -233,7 +234,7 @@ def generate(directory: str) -> list[str]:
     write_jsonl(path("append-log-valid.jsonl"), final_reads(ops, log.entries))
     with open(path("append-log-valid.test.json"), "w", encoding="utf-8") as fh:
         json.dump({"workload": "append-log", "model": "append-log",
-                   "checkers": ["linearizable", "log"]}, fh, indent=2)
+                   "checkers": ["linearizable", "log", "convergence"]}, fh, indent=2)
         fh.write("\n")
     ops, _ = simulate(_Register(keys=(0, 1, 2)), seed=5, workers=5, ops_max=150)
     write_edn(path("jepsen-cas-register.edn"), ops, tuples=True, vector=True)
