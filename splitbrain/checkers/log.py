@@ -477,7 +477,7 @@ class LogChecker:
             return pos
         on_path: dict[Any, _Branch] = {}   # hkey -> branch of its first occurrence on this path
         dup_heads: set[int] = set()        # id() of branches whose first entry is a path duplicate
-        cross_repeat = False               # some value sits at two trie positions
+        repeated: set = set()              # values that sit at two trie positions
         reported = st.reported
         by_offset: dict[int, Any] = {}
         for h, (off, _) in reported.items():
@@ -527,7 +527,7 @@ class LogChecker:
                     on_path[h] = b
                     mine.append(h)
                     if h in first:
-                        cross_repeat = True
+                        repeated.add(h)
                     else:
                         first[h] = b
                     if reported:
@@ -562,8 +562,8 @@ class LogChecker:
         # The order graph is built only when a value sits at two trie positions: otherwise it is
         # the trie's tree of first occurrences with every edge pointing deeper, hence acyclic.
         in_cycle: dict[Any, int] = {}
-        if cross_repeat:
-            g = self._order_graph(st)
+        if repeated:
+            g = self._order_graph(st, repeated)
             sccs = [c for c in nx.strongly_connected_components(g) if len(c) > 1]
             sccs.sort(key=lambda c: min(pos.offset(h) for h in c))
             for n, comp in enumerate(sccs):
@@ -621,11 +621,14 @@ class LogChecker:
                     appends=[out.op_json(oop), out.op_json(aop)])
 
     @staticmethod
-    def _order_graph(st: _KeyState) -> nx.DiGraph:
+    def _order_graph(st: _KeyState, repeated: set) -> nx.DiGraph:
         """Edges "a came before b" between consecutive first occurrences along every trie path.
 
         Each edge carries the op whose log first showed it and the two offsets. Later
         occurrences of a value on one path (duplicates, reported separately) add no edge.
+        A value before the first repeated value of its path has one position and all its
+        predecessors lie on that path before it, so it cannot be on a cycle: such values are left
+        out, which keeps the graph to the logs' divergent parts.
         """
         g = nx.DiGraph()
         on_path: set = set()
@@ -646,6 +649,8 @@ class LogChecker:
                 mine.append(h)
                 off = b.start + rel
                 if prev is None:
+                    if h not in repeated:
+                        continue                # not yet past a repeated value on this path
                     g.add_node(h)
                 elif not g.has_edge(prev, h):
                     g.add_edge(prev, h, op=b.op_at(rel), offsets=(prev_off, off))
