@@ -110,7 +110,7 @@ def test_invalid_example_prints_details_and_exits_1():
     assert any("cannot linearize" in d for d in details)
 
 
-def test_readme_first_command():
+def test_check_all_shipped_examples():
     """`splitbrain check splitbrain/examples/*.jsonl`: one line per example, then a summary."""
     files = sorted(str(p.relative_to(REPO)) for p in EXAMPLES.glob("*.jsonl"))
     r = run("check", *files)
@@ -243,8 +243,11 @@ def test_missing_checker_module_is_a_harness_error(fake_checkers, capsys):
 
 def test_ci_runs_the_readme_test_command():
     readme = (REPO / "README.md").read_text().splitlines()
-    test_cmd = readme[4].split("&&")[-1].strip()
-    assert test_cmd == "python3 -m pytest -q", readme[:5]
+    # The README's first lines: a code block with the main job, then the test command.
+    block = readme[readme.index("```") + 1:][:2]
+    assert "pytest" in block[1], block
+    test_cmd = block[1].split("&&")[-1].strip()
+    assert test_cmd == "python3 -m pytest -q", block
     ci = (REPO / ".ci" / "run").read_text()
     assert test_cmd in ci.splitlines()
     assert "set -euo pipefail" in ci  # pytest's "no tests ran" (exit 5) fails the script
