@@ -33,8 +33,13 @@ from splitbrain.history.jsonl import iter_jsonl, write_jsonl  # noqa: E402
 from splitbrain.history.op import Op  # noqa: E402
 
 
-def build(appends: int, reads: int, keys: int, replicas: int, seed: int) -> list[Op]:
-    """A valid history: appends acknowledged in order, reads of committed prefixes, final logs."""
+def build(appends: int, reads: int, keys: int, replicas: int, seed: int,
+          fault: str = "none") -> list[Op]:
+    """A valid history: appends acknowledged in order, reads of committed prefixes, final logs.
+
+    fault "swap": the last replica's final log of key 0 has two entries swapped (an order
+    cycle); "lost": the last acknowledged append of key 0 is missing from every final log.
+    """
     rng = random.Random(seed)
     logs: list[list[int]] = [[] for _ in range(keys)]
     ops: list[Op] = []
@@ -63,7 +68,12 @@ def build(appends: int, reads: int, keys: int, replicas: int, seed: int) -> list
         node = f"n{r + 1}"
         for k in range(keys):
             log = logs[k]
-            if r == replicas - 1 and k % 7 == 0 and log:
+            if k == 0 and fault == "lost":
+                log = log[:-1]
+            elif k == 0 and fault == "swap" and r == replicas - 1 and len(log) >= 2:
+                log = list(log)
+                log[0], log[-1] = log[-1], log[0]
+            elif r == replicas - 1 and k % 7 == 0 and log:
                 log = log[:-1]                      # a lagging replica: a prefix, still valid
             t += 10
             add(Op(len(ops), t, p0 + r, "invoke", "read", None, k, node))
@@ -79,9 +89,11 @@ def main() -> None:
     ap.add_argument("--replicas", type=int, default=5)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--jsonl", action="store_true", help="also time checking straight from JSONL")
+    ap.add_argument("--fault", choices=("none", "swap", "lost"), default="none",
+                    help="inject one fault into key 0 (the check must then find it)")
     a = ap.parse_args()
     t0 = time.perf_counter()
-    ops = build(a.appends, a.reads, a.keys, a.replicas, a.seed)
+    ops = build(a.appends, a.reads, a.keys, a.replicas, a.seed, a.fault)
     t1 = time.perf_counter()
     entries = sum(len(op.value) for op in ops if op.f == "read" and op.type == "ok")
     print(f"built {len(ops):,} ops ({a.appends:,} appends, {a.reads:,} client reads, "
@@ -99,7 +111,12 @@ def main() -> None:
               f"{(len(ops) / 2) / secs:,.0f} operations/s (invoke+completion pairs); "
               f"{entries / secs:,.0f} log entries/s")
     print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:,.0f} MiB")
-    assert result.valid is True, result.to_json()["anomalies"][:3]
+    if a.fault == "none":
+        assert result.valid is True, result.to_json()["anomalies"][:3]
+    else:
+        found = sorted({x.name for x in result.anomalies})
+        print(f"  injected {a.fault}: found {found}")
+        assert result.valid is False
     if a.jsonl:
         with tempfile.TemporaryDirectory() as d:
             path = os.path.join(d, "history.jsonl")
