@@ -174,3 +174,30 @@ def test_generated_histories_converge_and_a_corrupted_digest_is_caught(h, seed):
     assert r.valid is False
     assert {a.name for a in r.anomalies} == {"state-divergence"}
     assert any(victim.index in a.ops for a in r.anomalies)
+
+
+def test_check_command_convergence_exit_codes(tmp_path):
+    import importlib.util
+    import json
+    import subprocess
+
+    from conftest import REPO
+    from splitbrain.history.jsonl import write_jsonl
+    if importlib.util.find_spec("splitbrain.commands.check") is None:
+        pytest.skip("splitbrain check is not there yet")
+    h = H()
+    h.read(0, LOG, "n1")
+    h.status(1, 3, D[3], "n1")
+    h.status(2, 3, D[3], "n2")
+    good = tmp_path / "good.jsonl"
+    write_jsonl(str(good), h.ops)
+    h.status(3, 3, D[2], "n3")
+    bad = tmp_path / "bad.jsonl"
+    write_jsonl(str(bad), h.ops)
+    for path, rc_want in ((good, 0), (bad, 1)):
+        p = subprocess.run([sys.executable, "-m", "splitbrain", "check", str(path),
+                            "--checker", "convergence", "--json"],
+                           capture_output=True, text=True, cwd=REPO, timeout=120)
+        assert p.returncode == rc_want, p.stderr
+        doc = json.loads(p.stdout)
+        assert {a["name"] for a in doc["anomalies"]} == ({"state-divergence"} if rc_want else set())
