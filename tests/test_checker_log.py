@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 from splitbrain.checkers.log import LogChecker, make_checker
 from splitbrain.history.jsonl import write_jsonl
 from splitbrain.history.op import Op
+from splitbrain.history.validate import validate_history
 
 from conftest import REPO
 from strategies_log import inject_drop, inject_duplicate, inject_swap, log_histories
@@ -261,6 +262,7 @@ SETTINGS = settings(max_examples=150, deadline=None,
 @SETTINGS
 @given(log_histories())
 def test_generated_histories_are_valid(h):
+    validate_history(h.ops)          # Jepsen's operation semantics hold
     r = check(h.ops)
     assert r.valid is True, [a.message for a in r.anomalies]
     assert r.stats["acknowledged"] == len(h.acknowledged)
