@@ -271,3 +271,19 @@ def test_usage_errors_are_one_line_and_exit_2(args, words):
     r = run(*args)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert len(r.stderr.splitlines()) == 1 and words in r.stderr
+
+
+def test_stored_run_directory_ignores_the_runs_own_time_limit_and_out_dir(tmp_path):
+    run_dir = tmp_path / "store" / "t" / "1"
+    run_dir.mkdir(parents=True)
+    (run_dir / "history.jsonl").write_text(Path(INVALID).read_text())
+    # The harness records the test's duration as time_limit and a relative out_dir: applied to
+    # the check they would give "unknown" and write into the caller's directory.
+    (run_dir / "test.json").write_text(json.dumps({"workload": "register", "time_limit": 1e-9,
+                                                   "out_dir": "junk/out"}))
+    cwd = tmp_path / "elsewhere"
+    cwd.mkdir()
+    r = run("check", str(run_dir), "--json", cwd=cwd)
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert json.loads(r.stdout)["histories"][0]["valid"] is False
+    assert not (cwd / "junk").exists()

@@ -11,7 +11,9 @@ Which model and checkers (first that applies):
   1. `--model M` / `--checker NAME` on the command line;
   2. a sidecar `FILE-STEM.test.json` next to FILE, else a `test.json` in FILE's directory (a
      stored run, DESIGN.md "The store"), with keys `"model"` and `"checkers"` (a list of names);
-     that dict is also what checkers receive as `test`;
+     that dict is also what checkers receive as `test`, minus the run's own `time_limit` (the
+     test's duration), `out_dir`, `run_dir` and `workers`: only --time-limit, --out and
+     --workers set those for a check (`splitbrain analyze` re-checks a stored run as it ran);
   3. the model is inferred from the operations (`infer_model`); the checker is `linearizable`.
 
 Exit code (splitbrain/exitcodes.py): the composed validity of every checker on every history
@@ -37,6 +39,8 @@ from ..history.formats import AUTO, FORMATS, load_history_ex
 from ..history.op import INVOKE, NEMESIS, OK, Op
 
 DEFAULT_CHECKERS = ("linearizable",)
+# test.json keys that describe the recorded run, not this check (see `command`).
+_RUN_ONLY_KEYS = ("time_limit", "out_dir", "run_dir", "workers")
 
 
 class HarnessError(click.ClickException):
@@ -201,8 +205,11 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
         options: dict[str, Any] = {"model": m, "time_limit": time_limit, "out_dir": out_dir,
                                    "workers": workers}
         options = {k: v for k, v in options.items() if v is not None}
-        test_meta = dict(test)
-        test_meta.update({k: v for k, v in options.items()})
+        # A stored run's test.json holds the *test's* time limit (its duration) and the run's
+        # out_dir (relative to where it ran): neither is meant for this check, whose checker
+        # options come only from the command line.
+        test_meta = {k: v for k, v in test.items() if k not in _RUN_ONLY_KEYS}
+        test_meta.update(options)
         test_meta.setdefault("history_path", real)
         results: dict[str, Result] = {}
         t0 = time.perf_counter()
