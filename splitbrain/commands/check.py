@@ -197,40 +197,54 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
                             f"({', '.join(fs)}); pass --model")
         loaded.append((path, real, used_fmt, ops, test, names, m))
 
-    reports = []
-    out_dirs = _out_dirs([l[1] for l in loaded], out)
-    for (path, real, used_fmt, ops, test, names, m), out_dir in zip(loaded, out_dirs):
-        if out_dir is not None:
-            os.makedirs(out_dir, exist_ok=True)
+    # Build every checker before checking anything: a bad option (an unknown model) is a usage
+    # error that must not wait behind a long check.
+    planned = []
+    for entry, out_dir in zip(loaded, _out_dirs([l[1] for l in loaded], out)):
+        path, real, used_fmt, ops, test, names, m = entry
         options: dict[str, Any] = {"model": m, "time_limit": time_limit, "out_dir": out_dir,
                                    "workers": workers}
         options = {k: v for k, v in options.items() if v is not None}
+        built = []
+        for name in names:
+            try:
+                built.append((name, make_checker(name, options)))
+            except ValueError as e:
+                raise UserError(f"{real}: {name}: {e}") from None
+            except ImportError as e:
+                raise HarnessError(f"checker {name!r} is not available: {e}") from None
         # A stored run's test.json holds the *test's* time limit (its duration) and the run's
         # out_dir (relative to where it ran): neither is meant for this check, whose checker
         # options come only from the command line.
         test_meta = {k: v for k, v in test.items() if k not in _RUN_ONLY_KEYS}
         test_meta.update(options)
         test_meta.setdefault("history_path", real)
+        planned.append((entry, out_dir, built, test_meta))
+
+    widths = {"file": max(len(l[0]) for l in loaded),
+              "model": max(len(l[6] or "-") for l in loaded),
+              "checkers": max(len(", ".join(l[5])) + 2 for l in loaded)}
+    reports = []
+    for (path, real, used_fmt, ops, test, names, m), out_dir, built, test_meta in planned:
+        if out_dir is not None:
+            os.makedirs(out_dir, exist_ok=True)
         results: dict[str, Result] = {}
         t0 = time.perf_counter()
-        for name in names:
-            try:
-                checker = make_checker(name, options)
-            except ValueError as e:
-                raise UserError(f"{real}: {name}: {e}") from None
-            except ImportError as e:
-                raise HarnessError(f"checker {name!r} is not available: {e}") from None
+        for name, checker in built:
             results[name] = safe_check(checker, ops, test_meta)
         elapsed = time.perf_counter() - t0
         valid = merge_validity([r.valid for r in results.values()])
-        reports.append({"file": path, "path": real, "format": used_fmt, "model": m,
-                        "ops": len(ops), "valid": valid, "time_s": elapsed, "results": results})
+        report = {"file": path, "path": real, "format": used_fmt, "model": m, "ops": len(ops),
+                  "valid": valid, "time_s": elapsed, "results": results}
+        reports.append(report)
+        if not as_json:
+            _print_report(report, widths)  # as each history finishes: checks can be long
 
     overall = merge_validity([r["valid"] for r in reports])
     if as_json:
         _print_json(reports, overall)
     else:
-        _print_text(reports, overall)
+        _print_summary(reports, overall)
     return exitcodes.for_validity(overall)
 
 
@@ -257,26 +271,27 @@ def _indent(text: str, prefix: str) -> str:
     return "\n".join(prefix + line if line else line for line in str(text).splitlines())
 
 
-def _print_text(reports: list[dict], overall: Any) -> None:
-    width = max(len(r["file"]) for r in reports)
-    mwidth = max(len(r["model"] or "-") for r in reports)
-    cwidth = max(len(", ".join(r["results"])) + 2 for r in reports)
-    for r in reports:
-        verdict = click.style(f"{_VERDICT[r['valid']]:<7}", fg=_COLOR[r["valid"]], bold=True)
-        names = "[" + ", ".join(r["results"]) + "]"
-        click.echo(f"{verdict}  {r['file']:<{width}}  {r['model'] or '-':<{mwidth}}  "
-                   f"{names:<{cwidth}}  {r['ops']:>6} ops  {r['time_s']:.3f} s")
-        for name, res in r["results"].items():
-            if res.error is not None:
-                click.echo(f"  {name}: {_VERDICT[res.valid].lower()}: {res.error}")
-            elif res.valid == "unknown" and not res.all_anomalies():
-                reason = res.stats.get("reason") if isinstance(res.stats, dict) else None
-                click.echo(f"  {name}: undecided" + (f": {reason}" if reason else ""))
-            for a in res.all_anomalies():
-                click.echo(f"  {name}: {a.name}:")
-                click.echo(_indent(a.message, "    "))
-            for f in res.files:
-                click.echo(f"  {name}: wrote {f}")
+def _print_report(r: dict, widths: dict[str, int]) -> None:
+    """One history's verdict line and, indented below, its details."""
+    verdict = click.style(f"{_VERDICT[r['valid']]:<7}", fg=_COLOR[r["valid"]], bold=True)
+    names = "[" + ", ".join(r["results"]) + "]"
+    click.echo(f"{verdict}  {r['file']:<{widths['file']}}  {r['model'] or '-':<{widths['model']}}"
+               f"  {names:<{widths['checkers']}}  {r['ops']:>6} ops  {r['time_s']:.3f} s")
+    for name, res in r["results"].items():
+        if res.error is not None:
+            click.echo(f"  {name}: {_VERDICT[res.valid].lower()}: {res.error}")
+        elif res.valid == "unknown" and not res.all_anomalies():
+            reason = res.stats.get("reason") if isinstance(res.stats, dict) else None
+            click.echo(f"  {name}: undecided" + (f": {reason}" if reason else ""))
+        for a in res.all_anomalies():
+            click.echo(f"  {name}: {a.name}:")
+            click.echo(_indent(a.message, "    "))
+        for f in res.files:
+            click.echo(f"  {name}: wrote {f}")
+
+
+def _print_summary(reports: list[dict], overall: Any) -> None:
+    """With several histories, one closing line that counts the verdicts."""
     if len(reports) > 1:
         counts = {v: sum(1 for r in reports if r["valid"] == v) for v in (True, False, "unknown")}
         total = sum(r["time_s"] for r in reports)
