@@ -17,45 +17,52 @@ from ...history.op import Op
 from ..result import UNKNOWN, Anomaly, Result, merge_validity
 from .models import Model, get_model
 from .prepare import partition_history
-from .search import Outcome, Partition, TimeLimitReached, search
+from .search import Partition, StepBudgetExceeded, TimeLimitReached, search
 
 CHECKER_NAME = "linearizable"
-# Forking worker processes costs tens of milliseconds; below this many calls in all keys
-# together a single process is faster.
+# Forking worker processes costs tens of milliseconds: a first, bounded pass over the keys runs
+# in this process unless there are at least this many calls in all keys together.
 PARALLEL_CALLS_MIN = 20_000
-# Keys are handed out in chunks so that a worker is not idle behind one slow key.
-CHUNK_KEYS_MAX = 8
+# With several keys, each key first gets this many search expansions, in this process. A key that
+# needs more is deferred: if another key is invalid the verdict is already False and the deferred
+# keys are reported as not decided (Porcupine stops at the first invalid key altogether);
+# otherwise they are searched to the end (or the time limit), on several cores when there are
+# several of them.
+KEY_STEPS_FIRST = 20_000
 
 # State handed to forked workers (fork inherits it; a user's model may hold lambdas).
 _WORK: tuple[Model, list[Partition], float | None] | None = None
 
 
-def _search_one(model: Model, part: Partition, deadline: float | None) -> tuple[str, Any]:
-    """("valid"|"invalid"|"unknown", payload): the Outcome, re-searched to explain a failure."""
+def _search_one(model: Model, part: Partition, deadline: float | None,
+                steps_max: int | None) -> tuple[str, Any]:
+    """("valid" | "invalid" | "unknown" | "deferred", Outcome or None) for one key."""
     try:
-        outcome = search(model, part, deadline)
-        if not outcome.valid:
-            explained = search(model, part, None, explain=True)
-            # The explaining search makes the same decisions with paths attached.
-            assert not explained.valid, "explain=True changed the verdict"
-            explained.stats = outcome.stats
-            return "invalid", explained
-        return "valid", outcome
+        outcome = search(model, part, deadline, steps_max=steps_max)
+        return ("valid" if outcome.valid else "invalid"), outcome
     except TimeLimitReached:
         return "unknown", None
+    except StepBudgetExceeded:
+        return "deferred", None
     except (ValueError, TypeError) as e:
-        # A model that rejects an operation it does not know: bad input, named by op.
+        # A model that rejects an operation it does not know: bad input, named by key.
         raise HistoryError(f"key {part.key!r}: {e}") from None
 
 
-def _worker(i: int) -> tuple[str, Any]:
+def _worker(job: tuple[int, int | None]) -> tuple[str, Any]:
     assert _WORK is not None
     model, parts, deadline = _WORK
-    return _search_one(model, parts[i], deadline)
+    i, steps_max = job
+    return _search_one(model, parts[i], deadline, steps_max)
 
 
-def _run_parallel(model: Model, parts: list[Partition], deadline: float | None,
-                  workers: int) -> list[tuple[str, Any]]:
+def _run(model: Model, parts: list[Partition], which: list[int], deadline: float | None,
+         steps_max: int | None, workers: int) -> dict[int, tuple[str, Any]]:
+    """Search the keys `which`, on `workers` forked processes when that pays."""
+    if workers <= 1 or len(which) <= 1 or (steps_max is not None and
+                                           sum(len(parts[i].calls) for i in which)
+                                           < PARALLEL_CALLS_MIN):
+        return {i: _search_one(model, parts[i], deadline, steps_max) for i in which}
     import multiprocessing
 
     global _WORK
@@ -63,14 +70,10 @@ def _run_parallel(model: Model, parts: list[Partition], deadline: float | None,
     try:
         ctx = multiprocessing.get_context("fork")
         # Largest keys first: the slowest keys start early.
-        order = sorted(range(len(parts)), key=lambda i: -len(parts[i].calls))
-        with ctx.Pool(processes=workers) as pool:
-            got = pool.map(_worker, order, chunksize=1 if len(parts) < workers * CHUNK_KEYS_MAX
-                           else CHUNK_KEYS_MAX)
-        results: list[Any] = [None] * len(parts)
-        for i, r in zip(order, got):
-            results[i] = r
-        return results
+        order = sorted(which, key=lambda i: -len(parts[i].calls))
+        with ctx.Pool(processes=min(workers, len(which))) as pool:
+            got = pool.map(_worker, [(i, steps_max) for i in order], chunksize=1)
+        return dict(zip(order, got))
     finally:
         _WORK = None
 
@@ -89,6 +92,8 @@ def check_linearizable(history: Iterable[Op], model: "str | Model", *,
 
     Returns Result(checker="linearizable") with one Anomaly "nonlinearizable" per invalid key;
     its message is the counterexample in words and its ops the history indices involved.
+    With several keys, a key whose search is long is left undecided once another key is found
+    invalid (stats["undecided_keys"]); the verdict is False either way.
     Raises HistoryError for a history that breaks the op semantics (completion without invoke,
     a busy process invoking) or an operation the model does not describe.
     """
@@ -98,25 +103,33 @@ def check_linearizable(history: Iterable[Op], model: "str | Model", *,
     history = list(history)
     parts = list(partition_history(history, m).values())
     total_calls = sum(len(p.calls) for p in parts)
-
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
-    if workers > 1 and len(parts) > 1 and total_calls >= PARALLEL_CALLS_MIN:
-        outcomes = _run_parallel(m, parts, deadline, min(workers, len(parts)))
+
+    everything = list(range(len(parts)))
+    if len(parts) <= 1:
+        outcomes = _run(m, parts, everything, deadline, None, workers)
     else:
-        outcomes = [_search_one(m, p, deadline) for p in parts]
+        outcomes = _run(m, parts, everything, deadline, KEY_STEPS_FIRST, workers)
+        deferred = [i for i in everything if outcomes[i][0] == "deferred"]
+        if deferred and not any(v == "invalid" for v, _ in outcomes.values()):
+            outcomes.update(_run(m, parts, deferred, deadline, None, workers))
 
     anomalies: list[Anomaly] = []
     files: list[str] = []
     verdicts = []
     unknown_keys = []
-    for part, (verdict, outcome) in zip(parts, outcomes):
+    undecided_keys = []
+    for i, part in enumerate(parts):
+        verdict, outcome = outcomes[i]
         if verdict == "valid":
             verdicts.append(True)
         elif verdict == "unknown":
             verdicts.append(UNKNOWN)
             unknown_keys.append(part.key)
+        elif verdict == "deferred":
+            undecided_keys.append(part.key)  # another key is invalid: the verdict is False
         else:
             verdicts.append(False)
             from .counterexample import describe, render_html  # only when something is wrong
@@ -128,6 +141,7 @@ def check_linearizable(history: Iterable[Op], model: "str | Model", *,
                 anomaly.details["html"] = path
             anomalies.append(anomaly)
     valid = merge_validity(verdicts)
+    assert not undecided_keys or valid is False, "keys are left undecided only when invalid"
     stats = {
         "model": m.name,
         "keys": len(parts),
@@ -136,9 +150,11 @@ def check_linearizable(history: Iterable[Op], model: "str | Model", *,
         "calls": total_calls,
         "crashed_calls": sum(sum(p.crashed) for p in parts),
         "dropped_calls": sum(p.dropped for p in parts),
-        "steps": sum(o.stats.get("steps", 0) for v, o in outcomes if o is not None),
+        "steps": sum(o.stats.get("steps", 0) for _, o in outcomes.values() if o is not None),
         "seconds": round(time.monotonic() - started, 6),
     }
+    if undecided_keys:
+        stats["undecided_keys"] = [k for k in undecided_keys]
     result = Result(valid=valid, checker=CHECKER_NAME, anomalies=anomalies, files=files,
                     stats=stats)
     if unknown_keys:

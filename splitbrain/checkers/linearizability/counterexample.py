@@ -12,6 +12,7 @@ a numbered dot on each linearized operation, joined in order by a line.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from typing import Any
@@ -103,9 +104,14 @@ def describe(model: Model, part: Partition, failure: Failure, *, multi_key: bool
 
 
 def _safe_name(key: Any) -> str:
-    text = "history" if key is None else str(key)
-    text = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._") or "key"
-    return text[:FILENAME_MAX]
+    """A file name for a key: the key itself when it is tame, else tamed plus a short hash
+    (so that keys "a b" and "a_b" do not share a file)."""
+    raw = "history" if key is None else str(key)
+    text = re.sub(r"[^A-Za-z0-9._-]+", "_", raw).strip("._") or "key"
+    if text != raw or len(text) > FILENAME_MAX:
+        digest = hashlib.sha1(repr(key).encode("utf-8")).hexdigest()[:8]
+        text = f"{text[:FILENAME_MAX]}-{digest}"
+    return text
 
 
 _TEMPLATE = """<!DOCTYPE html>
