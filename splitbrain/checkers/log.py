@@ -151,7 +151,7 @@ class _Fork:
     new_op: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _KeyState:
     """Everything the pass learns about one key's log."""
 
@@ -294,11 +294,9 @@ class LogChecker:
                 st = keys[key]
             except (KeyError, TypeError):
                 st = get_state(keys, key)
-            node = op.node
-            if node is None and inv is not None:
-                node = inv.node
             if not indexed:
-                meta[op.index] = (proc, node)
+                meta[op.index] = (proc, op.node if op.node is not None or inv is None
+                                  else inv.node)
                 if inv is not None:
                     meta[inv.index] = (proc, inv.node)
             if f == "append":
@@ -327,6 +325,9 @@ class LogChecker:
                 continue
             if typ != OK:
                 continue
+            node = op.node
+            if node is None and inv is not None:
+                node = inv.node
             log = op.value
             if type(log) is not list:
                 raise HistoryError(f"op {op.index}: an ok read of the append-log workload must "
