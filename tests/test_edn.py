@@ -101,7 +101,8 @@ def test_forced_independent_needs_tuples():
     ("{:process 0 :type :invoke :f :x :index 3}", 1, "index", "position 0"),
     ('{:process "p1" :type :invoke :f :x}', 1, "process", ":nemesis"),
     ("{:process 0 :type :invoke :f :x :time -5}", 1, "time", "non-negative"),
-    ("[{:process 0 :type :invoke :f :x}]\n[{:process 0 :type :ok :f :x}]", 2, None, "after the end"),
+    ("[{:process 0 :type :invoke :f :x}]\n[{:process 0 :type :ok :f :x}]", 2, None,
+     "after the end"),
     ("{:process 0 :type :invoke :f :x :value \u0001}", 1, None, r"Illegal character '\x01'"),
 ])
 def test_bad_edn_names_line_and_field(text, line, field, words):

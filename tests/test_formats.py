@@ -137,7 +137,8 @@ def jsonl_histories(draw):
             for i in range(draw(st.integers(1, 10)))]
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=jsonl_histories())
 def test_jsonl_round_trip(tmp_path, ops):
     p = tmp_path / "h.jsonl"

@@ -1,4 +1,4 @@
-"""Semantic validation of histories (splitbrain/history/validate.py) and invoke/completion pairing."""
+"""Semantic validation of histories (splitbrain/history/validate.py) and pairing of ops."""
 
 from __future__ import annotations
 

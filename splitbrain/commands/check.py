@@ -36,7 +36,7 @@ from ..checkers.registry import checker_names, make_checker
 from ..checkers.result import Result, merge_validity, safe_check
 from ..history.errors import HistoryError
 from ..history.formats import AUTO, FORMATS, load_history_ex
-from ..history.op import INVOKE, NEMESIS, OK, Op
+from ..history.op import NEMESIS, OK, Op
 
 DEFAULT_CHECKERS = ("linearizable",)
 # test.json keys that describe the recorded run, not this check (see `command`).

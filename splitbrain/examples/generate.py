@@ -27,7 +27,7 @@ import os
 import random
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from splitbrain.history.edn import write_edn
 from splitbrain.history.jsonl import write_jsonl

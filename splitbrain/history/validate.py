@@ -152,7 +152,7 @@ def pairs(history: Sequence[Op]) -> list[tuple[Op, Op | None]]:
 
 
 def completion_of(history: Sequence[Op]) -> dict[int, int]:
-    """Map from each client invoke's `index` to its completion's `index` (unmatched ones omitted)."""
+    """Each client invoke's `index` -> its completion's `index` (unmatched ones omitted)."""
     partner = pair_index(history)
     return {history[i].index: history[j].index for i, j in enumerate(partner)
             if j is not None and history[i].type == INVOKE and history[i].process != NEMESIS}
