@@ -417,7 +417,8 @@ def check_history(workload: Workload, history: list, test: dict,
             o.setdefault("out_dir", test["out_dir"])
         if workload.machine is not None:
             o.setdefault("machine", workload.machine)
-        for k, v in (test.get("checker_options") or {}).items():
+        # test["checker_options"] = {checker name: {option: value}} (e.g. a time limit)
+        for k, v in ((test.get("checker_options") or {}).get(name) or {}).items():
             o.setdefault(k, v)
         try:
             checker = make_checker(name, o)

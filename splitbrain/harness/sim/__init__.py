@@ -26,6 +26,8 @@ __all__ = ["SimConfig", "SimRun", "Simulator", "simulate", "run_sim_test", "conf
            "schedule_to_json"]
 
 SIM_DEFAULTS = {"time_limit": 10.0, "rate": 500.0, "nodes": 5, "concurrency": 10}
+# A simulated history must never hang the run: past this the linearizability verdict is unknown.
+DEFAULT_CHECKER_OPTIONS = {"linearizable": {"time_limit": 60.0}}
 SIM_OPTIONS = {"liveness_ms": ("virtual ms after the heal within which the cluster must converge",
                                10_000),
                "ops_max": ("stop issuing client ops after this many invocations", None)}
@@ -61,6 +63,7 @@ def check_run(run: SimRun, test: dict | None = None):
     workload = make_workload(run.config.workload, run.config.workload_options)
     t = dict(test or {})
     t.setdefault("nodes", run.config.node_ids())
+    t.setdefault("checker_options", DEFAULT_CHECKER_OPTIONS)
     return check_history(workload, run.history, t, extra=[run.liveness])
 
 

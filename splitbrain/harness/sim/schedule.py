@@ -226,7 +226,8 @@ def random_schedule(seed: int, kinds: Iterable[str], node_ids: list[str],
         while t < time_limit_ms and len(faults) < SCHEDULE_FAULTS_MAX:
             dur = rng.randint(FAULT_MIN_MS, FAULT_MAX_MS)
             faults.append(_random_fault(rng, kind, t, dur, node_ids))
-            t += dur + rng.randint(0, FAULT_GAP_MAX_MS)
+            # Gaps grow with the number of kinds so that the cluster is sometimes whole.
+            t += dur + rng.randint(0, FAULT_GAP_MAX_MS * len(kinds))
     assert n > 0
     return sorted(faults, key=lambda f: (f.at_ms, KINDS.index(f.kind)))
 
