@@ -155,16 +155,16 @@ def test_a_restarted_replica_recovers_before_taking_part():
     c.stabilize()
     c.restart("n3")
     n3 = c.nodes["n3"]
-    assert n3.status == "recovering" and n3.op_number == 3     # its disk kept ops 1-3
+    assert n3.vr_status == "recovering" and n3.op_number == 3     # its disk kept ops 1-3
     nonce = c.matching(src="n3", type="recovery")[0].body["x"]
     c.deliver(src="n3", dest="n2")
     c.deliver(src="n2", dest="n3")            # a backup's answer alone is not enough
-    assert n3.status == "recovering"
+    assert n3.vr_status == "recovering"
     c.deliver(src="n3", dest="n1")
     response = c.matching(src="n1", dest="n3")[0].body
     assert response["x"] == nonce and response["primary"]
     c.deliver(src="n1", dest="n3")
-    assert n3.status == "normal" and n3.op_number == 4 and n3.commit == 4
+    assert n3.vr_status == "normal" and n3.op_number == 4 and n3.commit == 4
     assert n3.machine.applied_index == 4
 
 
@@ -210,7 +210,7 @@ def test_every_replica_crashing_at_once_keeps_committed_operations():
         c.crash(n)
     for n in c.node_ids:
         c.restart(n)
-    assert all(core.status == "recovering" for core in c.nodes.values())
+    assert all(core.vr_status == "recovering" for core in c.nodes.values())
     assert c.run_until(lambda: c.leader() is not None, max_ms=10_000)
     assert read_value(c, c.leader(), None) == 30
 
@@ -312,6 +312,17 @@ def _violated(seed, bugs, n=3):
     return bool(conflicts or diverged or not acked <= set(longest))
 
 
-@pytest.mark.parametrize("bug", ["highest-view-log", "recover-without-primary"])
+@pytest.mark.parametrize("bug", ["highest-view-log", "recover-without-primary", "commit-on-f"])
 def test_random_schedules_find_each_bug(bug):
     assert any(_violated(seed, {bug}) for seed in range(150)), f"{bug} not found in 150 runs"
+
+
+def test_bug_commit_on_f_acknowledges_an_op_only_the_primary_holds():
+    for bugs, expect_ok in (((), False), (("commit-on-f",), True)):
+        c = cluster(bugs=bugs)
+        mid = write(c, "n1", "x", 1)
+        c.drop(type="prepare")
+        assert (c.reply("c1", mid) is not None) == expect_ok
+        c.crash("n1")
+        c.run_until(lambda: c.leader() is not None, max_ms=5000)
+        assert read_value(c, c.leader(), "x") is None   # never reached a backup

@@ -22,8 +22,11 @@ follower behind. Chosen entries are applied to the machine in slot order; no-ops
 Durability (the Core's durability order does the rest): an acceptor appends its promise record,
 and its accepted entries, in the same Ready as the PROMISE / ACCEPTED reply, so they are on disk
 before the reply leaves. That is all Paxos needs for safety after any crash, including of every node
-at once; learned values are not persisted (a restarted node re-learns them from the leader, and a
-restarted leader recovers them through phase 1, since every chosen value is accepted by a quorum).
+at once. For liveness a learner also records its commit point (and the chosen entries it learned
+from LEARN messages, which its acceptor may not hold), so that a restarted node re-applies its
+chosen prefix at once instead of waiting for a leader; a slot it learned through its own accepted
+entry needs no copy, since a later overwrite of that entry carries a higher ballot and therefore
+the same value (P2b).
 
 Clients: only the leader takes requests (others answer error 11 with the leader's id when known).
 Every request -- reads too -- is proposed into the log and answered when its slot is applied, which
@@ -34,7 +37,9 @@ never applies twice.
 
 Leader liveness: heartbeats every heartbeat_ms; a node that hears no leader for a randomized
 election timeout in [election_timeout_ms, 2 * election_timeout_ms) starts phase 1 with a higher
-round; a leader that has not heard from a quorum for an election timeout steps down.
+round. As in the papers, a leader steps down only when it learns of a higher ballot (a NACK, a
+PREPARE, an ACCEPT or heartbeat of a higher ballot); a leader cut off from a quorum keeps taking
+requests that cannot be chosen, and their clients time out.
 """
 
 from __future__ import annotations
@@ -105,7 +110,6 @@ class MultiPaxosCore(Core):
         self.proposals: dict[int, dict] = {}      # slot -> entry proposed in self.ballot
         self.votes: dict[int, set[str]] = {}      # slot -> acceptors that accepted it in ballot
         self.next_slot = 1
-        self.heard_ms: dict[str, int] = {}        # leader: last reply from each peer
         self.waiting: dict[tuple[str, Any], dict] = {}  # (client, msg_id) -> request, to answer
         # Timers.
         self.last_now_ms = 0
@@ -144,9 +148,16 @@ class MultiPaxosCore(Core):
     # ---- recovery ----------------------------------------------------------------------------
 
     def on_recover(self, records: list[dict], now_ms: int) -> Ready:
+        learned: dict[int, dict] = {}
+        commit = 0
         for rec in records:
             t = rec.get("t")
-            if t == "promise":
+            if t == "commit":
+                commit = max(commit, rec["c"])
+            elif t == "chosen":
+                for i, entry in enumerate(rec["e"]):
+                    learned[rec["s"] + i] = entry
+            elif t == "promise":
                 self.promised = max(self.promised, _ballot(rec["b"]))
             elif t == "accept":
                 b = _ballot(rec["b"])
@@ -162,6 +173,17 @@ class MultiPaxosCore(Core):
         self._see_round(self.promised)
         for b, _ in self.accepted.values():
             self._see_round(b)
+        # Re-apply what I knew chosen. A slot I learned from my own accepted entry still holds
+        # the chosen value: a later overwrite has a higher ballot, hence the same value (P2b).
+        for s in range(1, commit + 1):
+            entry = learned.get(s)
+            if entry is None and s in self.accepted:
+                entry = self.accepted[s][1]
+            if entry is None:
+                self._check(False, f"slot {s} <= persisted commit {commit} has no value")
+                break
+            self.chosen[s] = entry
+        self._advance_commit(Ready())       # nobody waits for these replies any more
         self.last_now_ms = now_ms
         self._reset_election(now_ms, fresh=True)
         return Ready()
@@ -180,10 +202,6 @@ class MultiPaxosCore(Core):
             self._flush(ready)
             if now_ms >= self.heartbeat_due_ms:
                 self._heartbeat(now_ms, ready)
-            quiet = self.options["election_timeout_ms"] * 2
-            live = 1 + sum(1 for p in self.peers if now_ms - self.heard_ms.get(p, now_ms) < quiet)
-            if live < self.quorum:
-                self._become_follower(None, ZERO_BALLOT, now_ms)
         elif now_ms >= self.election_deadline_ms:
             self._start_phase1(now_ms, ready)
         return ready
@@ -272,7 +290,6 @@ class MultiPaxosCore(Core):
         self.leader_id = self.node_id
         self.leader_ballot = self.ballot
         now = self.last_now_ms
-        self.heard_ms = {p: now for p in self.peers}
         # For every slot >= prepare_from: a value known chosen, else the highest-ballot accepted
         # value among the promises (P2c), else a no-op to fill the hole.
         best: dict[int, tuple[tuple, dict]] = {}
@@ -372,13 +389,19 @@ class MultiPaxosCore(Core):
         self._advance_commit(ready)
 
     def _on_learn(self, src: str, body: dict, ready: Ready) -> None:
-        start = int(body["s"])
-        for i, entry in enumerate(body["e"]):
+        start, entries = int(body["s"]), body["e"]
+        first_new = None
+        for i, entry in enumerate(entries):
             s = start + i
             if s in self.chosen:
                 self._check(self.chosen[s] == entry, f"slot {s} learned twice, differently")
-                continue
-            self.chosen[s] = entry
+            else:
+                self.chosen[s] = entry
+                if first_new is None:
+                    first_new = i
+        if first_new is not None:
+            # Not necessarily what my acceptor holds: keep the chosen values themselves.
+            ready.save({"t": "chosen", "s": start + first_new, "e": entries[first_new:]})
         self._advance_commit(ready)
         # Ask for the next batch at once instead of waiting for a heartbeat.
         ready.send(src, {"type": "hb_ok", "b": body["b"], "commit": self.commit})
@@ -388,7 +411,6 @@ class MultiPaxosCore(Core):
     def _on_accepted(self, src: str, body: dict, ready: Ready) -> None:
         if self.role != LEADER or _ballot(body["b"]) != self.ballot:
             return
-        self.heard_ms[src] = self.last_now_ms
         start = int(body["s"])
         for s in range(start, start + int(body["n"])):
             if s > self.commit and s in self.proposals:
@@ -425,7 +447,6 @@ class MultiPaxosCore(Core):
     def _on_hb_ok(self, src: str, body: dict, ready: Ready) -> None:
         if self.role != LEADER or _ballot(body["b"]) != self.ballot:
             return
-        self.heard_ms[src] = self.last_now_ms
         theirs = int(body["commit"])
         if theirs < self.commit:
             # The follower cannot learn these from its accepted entries: send the chosen ones.
@@ -443,8 +464,12 @@ class MultiPaxosCore(Core):
     # ---- learning and applying ---------------------------------------------------------------
 
     def _advance_commit(self, ready: Ready) -> None:
+        before = self.commit
         while self.commit + 1 in self.chosen:
             self.commit += 1
+        if self.commit > before:
+            # So that a restarted node applies its chosen prefix without waiting for a leader.
+            ready.save({"t": "commit", "c": self.commit})
         assert self.applied_slot <= self.commit
         while self.applied_slot < self.commit:
             self.applied_slot += 1

@@ -21,7 +21,8 @@ Recovery (section 4.3) and what is persisted -- a decision, documented here. VR 
 recovering replica lost its state and that at most f replicas fail at once. Our crash model keeps
 what was persisted and allows every node to crash at once, so this core persists, synchronously
 and before any message that depends on it: the view number with the last normal view (on every
-change) and the log (appended / truncated as records). With that, a restarted replica has not
+change), the log (appended / truncated as records) and the commit number (so that a restarted
+replica executes its committed prefix at once). With that, a restarted replica has not
 lost anything it ever acknowledged, and the cluster survives a crash of every node. A restarted
 replica still runs the recovery protocol before it takes part again, because its memory (commit
 number, status, the view others reached) is gone: it sends RECOVERY(x) with a fresh nonce and
@@ -63,6 +64,9 @@ class VrCore(Core):
                                    "responders (the one with the highest view) without waiting "
                                    "for the primary's answer, so it may adopt a backup's shorter "
                                    "log and drop committed operations it had acknowledged",
+        "commit-on-f": "an off-by-one in the quorum size: the primary commits an op once f "
+                       "replicas (itself included) hold it instead of f+1, so an acknowledged op "
+                       "can be missing from every log a view change looks at",
     }
     OPTIONS = {
         "heartbeat_ms": ("the primary's COMMIT / retransmission interval", 50),
@@ -81,7 +85,7 @@ class VrCore(Core):
         self.view = 0
         self.last_normal = 0
         self.prev_view = 0            # the view I was in before the current view change
-        self.status = NORMAL
+        self.vr_status = NORMAL
         self.log: list[dict] = []     # op-number i is self.log[i - 1]
         self.commit = 0
         self.applied = 0
@@ -118,10 +122,10 @@ class VrCore(Core):
         return len(self.log)
 
     def is_leader(self) -> bool:
-        return self.status == NORMAL and self.primary(self.view) == self.node_id
+        return self.vr_status == NORMAL and self.primary(self.view) == self.node_id
 
     def describe(self) -> dict:
-        return {"view": self.view, "status": self.status, "last_normal_view": self.last_normal,
+        return {"view": self.view, "replica_status": self.vr_status, "last_normal_view": self.last_normal,
                 "primary": self.primary(self.view), "op_number": self.op_number,
                 "commit": self.commit}
 
@@ -167,6 +171,9 @@ class VrCore(Core):
         """Raise the commit number to k (never lower) and execute what became committed."""
         if k > self.commit:
             self.commit = k
+            # So that a restarted replica executes its committed prefix without waiting for a
+            # view: my log up to my commit number is never truncated (it is in every later log).
+            ready.save({"t": "commit", "k": k})
         assert self.applied <= self.commit
         # Under a bug the installed log may be shorter than what was committed before.
         upto = min(self.commit, self.op_number)
@@ -188,12 +195,15 @@ class VrCore(Core):
     # ---- recovery ----------------------------------------------------------------------------
 
     def on_recover(self, records: list[dict], now_ms: int) -> Ready:
+        commit = 0
         for rec in records:
             t = rec.get("t")
             if t == "view":
                 self._check(rec["v"] >= self.view and rec["ln"] >= self.last_normal,
                             f"view record {rec} after view {self.view}")
                 self.view, self.last_normal = rec["v"], rec["ln"]
+            elif t == "commit":
+                commit = max(commit, rec["k"])
             elif t == "log":
                 n = rec["n"]
                 assert 1 <= n <= len(self.log) + 1, f"log record at {n} after {len(self.log)}"
@@ -201,11 +211,13 @@ class VrCore(Core):
                 self.log.extend(rec["e"])
             else:
                 raise ProtocolError(f"{self.node_id}: unknown record {rec!r}")
+        self._check(commit <= self.op_number, f"persisted commit {commit} beyond the log")
+        self._set_commit(min(commit, self.op_number), Ready())   # nobody waits for replies
         self.last_now_ms = now_ms
         self._reset_timer(now_ms, fresh=True)
         ready = Ready()
         if records:
-            self.status = RECOVERING
+            self.vr_status = RECOVERING
             self.recovery_deadline_ms = now_ms + self.options["recovery_timeout_ms"]
             self._send_recovery(now_ms, ready)
         return ready
@@ -218,14 +230,14 @@ class VrCore(Core):
             ready.send(p, {"type": "recovery", "x": self.nonce})
 
     def _on_recovery(self, src: str, body: dict, ready: Ready) -> None:
-        if self.status != NORMAL:
+        if self.vr_status != NORMAL:
             return
         ready.send(src, {"type": "recovery_response", "v": self.view, "x": body["x"],
                          "primary": self.is_leader(), "log": list(self.log),
                          "k": self.commit})
 
     def _on_recovery_response(self, src: str, body: dict, now_ms: int, ready: Ready) -> None:
-        if self.status != RECOVERING or body["x"] != self.nonce:
+        if self.vr_status != RECOVERING or body["x"] != self.nonce:
             return
         self.responses[src] = body
         # f+1 replicas must vouch for the latest view: f answers plus my own disk, which kept my
@@ -244,7 +256,7 @@ class VrCore(Core):
                     self._resume_from_disk(now_ms, ready)
                 return   # keep waiting for the primary of the latest view
         v = chosen["v"]
-        self.view, self.last_normal, self.status = v, v, NORMAL
+        self.view, self.last_normal, self.vr_status = v, v, NORMAL
         self._save_view(ready)
         self._replace_log(0, chosen["log"], ready)
         self.nonce, self.responses = None, {}
@@ -256,13 +268,13 @@ class VrCore(Core):
         self.nonce, self.responses = None, {}
         self._reset_timer(now_ms)
         if self.view == self.last_normal:
-            self.status = NORMAL
+            self.vr_status = NORMAL
             self.acked, self.probing = {}, set()
             self.unsent_from = None
             self.heard_ms = {p: now_ms for p in self.peers}
             self.heartbeat_due_ms = now_ms
         else:
-            self.status = VIEW_CHANGE
+            self.vr_status = VIEW_CHANGE
             self.svc_from, self.dvc, self.dvc_sent = {self.node_id}, {}, False
             for p in self.peers:
                 ready.send(p, {"type": "start_view_change", "v": self.view})
@@ -278,7 +290,7 @@ class VrCore(Core):
             self.recovery_retry_due_ms -= shift
         self.last_now_ms = now_ms
         ready = Ready()
-        if self.status == RECOVERING:
+        if self.vr_status == RECOVERING:
             if now_ms >= self.recovery_deadline_ms:
                 self._resume_from_disk(now_ms, ready)
             elif now_ms >= self.recovery_retry_due_ms:
@@ -315,7 +327,7 @@ class VrCore(Core):
     def on_client(self, src: str, body: dict, now_ms: int) -> Ready:
         ready = Ready()
         if not self.is_leader():
-            extra = {"leader": self.primary(self.view)} if self.status == NORMAL else {}
+            extra = {"leader": self.primary(self.view)} if self.vr_status == NORMAL else {}
             ready.error(src, body, ERR_TEMPORARILY_UNAVAILABLE, "not the primary", **extra)
             return ready
         key = (src, body.get("msg_id"))
@@ -345,12 +357,12 @@ class VrCore(Core):
         assert v >= self.view
         if v > self.view:
             self.prev_view = self.view
-            self.view, self.status = v, VIEW_CHANGE
+            self.view, self.vr_status = v, VIEW_CHANGE
             self.svc_from, self.dvc, self.dvc_sent = {self.node_id}, {}, False
             self.acked, self.probing = {}, set()
             self.unsent_from = None
             self._save_view(ready)
-        assert self.status == VIEW_CHANGE
+        assert self.vr_status == VIEW_CHANGE
         self._reset_timer(now_ms)     # the primary of v is alive
         if now_ms - self.state_asked_ms >= self.options["heartbeat_ms"]:
             self.state_asked_ms = now_ms
@@ -366,12 +378,12 @@ class VrCore(Core):
 
     def _on_new_state(self, src: str, body: dict, now_ms: int, ready: Ready) -> None:
         v, base = body["v"], body["s"] - 1
-        if v != self.view or self.status != VIEW_CHANGE or base > min(self.commit,
+        if v != self.view or self.vr_status != VIEW_CHANGE or base > min(self.commit,
                                                                        self.op_number):
             return
         # My ops up to my commit number are committed, hence the same in v's log.
         self._replace_log(base, body["e"], ready)
-        self.last_normal, self.status = v, NORMAL
+        self.last_normal, self.vr_status = v, NORMAL
         self._save_view(ready)
         self._reset_timer(now_ms)
         ready.send(src, {"type": "prepare_ok", "v": v, "n": self.op_number})
@@ -379,9 +391,9 @@ class VrCore(Core):
 
     def _on_prepare(self, src: str, body: dict, now_ms: int, ready: Ready) -> None:
         v = body["v"]
-        if v < self.view or self.status == RECOVERING:
+        if v < self.view or self.vr_status == RECOVERING:
             return
-        if v > self.view or self.status == VIEW_CHANGE:
+        if v > self.view or self.vr_status == VIEW_CHANGE:
             self._need_state(v, now_ms, ready)
             return
         if self.is_leader():
@@ -401,9 +413,9 @@ class VrCore(Core):
 
     def _on_commit(self, src: str, body: dict, now_ms: int, ready: Ready) -> None:
         v = body["v"]
-        if v < self.view or self.status == RECOVERING:
+        if v < self.view or self.vr_status == RECOVERING:
             return
-        if v > self.view or self.status == VIEW_CHANGE:
+        if v > self.view or self.vr_status == VIEW_CHANGE:
             self._need_state(v, now_ms, ready)
             return
         self._reset_timer(now_ms)
@@ -448,7 +460,8 @@ class VrCore(Core):
         assert self.is_leader()
         held = sorted([self.op_number] + [self.acked.get(p, 0) for p in self.peers],
                       reverse=True)
-        k = min(held[self.quorum - 1], self.op_number)
+        needed = self.quorum - 1 if "commit-on-f" in self.bugs else self.quorum   # BUG: f
+        k = min(held[max(needed, 1) - 1], self.op_number)
         if k > self.commit:
             self._set_commit(k, ready)
 
@@ -457,7 +470,7 @@ class VrCore(Core):
     def _start_view_change(self, v: int, now_ms: int, ready: Ready) -> None:
         assert v > self.view, f"view change to {v} from {self.view}"
         self.prev_view = self.view
-        self.view, self.status = v, VIEW_CHANGE
+        self.view, self.vr_status = v, VIEW_CHANGE
         self.svc_from, self.dvc, self.dvc_sent = {self.node_id}, {}, False
         self.acked, self.probing = {}, set()
         self.unsent_from = None
@@ -468,11 +481,11 @@ class VrCore(Core):
 
     def _on_start_view_change(self, src: str, body: dict, now_ms: int, ready: Ready) -> None:
         v = body["v"]
-        if self.status == RECOVERING or v < self.view:
+        if self.vr_status == RECOVERING or v < self.view:
             return
         if v > self.view:
             self._start_view_change(v, now_ms, ready)
-        elif self.status != VIEW_CHANGE:
+        elif self.vr_status != VIEW_CHANGE:
             return   # that view change is over
         self.svc_from.add(src)
         if len(self.svc_from) >= self.quorum:
@@ -496,11 +509,11 @@ class VrCore(Core):
 
     def _on_do_view_change(self, src: str, body: dict, now_ms: int, ready: Ready) -> None:
         v = body["v"]
-        if self.status == RECOVERING or v < self.view:
+        if self.vr_status == RECOVERING or v < self.view:
             return
         if v > self.view:
             self._start_view_change(v, now_ms, ready)
-        elif self.status != VIEW_CHANGE:
+        elif self.vr_status != VIEW_CHANGE:
             return
         assert self.primary(v) == self.node_id, f"DO-VIEW-CHANGE for view {v} sent to me"
         self.dvc[src] = body
@@ -513,7 +526,7 @@ class VrCore(Core):
 
     def _start_view(self, now_ms: int, ready: Ready) -> None:
         """The new primary: install the most up-to-date log among f+1 and announce the view."""
-        assert self.status == VIEW_CHANGE and self.primary(self.view) == self.node_id
+        assert self.vr_status == VIEW_CHANGE and self.primary(self.view) == self.node_id
         if "highest-view-log" in self.bugs:
             best = max(self.dvc.values(), key=lambda d: (d["pv"], d["n"]))   # BUG
         else:
@@ -522,7 +535,7 @@ class VrCore(Core):
         self._check(k <= best["n"], f"view {self.view}: chosen log ({best['n']}) lacks "
                                     f"committed op {k}")
         self._replace_log(0, best["log"], ready)
-        self.last_normal, self.status = self.view, NORMAL
+        self.last_normal, self.vr_status = self.view, NORMAL
         self._save_view(ready)
         self.acked, self.probing = {}, set()
         self.unsent_from = None
@@ -537,9 +550,9 @@ class VrCore(Core):
 
     def _on_start_view(self, src: str, body: dict, now_ms: int, ready: Ready) -> None:
         v = body["v"]
-        if self.status == RECOVERING or v < self.view:
+        if self.vr_status == RECOVERING or v < self.view:
             return
-        if v == self.view and self.status == NORMAL:
+        if v == self.view and self.vr_status == NORMAL:
             return   # a duplicate
         assert self.primary(v) == src, f"START-VIEW for {v} from {src}"
         base = body["s"] - 1
@@ -549,7 +562,7 @@ class VrCore(Core):
             self._need_state(v, now_ms, ready)
             return
         self._replace_log(base, body["e"], ready)
-        self.view, self.last_normal, self.status = v, v, NORMAL
+        self.view, self.last_normal, self.vr_status = v, v, NORMAL
         self._save_view(ready)
         self._reset_timer(now_ms)
         ready.send(src, {"type": "prepare_ok", "v": v, "n": self.op_number})
