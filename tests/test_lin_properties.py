@@ -1,0 +1,293 @@
+"""Property tests of the linearizability checker (Hypothesis).
+
+1. Histories made by running the real sequential object under a random concurrent schedule (each
+   op takes effect at a random moment between its invoke and completion; random crashes become
+   `info` or a missing completion, taking effect or not) are always linearizable.
+2. Small random histories, and valid ones with one result mutated, get the verdict of a brute-force
+   oracle that tries every subset of the crashed ops in every order the real-time order allows.
+"""
+
+from __future__ import annotations
+
+import random
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from splitbrain.checkers.linearizability import (UNKNOWN, Call, check_linearizable, freeze,
+                                                 get_model)
+from splitbrain.history import Op
+
+MODEL_NAMES = ["register", "cas-register", "kv", "arith", "set", "fifo-queue", "mutex",
+               "append-log"]
+SETTINGS = settings(max_examples=60, deadline=None,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+
+# --- the real objects ---------------------------------------------------------------------------
+
+def random_call(model: str, rng: random.Random, uid: int):
+    """(f, value, key) of a random operation for `model`."""
+    key = rng.choice(["a", "b"]) if model == "kv" else None
+    small = rng.randrange(3)
+    choices = {
+        "register": [("read", None), ("write", small)],
+        "cas-register": [("read", None), ("write", small), ("cas", [small, rng.randrange(3)])],
+        "kv": [("read", None), ("write", f"w{small}"), ("cas", [f"w{small}", f"w{uid}"]),
+               ("append", f"<{uid}>")],
+        "arith": [("read", None), ("add", rng.randrange(1, 4)), ("mul", rng.randrange(0, 3))],
+        "set": [("read", None), ("add", uid)],
+        "fifo-queue": [("enqueue", uid), ("dequeue", None)],
+        "mutex": [("acquire", None), ("release", None)],
+        "append-log": [("read", None), ("append", uid)],
+    }[model]
+    f, value = rng.choice(choices)
+    return f, value, key
+
+
+def execute(model: str, state, f: str, value):
+    """Run one op on the real object: (type, result, error, new state)."""
+    if f == "read":
+        if model == "set":
+            return "ok", sorted(state), None, state
+        if model == "append-log":
+            return "ok", list(state), None, state
+        if model == "kv" and state is None:
+            return "ok", None, None, state
+        return "ok", state, None, state
+    if f == "write":
+        return "ok", value, None, value
+    if f == "cas":
+        if state is None and model == "kv":
+            return "fail", value, "key-does-not-exist", state
+        if state != value[0]:
+            return "fail", value, "precondition-failed", state
+        return "ok", value, None, value[1]
+    if f == "append":
+        if model == "kv":
+            return "ok", value, None, (state or "") + value
+        return "ok", {"value": value, "offset": len(state)}, None, state + (value,)
+    if f == "add":
+        if model == "set":
+            return "ok", value, None, state | {value}
+        return "ok", value, None, state + value
+    if f == "mul":
+        return "ok", value, None, state * value
+    if f == "enqueue":
+        return "ok", value, None, state + (value,)
+    if f == "dequeue":
+        return ("ok", state[0], None, state[1:]) if state else ("ok", None, None, state)
+    if f == "acquire":
+        return ("fail", None, "locked", state) if state else ("ok", None, None, True)
+    if f == "release":
+        return ("ok", None, None, False) if state else ("fail", None, "not-held", state)
+    raise AssertionError(f)
+
+
+def initial(model: str):
+    return {"register": None, "cas-register": None, "kv": None, "arith": 0, "set": frozenset(),
+            "fifo-queue": (), "mutex": False, "append-log": ()}[model]
+
+
+def simulate(model: str, seed: int, n_ops: int, n_procs: int, crash_p: float) -> list[Op]:
+    """A history of the real object under a random schedule (always linearizable)."""
+    rng = random.Random(seed)
+    states: dict = {}
+    ops: list[Op] = []
+    procs = list(range(n_procs))
+    next_proc = n_procs
+    pending: dict = {}   # process -> [f, value, key, applied outcome or None]
+    started = 0
+
+    def emit(p, typ, f, value, key, error=None):
+        ops.append(Op(index=len(ops), time=len(ops) * 10, process=p, type=typ, f=f, value=value,
+                      key=key, error=error))
+
+    while started < n_ops or pending:
+        moves = []
+        if started < n_ops and any(p not in pending for p in procs):
+            moves.append("invoke")
+        if any(v[3] is None for v in pending.values()):
+            moves.append("apply")
+        if any(v[3] is not None for v in pending.values()):
+            moves.append("complete")
+        if pending and rng.random() < crash_p:
+            moves = ["crash"]
+        if not moves:
+            break
+        move = rng.choice(moves)
+        if move == "invoke":
+            p = rng.choice([p for p in procs if p not in pending])
+            f, value, key = random_call(model, rng, started)
+            started += 1
+            pending[p] = [f, value, key, None]
+            emit(p, "invoke", f, value, key)
+        elif move == "apply":
+            p = rng.choice([p for p, v in pending.items() if v[3] is None])
+            f, value, key, _ = pending[p]
+            state = states.get(key, initial(model))
+            typ, result, error, new = execute(model, state, f, value)
+            states[key] = new
+            pending[p][3] = (typ, result, error)
+        elif move == "complete":
+            p = rng.choice([p for p, v in pending.items() if v[3] is not None])
+            f, value, key, (typ, result, error) = pending.pop(p)
+            emit(p, typ, f, result, key, error)
+        else:  # crash: took effect or not; an info completion, or none at all
+            p = rng.choice(list(pending))
+            f, value, key, outcome = pending.pop(p)
+            if outcome is None and rng.random() < 0.5:
+                state = states.get(key, initial(model))
+                states[key] = execute(model, state, f, value)[3]
+            if rng.random() < 0.7:
+                emit(p, "info", f, value, key, "timeout")
+            procs.remove(p)
+            procs.append(next_proc)
+            next_proc += 1
+            started = started  # the worker goes on under a fresh process id
+    return ops
+
+
+@SETTINGS
+@given(model=st.sampled_from(MODEL_NAMES), seed=st.integers(0, 2**32 - 1),
+       n_ops=st.integers(1, 30), n_procs=st.integers(1, 5), crash_p=st.sampled_from([0, .05, .2]))
+def test_histories_of_the_real_object_are_linearizable(model, seed, n_ops, n_procs, crash_p):
+    ops = simulate(model, seed, n_ops, n_procs, crash_p)
+    r = check_linearizable(ops, model)
+    assert r.valid is True, "\n".join(a.message for a in r.anomalies)
+
+
+# --- the brute-force oracle ---------------------------------------------------------------------
+
+def oracle(ops: list[Op], model_name: str) -> bool:
+    """Linearizable? By trying every subset of crashed ops in every real-time-respecting order,
+    per key. Independent of the checker's preparation and search (it shares only the model)."""
+    model = get_model(model_name)
+    by_key: dict = {}
+    pending: dict = {}
+    for op in ops:
+        if op.type == "invoke":
+            pending[op.process] = op
+            continue
+        inv = pending.pop(op.process)
+        by_key.setdefault(freeze(inv.key), []).append((inv, op))
+    for inv in pending.values():
+        by_key.setdefault(freeze(inv.key), []).append((inv, None))
+
+    for pairs in by_key.values():
+        required, optional = [], []
+        for inv, comp in pairs:
+            value = freeze(inv.value)
+            if comp is not None and comp.type == "ok":
+                required.append((Call(inv.f, value, freeze(comp.value)), inv.index, comp.index))
+            elif comp is not None and comp.type == "fail":
+                obs = model.fail_observation(inv.f, value, comp.error)
+                if obs is not None:
+                    required.append((Call(obs[0], obs[1], None), inv.index, comp.index))
+            elif inv.f not in model.read_only:  # a crashed read could return anything
+                optional.append((Call(inv.f, value, UNKNOWN), inv.index, None))
+        if not _some_order(model, required, optional):
+            return False
+    return True
+
+
+def _some_order(model, required, optional) -> bool:
+    n_opt = len(optional)
+    for mask in range(1 << n_opt):
+        calls = required + [optional[i] for i in range(n_opt) if mask >> i & 1]
+        if _dfs(model, calls, model.init, frozenset()):
+            return True
+    return False
+
+
+def _dfs(model, calls, state, done) -> bool:
+    if len(done) == len(calls):
+        return True
+    for i, (call, inv, _) in enumerate(calls):
+        if i in done:
+            continue
+        # i may go next only if no other remaining call completed before i was invoked.
+        if any(j not in done and j != i and c[2] is not None and c[2] < inv
+               for j, c in enumerate(calls)):
+            continue
+        legal, nxt = model.step(state, call)
+        if legal and _dfs(model, calls, nxt, done | {i}):
+            return True
+    return False
+
+
+def random_history(model: str, seed: int, n_calls: int, n_procs: int) -> list[Op]:
+    """Any small history (well formed, results arbitrary): mostly invalid ones."""
+    rng = random.Random(seed)
+    ops: list[Op] = []
+    pending: dict = {}
+    procs = list(range(n_procs))
+    fresh = n_procs
+    started = 0
+
+    def emit(p, typ, f, value, key, error=None):
+        ops.append(Op(index=len(ops), time=len(ops), process=p, type=typ, f=f, value=value,
+                      key=key, error=error))
+
+    while started < n_calls or pending:
+        idle = [p for p in procs if p not in pending]
+        if started < n_calls and idle and (not pending or rng.random() < 0.5):
+            p = rng.choice(idle)
+            f, value, key = random_call(model, rng, started % 3)
+            started += 1
+            pending[p] = (f, value, key)
+            emit(p, "invoke", f, value, key)
+            continue
+        p = rng.choice(list(pending))
+        f, value, key = pending.pop(p)
+        roll = rng.random()
+        if roll < 0.15:
+            emit(p, "info", f, value, key, "timeout")
+            procs.remove(p)
+            procs.append(fresh)
+            fresh += 1
+        elif roll < 0.25 and f == "cas":
+            emit(p, "fail", f, value, key, rng.choice(["precondition-failed",
+                                                         "key-does-not-exist"]))
+        elif roll < 0.3:
+            emit(p, "fail", f, value, key, "temporarily-unavailable")
+        else:
+            emit(p, "ok", f, _random_result(model, f, value, rng), key)
+    return ops
+
+
+def _random_result(model, f, value, rng):
+    if f == "read":
+        return {"set": sorted(rng.sample(range(3), rng.randrange(3))),
+                "append-log": list(rng.sample(range(3), rng.randrange(3))),
+                "arith": rng.randrange(6),
+                "kv": rng.choice([None, "", "w0", "w1", "<0>", "<1>", "w0<1>"])}.get(
+            model, rng.choice([None, 0, 1, 2]))
+    if f == "dequeue":
+        return rng.choice([None, 0, 1, 2])
+    if f == "append" and model == "append-log":
+        return {"value": value, "offset": rng.randrange(3)} if rng.random() < .5 else value
+    return value
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=st.sampled_from(MODEL_NAMES), seed=st.integers(0, 2**32 - 1),
+       n_calls=st.integers(0, 6), n_procs=st.integers(1, 4))
+def test_small_random_histories_agree_with_the_oracle(model, seed, n_calls, n_procs):
+    ops = random_history(model, seed, n_calls, n_procs)
+    assert check_linearizable(ops, model).valid is oracle(ops, model)
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=st.sampled_from(MODEL_NAMES), seed=st.integers(0, 2**32 - 1),
+       n_ops=st.integers(1, 7), n_procs=st.integers(1, 3), which=st.integers(0, 100))
+def test_mutated_valid_histories_agree_with_the_oracle(model, seed, n_ops, n_procs, which):
+    ops = simulate(model, seed, n_ops, n_procs, 0.1)
+    oks = [o for o in ops if o.type == "ok"]
+    if oks:
+        victim = oks[which % len(oks)]
+        rng = random.Random(seed ^ which)
+        mutated = _random_result(model, victim.f, victim.value, rng)
+        ops[victim.index] = Op(victim.index, victim.time, victim.process, "ok", victim.f,
+                               mutated, victim.key)
+    assert check_linearizable(ops, model).valid is oracle(ops, model)
