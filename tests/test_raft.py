@@ -269,28 +269,32 @@ def test_when_every_server_restarts_committed_entries_survive_and_are_reapplied(
 
 # ---- figure 8 --------------------------------------------------------------------------------
 
-def figure_8(bugs: list[str]) -> tuple[ScenarioCluster, int]:
-    """Figure 8 of the paper, with each new leader's no-op in place of the figure's entries.
+X = {"type": "write", "key": "x", "value": "X"}
 
-    (a) n1 leads term 1 and replicates X (index 2) to n2 only. (b) n1 is cut off; n5 is elected
-    for term 2 with votes of n3, n4 and itself, appends its no-op at index 2, and crashes.
-    (c) n1 is elected for term 3 and replicates X to n3 and n4 (one entry per message), but not
-    yet its own no-op: X is now on a majority. Then n1 crashes. (d) n5 restarts and can be elected
-    (its last term 2 beats X's term 1) and overwrites index 2 everywhere.
-    Returns the cluster and the msg_id of the client's write of X.
+
+def figure_8(bugs: list[str]) -> tuple[ScenarioCluster, int, int]:
+    """Figure 8 of the paper, with each new leader's no-op (absent under commit-old-term).
+
+    (a) n1 leads term 1 and replicates X (index ix) to n2 only. (b) n1 is cut off; n5 is elected
+    for term 2 with votes of n3, n4 and itself, accepts a client's Y, and crashes: its log ends
+    with term 2 at index ix. (c) n1 is elected for term 3 and replicates X to n3 and n4 (one entry
+    per message) but nothing of term 3: X is now on a majority. Then n1 crashes. (d) n5 restarts
+    and can be elected (its last term 2 beats X's term 1) and overwrites index ix everywhere.
+    Returns the cluster, the msg_id of the client's write of X, and ix.
     """
     c = ScenarioCluster("raft", n=5, bugs=bugs, options={"append-entries-max": 1})
     c.elect("n1")
     c.stabilize()
     x = write(c, "n1", "x", "X")                  # (a)
+    ix = c.nodes["n1"].last_index
     c.deliver(src="n1", dest="n2", type="ae")
     c.drop(src="n1")
     c.deliver(dest="n1")
-    assert [e["op"] for e in c.nodes["n2"].log[1:]] == [None, {"type": "write", "key": "x",
-                                                               "value": "X"}]
+    assert c.nodes["n2"].log[ix]["op"] == X and c.nodes["n3"].last_index == ix - 1
     c.partition(["n1"], ["n2", "n3", "n4", "n5"])  # (b)
     run_election(c, "n5")
-    assert c.nodes["n5"].term == 2 and c.nodes["n5"].log[2]["t"] == 2
+    write(c, "n5", "x", "Y", client="c2")
+    assert c.nodes["n5"].term == 2 and c.nodes["n5"].log[ix]["t"] == 2
     c.drop(src="n5")
     c.crash("n5")
     # n1, alone, notices it lost its quorum and steps down (check-quorum), then campaigns.
@@ -299,20 +303,20 @@ def figure_8(bugs: list[str]) -> tuple[ScenarioCluster, int]:
     c.heal()
     run_election(c, "n1")                         # (c)
     assert c.nodes["n1"].term == 3
-    c.drop(src="n1", dest="n2")                   # n2 keeps X but never sees the term-3 no-op
-    c.deliver(src="n1", dest="n3", type="ae")     # rejected: n3 lacks index 2
+    c.drop(src="n1", dest="n2")                   # n2 keeps X but sees nothing of term 3
+    c.deliver(src="n1", dest="n3", type="ae")     # rejected: n3 lacks index ix
     c.deliver(src="n1", dest="n4", type="ae")
     c.deliver(dest="n1", type="ae_r")             # n1 backs off and sends X alone
     c.deliver(src="n1", dest="n3", type="ae")
     c.deliver(src="n1", dest="n4", type="ae")
     c.deliver(dest="n1", type="ae_r")
-    assert c.nodes["n3"].log[2]["t"] == 1 and c.nodes["n3"].last_index == 2
-    assert c.nodes["n4"].log[2]["t"] == 1 and c.nodes["n4"].last_index == 2
-    return c, x
+    for node in ("n3", "n4"):
+        assert c.nodes[node].log[ix]["op"] == X and c.nodes[node].last_index == ix
+    return c, x, ix
 
 
 def finish_figure_8(c: ScenarioCluster) -> None:
-    c.drop(src="n1")                              # the term-3 no-op never leaves n1
+    c.drop(src="n1")                              # nothing of term 3 leaves n1
     c.crash("n1")
     c.restart("n5")                               # (d)
     run_election(c, "n5")
@@ -323,34 +327,35 @@ def finish_figure_8(c: ScenarioCluster) -> None:
 
 
 def test_figure_8_a_leader_cannot_conclude_an_entry_of_an_earlier_term_is_committed():
-    c, x = figure_8(bugs=[])
-    assert c.nodes["n1"].commit_index == 1          # X is on a majority but not committed
+    c, x, ix = figure_8(bugs=[])
+    assert c.nodes["n1"].commit_index == ix - 1     # X is on a majority but not committed
     assert c.reply("c1", x) is None
     finish_figure_8(c)
     for node in ("n2", "n3", "n4", "n5"):
-        assert c.nodes[node].log[2]["t"] == 2       # X was overwritten: never acknowledged
+        assert c.nodes[node].log[ix]["t"] == 2      # X was overwritten: never acknowledged
     mid = read(c, "n5", "x")
     c.stabilize()
-    assert c.reply("c1", mid)["value"] is None
+    assert c.reply("c1", mid)["value"] == "Y"
 
 
 def test_bug_commit_old_term_commits_by_counting_replicas_and_then_loses_the_entry():
-    c, x = figure_8(bugs=["commit-old-term"])
-    assert c.nodes["n1"].commit_index == 2          # the bug: X counted as committed
+    c, x, ix = figure_8(bugs=["commit-old-term"])
+    assert c.nodes["n1"].commit_index == ix         # the bug: X counted as committed
     assert c.reply("c1", x)["type"] == "write_ok"   # ... and acknowledged to the client
+    assert c.nodes["n1"].committed_ops()[ix - 1] == X
     finish_figure_8(c)
+    assert c.nodes["n5"].committed_ops()[ix - 1] != X   # another entry committed at index ix
     mid = read(c, "n5", "x")
     c.stabilize()
-    assert c.reply("c1", mid)["value"] is None      # the acknowledged write is lost
-    assert committed(c, "n5")[1] is None            # another entry committed at index 2
+    assert c.reply("c1", mid)["value"] == "Y"       # the acknowledged write of X is lost
 
 
 def test_older_entries_commit_indirectly_once_an_entry_of_the_current_term_is_on_a_majority():
-    c, x = figure_8(bugs=[])
+    c, x, ix = figure_8(bugs=[])
     c.stabilize()                                   # n1's no-op of term 3 reaches the majority
     c.advance(100, nodes=["n1"])
     c.stabilize()
-    assert c.nodes["n1"].commit_index == 3
+    assert c.nodes["n1"].commit_index == ix + 1
     assert c.reply("c1", x)["type"] == "write_ok"   # X commits with it
     c.crash("n1")
     c.restart("n5")

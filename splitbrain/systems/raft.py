@@ -73,8 +73,9 @@ class RaftCore(Core):
     BUGS = {
         "commit-old-term": (
             "the leader commits an entry of an earlier term as soon as a majority stores it "
-            "(the figure 8 mistake): a later leader can overwrite it, so an acknowledged write "
-            "is lost and replicas apply different entries at the same index"),
+            "(the figure 8 mistake), and so sees no need for a no-op at the start of its term: "
+            "a later leader can overwrite the entry, so an acknowledged write is lost and "
+            "replicas apply different entries at the same index"),
         "vote-not-persisted": (
             "a vote is granted before it is written to disk (the term is saved, the vote is "
             "not): a server that restarts can vote again in the same term, two leaders are "
@@ -135,6 +136,7 @@ class RaftCore(Core):
         self._election_elapsed_ms = 0
         self._election_deadline_ms = 0
         self._votes: set[str] = set()
+        self._vote_retry_elapsed_ms = 0
         # Leader state, reset by _become_leader.
         self._next: dict[str, int] = {}
         self._match: dict[str, int] = {}
@@ -271,9 +273,11 @@ class RaftCore(Core):
         if len(self._votes) >= self.quorum:       # a one-server cluster wins alone
             self._won_votes(ready, pre)
             return
+        self._vote_retry_elapsed_ms = 0
         for p in self.peers:
-            ready.send(p, {"type": "rv", "term": term, "li": self.last_index,
-                           "lt": self.last_term, "pre": pre})
+            if p not in self._votes:
+                ready.send(p, {"type": "rv", "term": term, "li": self.last_index,
+                               "lt": self.last_term, "pre": pre})
 
     def _won_votes(self, ready: Ready, pre: bool) -> None:
         if pre:
@@ -299,8 +303,10 @@ class RaftCore(Core):
         self._quorum_elapsed_ms = 0
         self._read_acks = {p: 0 for p in self.peers}
         # Section 8: a no-op of the new term lets older entries commit (figure 8) and gives
-        # read-index a point at which this leader knows every committed entry.
-        self._append(ready, [{"t": self.term, "op": None}])
+        # read-index a point at which this leader knows every committed entry. The
+        # commit-old-term bug commits old entries by counting, so it needs no no-op.
+        if "commit-old-term" not in self.bugs:
+            self._append(ready, [{"t": self.term, "op": None}])
         self._term_start_index = self.last_index
         self._broadcast_append(ready)
         self._maybe_commit(ready)
@@ -328,13 +334,20 @@ class RaftCore(Core):
         self._last_tick_ms = now_ms
         if self.role == LEADER:
             self._tick_leader(ready, delta)
-        else:
-            self._election_elapsed_ms += delta
-            if self._election_elapsed_ms >= self._election_deadline_ms:
-                if self.options["pre-vote"]:
-                    self._become_pre_candidate(ready)
-                else:
-                    self._become_candidate(ready)
+            return ready
+        if self.role in (CANDIDATE, PRE_CANDIDATE):
+            # Section 5.1: "servers retry RPCs if they do not receive a response in a timely
+            # manner" - ask again those that have not granted (requests or replies get lost).
+            self._vote_retry_elapsed_ms += delta
+            if self._vote_retry_elapsed_ms >= self.heartbeat_interval_ms:
+                pre = self.role == PRE_CANDIDATE
+                self._request_votes(ready, self.term + 1 if pre else self.term, pre)
+        self._election_elapsed_ms += delta
+        if self._election_elapsed_ms >= self._election_deadline_ms:
+            if self.options["pre-vote"]:
+                self._become_pre_candidate(ready)
+            else:
+                self._become_candidate(ready)
         return ready
 
     def _tick_leader(self, ready: Ready, delta: int) -> None:
@@ -500,7 +513,14 @@ class RaftCore(Core):
         else:
             if body["rej"] < self._match[src]:
                 return                        # a stale rejection from before a later match
-            self._next[src] = max(self._match[src] + 1, min(body["hint"], body["rej"]))
+            nxt = max(1, min(body["hint"], body["rej"]))
+            if nxt <= self._match[src]:
+                # The follower is shorter than its last ack: a reordered rejection, or a
+                # follower that lost acknowledged entries (only a bug can do that). Lowering
+                # match is conservative (the commit index never goes back) and ends the
+                # reject-resend loop that trusting the old match would cause.
+                self._match[src] = nxt - 1
+            self._next[src] = nxt
             self._inflight[src] = 0
         if self._next[src] <= self.last_index and self._inflight[src] < self.inflight_max:
             self._send_append(ready, src)
