@@ -20,14 +20,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from splitbrain.harness.runner import run_test  # noqa: E402
 from splitbrain.systems.registry import available_systems  # noqa: E402
 
-NEMESIS = ["partition", "kill", "pause", "clock"]
+NEMESIS = ["partition", "kill", "pause", "clock", "lost-writes"]
+INTERVAL_S = 1.0
 BUG_WORKLOADS = ("append-log", "register")
 
 
 def one(system, bugs, workload, seed, tl, store, nemesis=NEMESIS):
     t = {"backend": "local", "system": system, "workload": workload, "nemesis": list(nemesis),
          "time_limit": tl, "nodes": 5, "concurrency": 10, "rate": 200, "seed": seed,
-         "bugs": list(bugs), "store": store, "recovery_s": 1.0}
+         "bugs": list(bugs), "store": store,
+         "harness_opts": {"recovery_s": 1.0, "nemesis_interval_s": INTERVAL_S}}
     t0 = time.monotonic()
     s = run_test(t, progress=False)
     bad = {k: sorted({a["name"] for a in v.get("anomalies", [])}) or v.get("error")
@@ -45,7 +47,9 @@ def main() -> int:
     ap.add_argument("--systems", default="")
     ap.add_argument("--store", default=None)
     ap.add_argument("--bugs-only", action="store_true")
+    ap.add_argument("--interval", type=float, default=INTERVAL_S, help="nemesis interval, s")
     args = ap.parse_args()
+    globals()["INTERVAL_S"] = args.interval
     store = args.store or tempfile.mkdtemp(prefix="local-matrix-")
     systems = available_systems()
     chosen = args.systems.split(",") if args.systems else list(systems)

@@ -83,7 +83,8 @@ def replay_command(test: dict) -> str:
             args += [flag, str(int(v)) if isinstance(v, float) and v.is_integer() else str(v)]
     for b in test.get("bugs") or []:
         args += ["--bug", b]
-    for prefix, key in (("", "opts"), ("workload.", "workload_opts"), ("sim.", "sim_opts")):
+    for prefix, key in (("", "opts"), ("workload.", "workload_opts"), ("sim.", "sim_opts"),
+                        ("harness.", "harness_opts")):
         for k, v in sorted((test.get(key) or {}).items()):
             args += ["--opt", f"{prefix}{k}={v if isinstance(v, str) else json.dumps(v)}"]
     if test.get("schedule") is not None:
@@ -143,12 +144,15 @@ def build_test(*, system, bin_path, workload, nemesis, time_limit, nodes, concur
     sys_opts: dict[str, Any] = {}
     wl_opts: dict[str, Any] = {}
     sim_opts: dict[str, Any] = {}
+    harness_opts: dict[str, Any] = {}
     for text in opts:
         k, v = parse_opt(text)
         if k.startswith("workload."):
             wl_opts[k[len("workload."):]] = v
         elif k.startswith("sim."):
             sim_opts[k[len("sim."):]] = v
+        elif k.startswith("harness."):   # the local runner's options (runner.HARNESS_OPTIONS)
+            harness_opts[k[len("harness."):]] = v
         else:
             sys_opts[k] = v
     if wl_opts:
@@ -171,7 +175,7 @@ def build_test(*, system, bin_path, workload, nemesis, time_limit, nodes, concur
             "workload": workload, "nemesis": nem, "time_limit": time_limit, "nodes": nodes,
             "concurrency": concurrency, "rate": rate, "seed": seed, "bugs": list(bugs),
             "opts": sys_opts, "workload_opts": wl_opts, "sim_opts": sim_opts,
-            "schedule": schedule, "store": store}
+            "harness_opts": harness_opts, "schedule": schedule, "store": store}
 
 
 def run(test: dict):

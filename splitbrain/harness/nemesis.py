@@ -7,9 +7,11 @@ so the reports can shade its interval):
 |-------------|-------------------|------------------|---------------------------------------------------|
 | partition   | start-partition   | stop-partition   | a grudge of a random shape (grudges.SHAPES, incl. |
 |             |                   |                  | the current leader isolated)                      |
-| kill        | kill              | restart          | SIGKILL a random minority, later restart from disk|
+| kill        | kill              | restart          | SIGKILL one node, a minority, a majority, all of  |
+|             |                   |                  | them or the leader; later restart from disk       |
 | lost-writes | kill              | restart          | as kill, and cut each file to its last fsync      |
-| pause       | pause             | resume           | SIGSTOP / SIGCONT a random minority               |
+| pause       | pause             | resume           | SIGSTOP / SIGCONT one, a minority, a majority or  |
+|             |                   |                  | the leader                                        |
 | clock       | clock-skew        | reset-clock      | offset a random minority's clocks by +-0.1..5 s   |
 | loss        | start-loss        | stop-loss        | drop 20-50% of messages between nodes             |
 | latency     | start-latency     | stop-latency     | delay messages by 20-300 ms (reorders them)       |
@@ -47,9 +49,10 @@ FAULTS: dict[str, tuple[str, str, str]] = {
 }
 DESCRIPTIONS = {
     "partition": "network partition of a random shape: " + ", ".join(grudges.SHAPES),
-    "kill": "SIGKILL a random minority of nodes, then restart them from their data directories",
+    "kill": ("SIGKILL one node, a minority, a majority, all, or the leader; then restart them "
+             "from their data directories"),
     "lost-writes": "kill, and cut each killed node's records file back to its last fsync",
-    "pause": "SIGSTOP a random minority, then SIGCONT",
+    "pause": "SIGSTOP one node, a minority, a majority or the leader; then SIGCONT",
     "clock": "offset a random minority's clocks by 0.1 to 5 s either way, then reset",
     "loss": "drop 20-50% of the messages between nodes",
     "latency": "delay messages between nodes by 20-300 ms (reordering them)",
@@ -57,6 +60,8 @@ DESCRIPTIONS = {
 }
 ALIASES = {"lose-unsynced": "lost-writes", "clock-skew": "clock", "packet-loss": "loss"}
 CLOCK_OFFSET_MS_MAX = 5_000
+KILL_TARGETS = ("one", "minority", "majority", "all", "leader")
+PAUSE_TARGETS = ("one", "minority", "majority", "leader")
 
 
 def parse_faults(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:
@@ -114,6 +119,24 @@ class Nemesis:
         k = self.rng.randint(1, max(1, (len(self.nodes) - 1) // 2))
         return sorted(self.rng.sample(self.nodes, k))
 
+    def _targets(self, choices: tuple[str, ...]) -> tuple[str, list[str]]:
+        """Jepsen's node specs: one, minority, majority, all, or the current leader."""
+        spec = self.rng.choice(choices)
+        n = len(self.nodes)
+        if spec == "leader":
+            leader = self.backend.leader() if hasattr(self.backend, "leader") else None
+            if leader is not None:
+                return spec, [leader]
+            spec = "one"
+        if spec == "one":
+            return spec, [self.rng.choice(self.nodes)]
+        if spec == "minority":
+            return spec, self._minority()
+        if spec == "majority":
+            return spec, sorted(self.rng.sample(self.nodes, n // 2 + 1))
+        assert spec == "all", spec
+        return spec, list(self.nodes)
+
     def _record(self, f: str, value: Any, fn: Callable[[], Any]) -> Any:
         op = self.recorder.invoke(NEMESIS, f, value, time_ns=self.now_ns())
         if self.on_op:
@@ -152,14 +175,15 @@ class Nemesis:
             self._record(f, None, lambda: b.partition({}))
             self.partitioned = False
         elif f == "kill":
-            nodes = self._minority()
+            spec, nodes = self._targets(KILL_TARGETS)
             lose = fault == "lost-writes"
 
             def kill():
                 out = [b.kill(n, lose_unsynced=lose) for n in nodes]
                 self.killed.update(nodes)
-                return {"nodes": nodes, **({"lost": out} if lose else {})}
-            self._record(f, {"nodes": nodes, "lose_unsynced": lose} if lose else {"nodes": nodes}, kill)
+                return {"nodes": nodes, "targets": spec, **({"lost": out} if lose else {})}
+            self._record(f, {"nodes": nodes, "targets": spec, "lose_unsynced": lose} if lose
+                         else {"nodes": nodes, "targets": spec}, kill)
         elif f == "restart":
             nodes = sorted(self.killed)
 
@@ -170,7 +194,7 @@ class Nemesis:
                 return {"nodes": nodes}
             self._record(f, {"nodes": nodes}, restart)
         elif f == "pause":
-            nodes = self._minority()
+            _, nodes = self._targets(PAUSE_TARGETS)
 
             def pause():
                 for n in nodes:

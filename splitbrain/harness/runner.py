@@ -17,7 +17,8 @@ Phases (Jepsen's, then TigerBeetle's liveness phase):
      outcome.
 
 Defaults (recorded in test.json): LOCAL_DEFAULTS; the nemesis interval is a sixth of the time limit
-(at most 5 s), the client timeout 1 s.
+(at most 5 s), the client timeout 1 s. `--opt harness.NAME=VALUE` (test["harness_opts"]) sets
+HARNESS_OPTIONS.
 """
 
 from __future__ import annotations
@@ -44,6 +45,12 @@ NEMESIS_INTERVAL_MAX_S = 5.0
 RECOVERY_S = 2.0                 # quiet time after the heal before the final phase
 RECOVERY_TIMEOUT_S = 20.0        # in-house: wait at most this long for equal applied indexes
 FINAL_TIMEOUT_S = 5.0            # client timeout of the final reads
+HARNESS_OPTIONS = {
+    "nemesis_interval_s": "seconds between faults and how long each lasts (default time limit / 6, "
+                          "at most 5)",
+    "client_timeout_s": f"client request timeout (default {CLIENT_TIMEOUT_S})",
+    "recovery_s": f"quiet seconds after the heal before the final phase (default {RECOVERY_S})",
+}
 FINAL_ATTEMPTS_MAX = 20          # re-invocations of a final read through the protocol that failed
 
 
@@ -126,8 +133,20 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
     seed = int(test["seed"])
     test["node_ids"] = nodes
     test["nemesis"] = faults
-    interval_s = min(NEMESIS_INTERVAL_MAX_S, max(0.5, float(test["time_limit"]) / 6))
-    test["local"] = {"nemesis_interval_s": interval_s, "client_timeout_s": CLIENT_TIMEOUT_S}
+    hopts = dict(test.get("harness_opts") or {})
+    unknown = set(hopts) - set(HARNESS_OPTIONS)
+    if unknown:
+        raise UserError(f"--opt harness.{sorted(unknown)[0]}: no such harness option (known: "
+                        f"{', '.join(HARNESS_OPTIONS)})")
+    try:
+        interval_s = float(hopts.get("nemesis_interval_s") or
+                           min(NEMESIS_INTERVAL_MAX_S, max(0.5, float(test["time_limit"]) / 6)))
+        client_timeout_s = float(hopts.get("client_timeout_s") or CLIENT_TIMEOUT_S)
+        recovery_s = float(hopts.get("recovery_s", test.get("recovery_s", RECOVERY_S)))
+    except (TypeError, ValueError) as e:
+        raise UserError(f"--opt harness.*: {e}") from None
+    test["local"] = {"nemesis_interval_s": interval_s, "client_timeout_s": client_timeout_s,
+                     "recovery_s": recovery_s}
 
     tmp = None
     if test.get("store"):
@@ -178,7 +197,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         note(f"cluster up: {', '.join(nodes)}")
         t0 = time.monotonic_ns()
         pool = ClientPool(backend, workload, recorder, int(test["concurrency"]), t0_ns=t0,
-                          timeout_s=CLIENT_TIMEOUT_S, on_op=on_op, local_reads=in_house)
+                          timeout_s=client_timeout_s, on_op=on_op, local_reads=in_house)
         nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note)
         if prog is not None:
             prog.__enter__()
@@ -190,7 +209,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
             raise RuntimeError(f"the nemesis failed: {nemesis.error}") from nemesis.error
         nemesis.heal_all()
         note(f"healed; {pool.completed} ops completed")
-        time.sleep(float(test.get("recovery_s", RECOVERY_S)))
+        time.sleep(recovery_s)
         if in_house:
             recovery = _wait_recovery(backend, note, RECOVERY_TIMEOUT_S)
         pool.timeout_s = FINAL_TIMEOUT_S
