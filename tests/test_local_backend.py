@@ -149,3 +149,24 @@ def test_each_bug_switch_is_found(tmp_path, system, bug, workload, nemesis):
             found = seed
             break
     assert found is not None, f"{system} --bug {bug}: not found in 5 seeds"
+
+
+def test_parse_faults_and_unknown_names():
+    from splitbrain.harness.nemesis import parse_faults
+    assert parse_faults("partition,kill") == ["partition", "kill"]
+    assert parse_faults(["none"]) == [] and parse_faults("lose-unsynced") == ["lost-writes"]
+    assert "duplicate" in parse_faults("all")
+    with pytest.raises(ValueError, match="choose from"):
+        parse_faults("meteor")
+
+
+def test_cli_rejects_clock_for_a_bin_node_and_unknown_harness_options(tmp_path):
+    import subprocess
+    import sys
+    base = [sys.executable, "-m", "splitbrain.cli", "test", "--store", str(tmp_path)]
+    p = subprocess.run(base + ["--bin", str(NODES / "linkv.js"), "--workload", "lin-kv",
+                               "--nemesis", "clock"], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "in-house" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run(base + ["--system", "raft", "--opt", "harness.bogus=1"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2 and "harness.bogus" in p.stderr
