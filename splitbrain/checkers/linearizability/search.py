@@ -100,35 +100,36 @@ class _Step:
 
     cid: int                       # the call that completes
     ob: int                        # its slot bit
-    opens: list                    # (bit, transitions, need, call id, skip no-op?) of open calls
-    ok_open: list                  # (bit, transitions, call id) of the open ok read-only calls
+    opens: list                    # (bit, cache, need, call, skip no-op?, call id) of open calls
+    ok_open: list                  # (bit, cache, call) of the open ok read-only calls
     cmask: int                     # the slot bits of crashed calls invoked so far
 
 
-class _Compiled:
-    """A Partition turned into per-completion steps, with interned states and cached transitions.
+# Transition cache values: the next state, or ILLEGAL. MISS: not computed yet.
+ILLEGAL = object()
+MISS = object()
 
+
+class _Compiled:
+    """A Partition turned into per-completion steps, with cached transitions.
+
+    Calls with the same (f, value, result) share one cache: state -> next state or ILLEGAL
+    (states are used as they are: hashable values whose hashes Python caches, e.g. strings).
     Slots are assigned statically: the lowest free bit at invoke, freed after the completion;
     crashed calls keep theirs. `need` holds the bits of identical crashed calls invoked earlier,
     which must be linearized first (symmetry).
     """
 
     def __init__(self, model: Model, part: Partition):
-        self.step_fn = model.step
-        self.states: list[Any] = [model.init]
-        self.state_id: dict[Any, int] = {model.init: 0}
-        class_of: dict[tuple, int] = {}
-        self.cls: list[int] = []
-        self.trans: list[dict[int, int]] = []
-        self.class_call: list[Call] = []
+        self.init = model.init
+        class_of: dict[tuple, tuple[dict, Call]] = {}
+        shared = []
         for c in part.calls:
             k = (c.f, c.value, c.result)
-            ci = class_of.get(k)
-            if ci is None:
-                ci = class_of[k] = len(self.trans)
-                self.trans.append({})
-                self.class_call.append(c)
-            self.cls.append(ci)
+            entry = class_of.get(k)
+            if entry is None:
+                entry = class_of[k] = ({}, c, len(class_of))
+            shared.append(entry)
         self.steps: list[_Step] = []
         slot_bit = [0] * len(part.calls)
         used = cmask = 0
@@ -137,6 +138,7 @@ class _Compiled:
         read_only = model.read_only
         for ev in part.events:
             cid = ev >> 1
+            cache, call, ci = shared[cid]
             if not ev & 1:
                 bit = ~used & (used + 1)
                 used |= bit
@@ -144,35 +146,20 @@ class _Compiled:
                 need = 0
                 if part.crashed[cid]:
                     cmask |= bit
-                    ci = self.cls[cid]
                     need = crashed_bits_of_class.get(ci, 0)
                     crashed_bits_of_class[ci] = need | bit
                 # A crashed call that changes nothing is pointless (it is optional); an ok
                 # read-only call is absorbed instead. Both skip being a no-op child.
-                skip_noop = part.crashed[cid] or part.calls[cid].f in read_only
-                opens.append((bit, self.trans[self.cls[cid]], need, cid, skip_noop))
+                skip_noop = part.crashed[cid] or call.f in read_only
+                opens.append((bit, cache, need, call, skip_noop, cid))
                 continue
             ob = slot_bit[cid]
             assert ob and not part.crashed[cid], "a completion follows its invoke, never crashed"
-            ok_open = [(b, tr, c) for b, tr, _, c, _ in opens
-                       if not part.crashed[c] and part.calls[c].f in read_only]
+            ok_open = [(b, tr, c) for b, tr, _, c, _, k in opens
+                       if not part.crashed[k] and c.f in read_only]
             self.steps.append(_Step(cid, ob, list(opens), ok_open, cmask))
             used &= ~ob
             opens = [e for e in opens if e[0] != ob]
-
-    def transition(self, cid: int, sid: int) -> int:
-        """Fill the cache: the next state id, or -1 when the call is illegal in that state."""
-        ci = self.cls[cid]
-        legal, nxt = self.step_fn(self.states[sid], self.class_call[ci])
-        if legal:
-            n = self.state_id.get(nxt)
-            if n is None:
-                n = self.state_id[nxt] = len(self.states)
-                self.states.append(nxt)
-        else:
-            n = -1
-        self.trans[ci][sid] = n
-        return n
 
 
 def search(model: Model, part: Partition, deadline: float | None = None, *,
@@ -180,10 +167,10 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
     """Decide whether one key's calls are linearizable with respect to `model`.
 
     A depth-first search over nodes (completion step, state, linearized open calls), memoized,
-    that tries to linearize the completing call first and the other open calls in invocation
-    order. It finds a witness quickly for a valid history; for an invalid one it exhausts the
-    reachable nodes, and the deepest completion step reached is where the history breaks (the
-    same step a breadth-first search would stop at).
+    that tries the open calls in invocation order (WGL's order). It finds a witness quickly for
+    a valid history; for an invalid one it exhausts the reachable nodes, and the deepest
+    completion step reached is where the history breaks (the same step a breadth-first search
+    would stop at).
 
     Raises TimeLimitReached past `deadline` (time.monotonic()) and StepBudgetExceeded past
     `steps_max` expansions.
@@ -192,30 +179,35 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
     steps = comp.steps
     n = len(steps)
     if n == 0:
-        return Outcome(True, None, {"steps": 0, "nodes": 0, "states": 1})
-    transition = comp.transition
+        return Outcome(True, None, {"steps": 0, "nodes": 0})
+    step = model.step
     clock = _time.monotonic
     budget = steps_max if steps_max is not None else -1
 
-    def absorb(i: int, sid: int, lin: int) -> int:
-        for bit, tr, cid in steps[i].ok_open:
+    def absorb(i: int, s: Any, lin: int) -> int:
+        """Linearize every open ok read-only call legal in state `s` (it dominates)."""
+        for bit, tr, call in steps[i].ok_open:
             if not lin & bit:
-                nsid = tr.get(sid)
-                if nsid is None:
-                    nsid = transition(cid, sid)
-                if nsid == sid:
+                ns = tr.get(s, MISS)
+                if ns is MISS:
+                    legal, ns = step(s, call)
+                    if not legal:
+                        ns = ILLEGAL
+                    tr[s] = ns
+                if ns is not ILLEGAL:
                     lin |= bit
         return lin
 
     # discovered: (step, state, ok bits) -> antichain of crashed-bit sets already pushed.
-    disc: dict[tuple[int, int, int], list[int]] = {}
+    disc: dict[tuple[int, Any, int], list[int]] = {}
     deepest = 0
-    lin0 = absorb(0, 0, 0)
-    disc[(0, 0, lin0 & ~steps[0].cmask)] = [lin0 & steps[0].cmask]
-    stack = [(0, 0, lin0)]
+    s0 = comp.init
+    lin0 = absorb(0, s0, 0)
+    disc[(0, s0, lin0 & ~steps[0].cmask)] = [lin0 & steps[0].cmask]
+    stack = [(0, s0, lin0)]
     expanded = 0
     while stack:
-        i, sid, lin = stack.pop()
+        i, s, lin = stack.pop()
         expanded += 1
         if not expanded & 2047:
             if deadline is not None and clock() > deadline:
@@ -224,90 +216,104 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
                 raise StepBudgetExceeded()
         st = steps[i]
         ob = st.ob
-        # The children in order of preference: the open calls in invocation order (WGL's
-        # order; measured: twice as fast on kv logs as trying the completing call first).
-        # Pushed in reverse, so that the first is popped next.
+        # The children in order of preference: the open calls in invocation order (measured:
+        # faster on Porcupine's kv logs than trying the completing call first, or completion
+        # order). Pushed in reverse, so that the first is popped next.
         kids = []
         if lin & ob:
-            kids.append((i + 1, sid, lin ^ ob))
+            kids.append((i + 1, s, lin ^ ob))
         else:
-            for bit, tr, need, pid, skip_noop in st.opens:
+            for bit, tr, need, call, skip_noop, _ in st.opens:
                 if lin & bit or lin & need != need:
                     continue
-                nsid = tr.get(sid)
-                if nsid is None:
-                    nsid = transition(pid, sid)
-                if nsid < 0 or (nsid == sid and skip_noop):
+                ns = tr.get(s, MISS)
+                if ns is MISS:
+                    legal, ns = step(s, call)
+                    if not legal:
+                        ns = ILLEGAL
+                    tr[s] = ns
+                if ns is ILLEGAL or (skip_noop and ns == s):
                     continue  # illegal; or a crashed no-op (pointless) or an absorbed read
                 if bit == ob:
-                    kids.append((i + 1, nsid, lin))
+                    kids.append((i + 1, ns, lin))
                 else:
-                    nlin = absorb(i, nsid, lin | bit)
+                    nlin = absorb(i, ns, lin | bit)
                     if nlin & ob:
-                        kids.append((i + 1, nsid, nlin ^ ob))
+                        kids.append((i + 1, ns, nlin ^ ob))
                     else:
-                        kids.append((i, nsid, nlin))
-        for j, csid, clin in reversed(kids):
+                        kids.append((i, ns, nlin))
+        for j, cs, clin in reversed(kids):
             if j != i:
                 if j == n:
-                    return Outcome(True, None, {"steps": expanded, "nodes": len(disc),
-                                                "states": len(comp.states)})
-                clin = absorb(j, csid, clin)
+                    return Outcome(True, None, {"steps": expanded, "nodes": len(disc)})
+                clin = absorb(j, cs, clin)
                 if j > deepest:
                     deepest = j
             cm = steps[j].cmask
-            pk = (j, csid, clin & ~cm)
+            pk = (j, cs, clin & ~cm)
             c = clin & cm
             lst = disc.get(pk)
             if lst is None:
                 disc[pk] = [c]
-            elif _dominated(lst, c):
-                continue
             else:
+                dominated = False
+                for x in lst:
+                    if x & c == x:
+                        dominated = True
+                        break
+                if dominated:
+                    continue
                 lst.append(c)
-            stack.append((j, csid, clin))
+            stack.append((j, cs, clin))
 
     # Exhausted: the call completing at the deepest step reached cannot be linearized.
-    possible = sorted({s for (i, s, _) in disc if i == deepest})
-    failure = _explain(comp, part, deepest, [comp.states[s] for s in possible])
-    return Outcome(False, failure, {"steps": expanded, "nodes": len(disc),
-                                    "states": len(comp.states)})
+    possible = []
+    seen_states = set()
+    for (i, s, _) in disc:
+        if i == deepest and s not in seen_states:
+            seen_states.add(s)
+            possible.append(s)
+    failure = _explain(model, comp, deadline, deepest, possible)
+    return Outcome(False, failure, {"steps": expanded, "nodes": len(disc)})
 
 
-def _dominated(lst: list[int], c: int) -> bool:
-    """Is some crashed set in `lst` a subset of `c`? (then `c` adds nothing)"""
-    for x in lst:
-        if x & c == x:
-            return True
-    return False
-
-
-def _explain(comp: _Compiled, part: Partition, target: int, states: list[Any]) -> Failure:
+def _explain(model: Model, comp: _Compiled, deadline: float | None, target: int,
+             states: list[Any]) -> Failure:
     """Find again, with the order kept, one linearization that reaches completion step `target`.
 
     The first search proved it exists; this one stops as soon as it gets there, so it costs at
-    most what the first one did. Paths are linked lists (call, state id, rest).
+    most what the first one did. Paths are linked lists (call id, state after, rest).
     """
     steps = comp.steps
-    transition = comp.transition
+    step = model.step
 
-    def absorb(i, sid, lin, path):
-        for bit, tr, cid in steps[i].ok_open:
-            if not lin & bit:
-                nsid = tr.get(sid)
-                if nsid is None:
-                    nsid = transition(cid, sid)
-                if nsid == sid:
-                    lin |= bit
-                    path = (cid, sid, path)
+    def next_state(tr, call, s):
+        ns = tr.get(s, MISS)
+        if ns is MISS:
+            legal, ns = step(s, call)
+            if not legal:
+                ns = ILLEGAL
+            tr[s] = ns
+        return ns
+
+    def absorb(i, s, lin, path):
+        for bit, tr, call in steps[i].ok_open:
+            if not lin & bit and next_state(tr, call, s) is not ILLEGAL:
+                lin |= bit
+                path = (_cid_of(steps[i], bit), s, path)
         return lin, path
 
-    lin0, path0 = absorb(0, 0, 0, ())
-    seen = {(0, 0, lin0)}
-    stack = [(0, 0, lin0, path0)]
+    s0 = comp.init
+    lin0, path0 = absorb(0, s0, 0, ())
+    seen = {(0, s0, lin0)}
+    stack = [(0, s0, lin0, path0)]
     found = None
+    expanded = 0
     while stack:
-        i, sid, lin, path = stack.pop()
+        i, s, lin, path = stack.pop()
+        expanded += 1
+        if not expanded & 2047 and deadline is not None and _time.monotonic() > deadline:
+            raise TimeLimitReached()
         if i == target:
             found = path
             break
@@ -315,42 +321,45 @@ def _explain(comp: _Compiled, part: Partition, target: int, states: list[Any]) -
         ob = st.ob
         nxt = []
         if lin & ob:
-            nxt.append((i + 1, sid, lin ^ ob, path))
+            nxt.append((i + 1, s, lin ^ ob, path))
         else:
-            for bit, tr, need, pid, skip_noop in st.opens:
+            for bit, tr, need, call, skip_noop, pid in st.opens:
                 if lin & bit or lin & need != need:
                     continue
-                nsid = tr.get(sid)
-                if nsid is None:
-                    nsid = transition(pid, sid)
-                if nsid < 0 or (nsid == sid and skip_noop):
+                ns = next_state(tr, call, s)
+                if ns is ILLEGAL or (skip_noop and ns == s):
                     continue
-                npath = (pid, nsid, path)
+                npath = (pid, ns, path)
                 if bit == ob:
-                    nxt.append((i + 1, nsid, lin, npath))
+                    nxt.append((i + 1, ns, lin, npath))
                 else:
-                    nlin, npath = absorb(i, nsid, lin | bit, npath)
+                    nlin, npath = absorb(i, ns, lin | bit, npath)
                     if nlin & ob:
-                        nxt.append((i + 1, nsid, nlin ^ ob, npath))
+                        nxt.append((i + 1, ns, nlin ^ ob, npath))
                     else:
-                        nxt.append((i, nsid, nlin, npath))
-        for j, nsid, nlin, npath in nxt:
+                        nxt.append((i, ns, nlin, npath))
+        for j, ns, nlin, npath in reversed(nxt):
             if j > i:
-                nlin, npath = absorb(j, nsid, nlin, npath)
-            k = (j, nsid, nlin)
+                nlin, npath = absorb(j, ns, nlin, npath)
+            k = (j, ns, nlin)
             if k not in seen:
                 seen.add(k)
-                stack.append((j, nsid, nlin, npath))
+                stack.append((j, ns, nlin, npath))
     assert found is not None, "the explaining search must reach the step the first one reached"
     seq = []
     while found:
-        pid, sid, found = found
-        seq.append((pid, sid))
+        pid, s, found = found
+        seq.append((pid, s))
     seq.reverse()
     st = steps[target]
     return Failure(call=st.cid, event=target, states=states,
                    linearization=[p for p, _ in seq],
-                   prefix_states=[comp.states[s] for _, s in seq],
-                   open_calls=[e[3] for e in st.opens if e[3] != st.cid])
+                   prefix_states=[s for _, s in seq],
+                   open_calls=[e[5] for e in st.opens if e[5] != st.cid])
 
 
+def _cid_of(st: _Step, bit: int) -> int:
+    for e in st.opens:
+        if e[0] == bit:
+            return e[5]
+    raise AssertionError("a slot bit of an open call")
