@@ -290,17 +290,25 @@ class ArithWorkload(Workload):
     name = "arith"
     machine = "arith"
     ops = ("add", "mul", "read")
-    description = "one integer starting at 0: add n / mul n / read; linearizable (order matters)"
+    description = ("one integer starting at 0: add n / mul n / read; linearizable (order "
+                   "matters); workload.key_count=K spreads ops over K independent integers")
+    OPTIONS = {"key_count": ("independent integers (1: the seed's single number, no key)", 1)}
     MIX = (("read", 2), ("add", 2), ("mul", 1))
+
+    def keys(self) -> list[Any]:
+        k = self.options["key_count"]
+        return [None] if k <= 1 else list(range(k))
 
     def next_invocation(self, rng: random.Random) -> Invocation:
         f = _weighted(rng, self.MIX)
+        k = self.options["key_count"]
+        key = None if k <= 1 else rng.randrange(k)
         if f == "read":
-            return Invocation("read")
+            return Invocation("read", None, key)
         if f == "add":
-            return Invocation("add", rng.randrange(1, 10))
+            return Invocation("add", rng.randrange(1, 10), key)
         # Multipliers stay small so values do not explode; -1 and 2 make order visible.
-        return Invocation("mul", rng.choice((-1, 2, 3)))
+        return Invocation("mul", rng.choice((-1, 2, 3)), key)
 
     def checker_names(self) -> list[tuple[str, dict]]:
         return [("linearizable", {"model": "arith"}), ("stats", {})]
