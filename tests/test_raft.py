@@ -254,7 +254,9 @@ def test_when_every_server_restarts_committed_entries_survive_and_are_reapplied(
         c.crash(node)
     for node in c.node_ids:
         c.restart(node)
-        assert c.nodes[node].machine.applied_index == 0   # memory is gone, the log is not
+        # Memory is gone; the log and a commit hint are not: each server re-applies what it
+        # recorded as committed before any leader exists, and the rest once one commits.
+        assert c.nodes[node].machine.applied_index >= 2
     c.elect("n2")
     c.stabilize()
     c.advance(100)

@@ -28,10 +28,12 @@ Durable records (JSON dicts, replayed in order by `on_recover`):
   {"k": "hs", "term": T, "vote": V}          the hard state changed (term and/or vote)
   {"k": "trunc", "from": i}                   entries i.. were removed (a conflicting suffix)
   {"k": "ents", "at": i, "e": [entry, ...]}   entries appended starting at index i
+  {"k": "commit", "i": n}                     entries 1..n were known committed (a hint)
 An entry is {"t": term, "op": op-or-null, "c": client, "id": msg_id}; op null is a no-op. The
-commit index is not persisted: a restarted server learns it again from a leader (and a restarted
-leader-to-be recommits everything through its own term's no-op), then re-applies the log from
-index 1 into its empty state machine.
+commit index rides along, as the last record, on Readies that persist something anyway (no
+extra fsync): on restart the server re-applies its log up to the last one into its empty state
+machine, so it does not come back empty, and learns the rest from a leader. Safety does not
+depend on it (a committed prefix is never truncated).
 
 Clients (Maelstrom bodies). Only the leader serves; others answer error 11 with "leader" when they
 know one. A write is answered when its entry is applied (committed on a majority). If the entry is
@@ -132,6 +134,7 @@ class RaftCore(Core):
         self.role = FOLLOWER
         self.leader_id: str | None = None
         self.violations: list[str] = []
+        self._commit_saved = 0                            # the last commit index recorded
         self._last_tick_ms = 0
         self._election_elapsed_ms = 0
         self._election_deadline_ms = 0
@@ -163,6 +166,9 @@ class RaftCore(Core):
             elif kind == "trunc":
                 assert 1 <= rec["from"] <= len(self.log), f"truncation record {rec} past the log"
                 del self.log[rec["from"]:]
+            elif kind == "commit":
+                self.commit_index = max(self.commit_index, min(rec["i"], self.last_index))
+                continue
             elif kind == "ents":
                 if rec["at"] != len(self.log):
                     raise ProtocolError(f"{self.node_id}: entries record at {rec['at']} but the "
@@ -171,8 +177,11 @@ class RaftCore(Core):
             else:
                 raise ProtocolError(f"{self.node_id}: unknown record {rec!r}")
         self._last_tick_ms = now_ms
+        self._commit_saved = self.commit_index
         self._reset_election_timer()
-        return Ready()
+        ready = Ready()
+        self._apply(ready)
+        return ready
 
     # ---- small helpers -----------------------------------------------------------------------
 
@@ -329,6 +338,22 @@ class RaftCore(Core):
     # ---- inputs ------------------------------------------------------------------------------
 
     def on_tick(self, now_ms: int) -> Ready:
+        return self._note_commit(self._on_tick(now_ms))
+
+    def on_peer(self, src: str, body: dict, now_ms: int) -> Ready:
+        return self._note_commit(self._on_peer(src, body))
+
+    def on_client(self, src: str, body: dict, now_ms: int) -> Ready:
+        return self._note_commit(self._on_client(src, body))
+
+    def _note_commit(self, ready: Ready) -> Ready:
+        """Record the commit index after this Ready's other records, if they need a write."""
+        if ready.persist and self.commit_index > self._commit_saved:
+            ready.save({"k": "commit", "i": self.commit_index})
+            self._commit_saved = self.commit_index
+        return ready
+
+    def _on_tick(self, now_ms: int) -> Ready:
         ready = Ready()
         delta = max(0, now_ms - self._last_tick_ms)   # a clock that jumps back stalls timers
         self._last_tick_ms = now_ms
@@ -372,7 +397,7 @@ class RaftCore(Core):
             self._heartbeat_elapsed_ms = 0
             self._broadcast_heartbeat(ready)
 
-    def on_peer(self, src: str, body: dict, now_ms: int) -> Ready:
+    def _on_peer(self, src: str, body: dict) -> Ready:
         ready = Ready()
         kind = body.get("type")
         term = body.get("term")
@@ -403,7 +428,7 @@ class RaftCore(Core):
         handler(self, ready, src, body)
         return ready
 
-    def on_client(self, src: str, body: dict, now_ms: int) -> Ready:
+    def _on_client(self, src: str, body: dict) -> Ready:
         ready = Ready()
         if self.role != LEADER:
             hint = {"leader": self.leader_id} if self.leader_id else {}
@@ -511,16 +536,12 @@ class RaftCore(Core):
             self._inflight[src] = max(0, self._inflight[src] - 1)
             self._append_wait_ms[src] = 0
         else:
-            if body["rej"] < self._match[src]:
-                return                        # a stale rejection from before a later match
-            nxt = max(1, min(body["hint"], body["rej"]))
-            if nxt <= self._match[src]:
-                # The follower is shorter than its last ack: a reordered rejection, or a
-                # follower that lost acknowledged entries (only a bug can do that). Lowering
-                # match is conservative (the commit index never goes back) and ends the
-                # reject-resend loop that trusting the old match would cause.
-                self._match[src] = nxt - 1
-            self._next[src] = nxt
+            if body["rej"] <= self._match[src]:
+                # Stale (reordered behind a later ack): the follower holds match entries. Only a
+                # follower that lost acknowledged entries (a bug) rejects there for real; then
+                # it stays behind and the heartbeat retries it, without a reject-resend storm.
+                return
+            self._next[src] = max(self._match[src] + 1, min(body["hint"], body["rej"]))
             self._inflight[src] = 0
         if self._next[src] <= self.last_index and self._inflight[src] < self.inflight_max:
             self._send_append(ready, src)
