@@ -31,7 +31,7 @@ import re
 from typing import Any, Iterable
 
 from .errors import HistoryError
-from .op import FAIL, INFO, INVOKE, OK, Op
+from .op import FAIL, INFO, INVOKE, Op
 
 __all__ = ["read_etcd_log", "write_etcd_log", "read_kv_log", "write_kv_log", "sniff",
            "SYNTHETIC_STEP_NS"]

@@ -29,6 +29,8 @@ PARALLEL_CALLS_MIN = 20_000
 # otherwise they are searched to the end (or the time limit), on several cores when there are
 # several of them.
 KEY_STEPS_FIRST = 20_000
+# ... and once a key is invalid, the keys after it in that first pass get only this many.
+KEY_STEPS_AFTER_INVALID = 5_000
 
 # State handed to forked workers (fork inherits it; a user's model may hold lambdas).
 _WORK: tuple[Model, list[Partition], float | None] | None = None
@@ -62,7 +64,14 @@ def _run(model: Model, parts: list[Partition], which: list[int], deadline: float
     if workers <= 1 or len(which) <= 1 or (steps_max is not None and
                                            sum(len(parts[i].calls) for i in which)
                                            < PARALLEL_CALLS_MIN):
-        return {i: _search_one(model, parts[i], deadline, steps_max) for i in which}
+        got: dict[int, tuple[str, Any]] = {}
+        budget = steps_max
+        for i in which:
+            got[i] = _search_one(model, parts[i], deadline, budget)
+            if got[i][0] == "invalid" and budget is not None:
+                # The verdict is False now: the other keys only get a glance.
+                budget = min(budget, KEY_STEPS_AFTER_INVALID)
+        return got
     import multiprocessing
 
     global _WORK
