@@ -26,7 +26,9 @@ Anomalies (each names the ops - index, process, node - and the offsets that prov
   the order graph, and a divergence that begins with the duplicated entry is not reported again
   as `divergent-logs`.
 - `inconsistent-offset`: an append's reported offset disagrees with another append's reported
-  offset, or with where the observed logs put that value (or what they hold at that offset).
+  offset, or no observed log holds the value at its reported offset while some log puts it
+  elsewhere (or holds another value there). A report that one log confirms is not contradicted
+  by logs diverging from that one: their divergence is the anomaly, reported once per fork.
 - `nonmonotonic-read`: a process's later read of a key is a proper prefix of (shorter than) its
   earlier read. A later read that is not an extension at all is a divergence and is reported as
   `divergent-logs` / `order-cycle` instead. A final read served by a different node than the
@@ -484,6 +486,7 @@ class LogChecker:
         for h, (off, _) in reported.items():
             by_offset.setdefault(off, h)
         offset_bad: dict[Any, tuple] = {}  # reported hkey -> (why, offset, read op, other value)
+        confirmed: set = set()             # reported hkeys that some log holds at that offset
         stack: list[tuple[_Branch, bool]] = [(st.root, True)]
         added: dict[int, list] = {}
         while stack:
@@ -533,6 +536,8 @@ class LogChecker:
                         first[h] = b
                     if reported:
                         r = reported.get(h)
+                        if r is not None and r[0] == off:
+                            confirmed.add(h)
                         if r is not None and r[0] != off and (
                                 h not in offset_bad or offset_bad[h][0] != "elsewhere"):
                             # seeing the value itself elsewhere is the clearer witness
@@ -545,8 +550,13 @@ class LogChecker:
             for c in reversed(list(b.children.values())):
                 stack.append((c, True))
         # offsets reported by appends
+        # A report that some observed log confirms is not contradicted by the logs that
+        # diverge from that one (they are reported as divergent-logs / order-cycle): otherwise
+        # one fork would make every later report conflict.
         for h, (why, off, rop, other) in sorted(offset_bad.items(),
                                                 key=lambda t: reported[t[0]][1]):
+            if h in confirmed:
+                continue
             roff, aop = reported[h]
             if why == "elsewhere":
                 seen = f"has it at offset {off}"
