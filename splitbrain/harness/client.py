@@ -13,7 +13,9 @@ the worker's node, and records the completion when the reply (or the timeout) co
   did not happen. The worker backs off `backoff_s` before its next op.
 - error 11 (temporarily unavailable, definite) with a `leader` hint: the request is re-sent to that
   leader, at most `redirects_max` times within the same operation (one invoke, one completion in
-  the history), and the worker sticks to that leader for its next ops until something goes wrong.
+  the history). The next op starts at the worker's home node again (Jepsen's clients are bound to
+  nodes): so when a leader is cut off, the workers homed on it keep talking to it while the others
+  find the new leader - which is what exposes a deposed leader serving stale reads.
   Ops pinned to a node (GenOp.node, the final phase's per-node reads) are never redirected.
 
 Workers are numbered 0..n-1; worker w's first process is w, its home node nodes[w % len(nodes)].
@@ -223,7 +225,6 @@ class ClientPool:
             leader = body.get("leader")
             if isinstance(leader, str) and leader in self._nodes and leader != node:
                 w.redirects += 1
-                w.node = leader
                 self._send(w, leader)
                 return
         self._complete(w, self.workload.completion(w.inv, body), node)

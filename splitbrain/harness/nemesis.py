@@ -7,6 +7,7 @@ so the reports can shade its interval):
 |-------------|-------------------|------------------|---------------------------------------------------|
 | partition   | start-partition   | stop-partition   | a grudge of a random shape (grudges.SHAPES, incl. |
 |             |                   |                  | the current leader isolated)                      |
+| partition-leader | start-partition | stop-partition | always the current leader isolated              |
 | kill        | kill              | restart          | SIGKILL one node, a minority, a majority, all of  |
 |             |                   |                  | them or the leader; later restart from disk       |
 | lost-writes | kill              | restart          | as kill, and cut each file to its last fsync      |
@@ -39,6 +40,7 @@ NEMESIS = "nemesis"
 FAULTS: dict[str, tuple[str, str, str]] = {
     # name: (start f, stop f, ability the backend needs)
     "partition": ("start-partition", "stop-partition", "partition"),
+    "partition-leader": ("start-partition", "stop-partition", "partition"),
     "kill": ("kill", "restart", "kill"),
     "lost-writes": ("kill", "restart", "lose-unsynced"),
     "pause": ("pause", "resume", "pause"),
@@ -49,6 +51,7 @@ FAULTS: dict[str, tuple[str, str, str]] = {
 }
 DESCRIPTIONS = {
     "partition": "network partition of a random shape: " + ", ".join(grudges.SHAPES),
+    "partition-leader": "the current leader (as its status says) isolated from everyone else",
     "kill": ("SIGKILL one node, a minority, a majority, all, or the leader; then restart them "
              "from their data directories"),
     "lost-writes": "kill, and cut each killed node's records file back to its last fsync",
@@ -161,7 +164,7 @@ class Nemesis:
         """Carry out one op of the schedule (f as in FAULTS; fault names which one)."""
         b = self.backend
         if f == "start-partition":
-            shape = self.rng.choice(grudges.SHAPES)
+            shape = "leader" if fault == "partition-leader" else self.rng.choice(grudges.SHAPES)
             leader = b.leader() if shape == "leader" and hasattr(b, "leader") else None
             g = grudges.shape(shape, self.nodes, self.rng, leader=leader)
 
