@@ -99,3 +99,17 @@ def test_bad_workload_names_and_options():
         make_workload("kv", {"colour": 1})
     with pytest.raises(ValueError, match="integer"):
         make_workload("kv", {"key_count": "many"})
+
+
+def test_workloads_command_lists_every_workload():
+    import json as _json
+
+    from click.testing import CliRunner
+
+    from splitbrain.commands.workloads import command
+    out = CliRunner().invoke(command, ["--json"])
+    assert out.exit_code == 0
+    names = {w["name"] for w in _json.loads(out.output)}
+    assert names == set(workload_names())
+    table = CliRunner().invoke(command, [])
+    assert "[from, to]" in table.output and "append-log" in table.output

@@ -104,7 +104,7 @@ class Case:
     def config(self) -> SimConfig:
         return SimConfig(system=self.system, workload=self.workload, seed=self.seed,
                          nodes=self.nodes, concurrency=self.concurrency, rate=self.rate,
-                         time_limit_s=self.time_limit_s, bugs=self.bugs,
+                         time_limit_s=self.time_limit_s, bugs=self.bugs, nemesis=(),
                          schedule=list(self.schedule),
                          workload_options=dict(self.workload_opts))
 
