@@ -295,11 +295,9 @@ def test_injected_swap_is_an_order_cycle(h, seed):
     ops, info = got
     r = check(ops)
     found = set(names(r))
-    assert "order-cycle" in found, info
-    if info["offsets_involved"]:
-        assert found <= {"order-cycle", "inconsistent-offset"}
-    else:
-        assert found == {"order-cycle"}
+    # another log holds both entries at their true offsets: it confirms any reported offset,
+    # so the swap shows as exactly one anomaly
+    assert found == {"order-cycle"}, info
     i, j = info["positions"]
     (a,) = [a for a in r.anomalies if a.name == "order-cycle"]
     assert {h.order[i], h.order[j]} <= set(a.details["component"])
