@@ -50,6 +50,7 @@ HARNESS_OPTIONS = {
                           "at most 5)",
     "client_timeout_s": f"client request timeout (default {CLIENT_TIMEOUT_S})",
     "recovery_s": f"quiet seconds after the heal before the final phase (default {RECOVERY_S})",
+    "reports": "write timeline.html and the plots (default true)",
 }
 FINAL_ATTEMPTS_MAX = 20          # re-invocations of a final read through the protocol that failed
 
@@ -248,7 +249,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         test["valid"] = result.valid
         test["stats"] = summary.stats
         store.write_test(test)
-        store.write_reports(history, test)
+        if hopts.get("reports", True) not in (False, "false", 0):
+            store.write_reports(history, test)
         store.finish()
     if tmp is not None:
         tmp.cleanup()
