@@ -201,3 +201,18 @@ def test_check_command_convergence_exit_codes(tmp_path):
         assert p.returncode == rc_want, p.stderr
         doc = json.loads(p.stdout)
         assert {a["name"] for a in doc["anomalies"]} == ({"state-divergence"} if rc_want else set())
+
+
+def test_machine_from_the_test_metadata():
+    kv = [{"type": "write", "key": 1, "value": 5}]
+    m = KvMachine()
+    m.apply(kv[0])
+    h = H()
+    h.read(0, kv, "n1")
+    h.status(1, 1, m.digest(), "n1")
+    assert make_checker({}).check(h.ops, {"machine": "kv"}).valid is True
+    assert make_checker({}).check(h.ops, {}).valid is False          # append-log digests differ
+    assert make_checker({"machine": "append-log"}).check(h.ops, {"machine": "kv"}).valid is False
+    c = make_checker({})
+    assert c.check(h.ops, {"machine": "kv"}).valid is True
+    assert c.check(h.ops, {}).valid is False                           # no state kept between

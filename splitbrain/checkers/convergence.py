@@ -17,7 +17,8 @@ applied the log up to offset N and my state hashes to D" (a `status` op: ok valu
 The reference machine is `append-log` by default (AppendLogMachine: applied_index == len(log),
 its digest is a hash chain), any name in splitbrain.systems.machines.MACHINES, or a user class
 given as "package.module:Class" (a StateMachine, or anything with `apply(op: dict)` and
-`digest() -> str`). A log entry that is an object with a "type" field is applied as that
+`digest() -> str`): the `machine` option, else the `machine` of the test's metadata
+(test.json), else append-log. A log entry that is an object with a "type" field is applied as that
 Maelstrom op body; any other entry v is applied as {"type": "append", "value": v}.
 
 No ok `status` op at all gives "unknown": there is nothing to compare, and silence is no pass.
@@ -34,6 +35,7 @@ from ..systems.machines import MACHINES, make_machine
 from .result import UNKNOWN, Anomaly, Result
 
 NAME = "convergence"
+DEFAULT_MACHINE = "append-log"
 ANOMALIES_MAX = 1000   # listed anomalies; the count in stats stays exact
 
 
@@ -93,12 +95,18 @@ def replay_digests(factory, log: list, indices: Iterable[int]) -> dict[int, str]
 class ConvergenceChecker:
     name = NAME
 
-    def __init__(self, machine: str = "append-log", replay: bool = True):
-        self.machine = machine
-        self.factory = load_machine_factory(machine)
+    def __init__(self, machine: str | None = None, replay: bool = True):
+        """`machine` None means: the test's `machine` (test.json), else append-log."""
+        self.explicit = machine is not None
+        self.machine = machine or DEFAULT_MACHINE
+        self.factory = load_machine_factory(self.machine)
         self.replay = replay
 
     def check(self, history: Iterable, test: dict | None = None) -> Result:
+        machine, factory = self.machine, self.factory
+        spec = (test or {}).get("machine")
+        if not self.explicit and spec and spec != machine:
+            machine, factory = spec, load_machine_factory(spec)
         statuses: list[tuple[int, Any, Any, int, str]] = []  # (index, process, node, n, digest)
         final: dict[Any, tuple[int, list]] = {}   # node -> its last ok read (no key)
         pending: dict[Any, Any] = {}
@@ -129,9 +137,9 @@ class ConvergenceChecker:
                 raise HistoryError(f"op {op.index}: state_digest must be a string, got {d!r}",
                                    field="value")
             statuses.append((op.index, op.process, node, n, d))
-        return self._judge(statuses, final)
+        return self._judge(statuses, final, machine, factory)
 
-    def _judge(self, statuses: list, final: dict) -> Result:
+    def _judge(self, statuses: list, final: dict, machine: str, factory) -> Result:
         anomalies: list[Anomaly] = []
         count = 0
 
@@ -150,7 +158,7 @@ class ConvergenceChecker:
             return {"index": s[0], "process": s[1], "node": s[2]}
 
         stats: dict[str, Any] = {"statuses": len(statuses), "nodes": len({s[2] for s in statuses}),
-                                 "machine": self.machine}
+                                 "machine": machine}
         if not statuses:
             return Result(valid=UNKNOWN, checker=NAME, stats=stats,
                           error="no ok status operation: no state to compare")
@@ -196,7 +204,7 @@ class ConvergenceChecker:
             wanted: dict[int, set] = {r: set() for r in refs}
             for i, ss in use.items():
                 wanted[owner[i]].update(s[3] for s in ss if s[3] <= len(logs[i]))
-            digests = {r: replay_digests(self.factory, logs[r], wanted[r]) for r in refs}
+            digests = {r: replay_digests(factory, logs[r], wanted[r]) for r in refs}
             for i, ss in use.items():
                 ref_digests = digests[owner[i]]
                 for s in ss:
@@ -209,7 +217,7 @@ class ConvergenceChecker:
                         add(Anomaly("state-divergence",
                                     f"{who(s)} reports digest {s[4]} at applied_index {s[3]}, but "
                                     f"replaying the first {s[3]} entries of the log read by op {i} "
-                                    f"through the {self.machine} machine gives {want}",
+                                    f"through the {machine} machine gives {want}",
                                     sorted({s[0], i}),
                                     {"kind": "replay", "applied_index": s[3], "digest": s[4],
                                      "expected": want, "status": op_json(s), "log_op": i}))
@@ -219,7 +227,7 @@ class ConvergenceChecker:
 
 
 def make_checker(options: dict) -> ConvergenceChecker:
-    """Registry factory. Options: `machine` (a machine name or "module:Class", default
-    append-log), `replay` (bool, default True)."""
-    machine = options.get("machine") or "append-log"
-    return ConvergenceChecker(machine=machine, replay=options.get("replay", True) is not False)
+    """Registry factory. Options: `machine` (a machine name or "module:Class"; default the
+    test's `machine`, else append-log), `replay` (bool, default True)."""
+    return ConvergenceChecker(machine=options.get("machine") or None,
+                              replay=options.get("replay", True) is not False)
