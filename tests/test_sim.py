@@ -211,3 +211,20 @@ def test_cli_bad_input_is_one_line(tmp_path):
                  *args, cwd=tmp_path)
         assert p.returncode == 2, (args, p.stderr)
         assert len(p.stderr.strip().splitlines()) == 1 and what in p.stderr, p.stderr
+
+
+def test_a_core_that_raises_is_a_finding_not_a_crash(monkeypatch):
+    from sim_toy import ToySequencerCore
+
+    class Asserting(ToySequencerCore):
+        def on_client(self, src, body, now_ms):
+            if body.get("type") == "write":
+                raise AssertionError("invariant broken on purpose")
+            return super().on_client(src, body, now_ms)
+
+    monkeypatch.setattr("sim_toy.ToySequencerCore", Asserting)
+    run = simulate(SimConfig(system="toy", workload="register", seed=1, time_limit_s=1,
+                             schedule=[]))
+    assert run.liveness.valid is False
+    a = run.liveness.anomalies[0]
+    assert a.name == "core-exception" and "invariant broken on purpose" in a.message

@@ -54,7 +54,8 @@ def faults(nodes: list[str], time_limit_ms: int,
     """One Fault of an enabled kind, starting within the safety phase."""
     kinds = [k for k in KINDS if k in set(kinds)]
     at = st.integers(0, max(0, time_limit_ms - 1))
-    dur = st.integers(1, FAULT_MAX_MS)
+    # Short faults first: they shrink towards 1 ms, and leader churn needs them.
+    dur = st.one_of(st.integers(1, 500), st.integers(1, FAULT_MAX_MS))
     by_kind = {
         "partition": st.one_of(
             st.builds(lambda a, d, ns: Fault("partition", a, d, nodes=ns, shape="split"),
@@ -63,10 +64,13 @@ def faults(nodes: list[str], time_limit_ms: int,
                                                       shape=shape),
                       at, dur, st.permutations(nodes), st.sampled_from(("ring", "bridge"))),
             st.builds(lambda a, d: Fault("partition", a, d, shape="leader"), at, dur)),
-        "kill": st.builds(lambda a, d, ns, lose: Fault("kill", a, d, nodes=ns, lose_unsynced=lose),
-                          at, dur, node_subsets(nodes), st.booleans()),
-        "pause": st.builds(lambda a, d, ns: Fault("pause", a, d, nodes=ns), at, dur,
-                           node_subsets(nodes)),
+        "kill": st.builds(lambda a, d, ns, lose, lead: Fault(
+                              "kill", a, d, nodes=() if lead else ns, lose_unsynced=lose,
+                              shape="leader" if lead else ""),
+                          at, dur, node_subsets(nodes), st.booleans(), st.booleans()),
+        "pause": st.builds(lambda a, d, ns, lead: Fault("pause", a, d, nodes=() if lead else ns,
+                                                        shape="leader" if lead else ""),
+                           at, dur, node_subsets(nodes), st.booleans()),
         "clock": st.builds(lambda a, d, ns, js: Fault("clock", a, d,
                                                       deltas=tuple(zip(ns, js))),
                            at, dur, node_subsets(nodes),

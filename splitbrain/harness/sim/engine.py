@@ -196,6 +196,8 @@ class Simulator:
                                     * NS_PER_MS))
         self._limit_ns = int(config.time_limit_s * 1e9)
         self._end = False
+        self._events = 0
+        self.core_error: dict | None = None
 
     # ---- the event heap -----------------------------------------------------------------------
 
@@ -415,6 +417,11 @@ class Simulator:
         self.recorder.invoke("nemesis", f, value, time_ns=self.now)
         self.recorder.complete("nemesis", "info", value, time_ns=self.now)
 
+    def _leaders(self) -> list[str]:
+        """The nodes that currently believe they lead (in node order: deterministic)."""
+        return [n for n in self.node_ids
+                if self.nodes[n].up and not self.nodes[n].paused and self.nodes[n].core.is_leader()]
+
     def _fault_start(self, i: int, fault: Fault) -> None:
         if self.phase != "safety":
             return
@@ -427,21 +434,22 @@ class Simulator:
             elif fault.shape == "bridge":
                 g = grudge_bridge(list(fault.nodes), self.node_ids)
             else:
-                leaders = [n for n in self.node_ids
-                           if self.nodes[n].up and self.nodes[n].core.is_leader()]
+                leaders = self._leaders()
                 g = grudge_split(leaders, self.node_ids) if leaders else {}
             self.grudges[i] = g
             self.grudge = merge_grudges(self.grudges[k] for k in sorted(self.grudges))
             self._nemesis("start-partition", {"shape": fault.shape,
                                               "grudge": {n: sorted(s) for n, s in sorted(g.items())}})
         elif kind == "kill":
-            victims = [n for n in fault.nodes if self.nodes[n].up]
+            targets = self._leaders() if fault.shape == "leader" else fault.nodes
+            victims = [n for n in targets if self.nodes[n].up]
             for n in victims:
                 self._crash(self.nodes[n], fault.lose_unsynced)
             self.killed_by[i] = victims
             self._nemesis("kill", victims)
         elif kind == "pause":
-            victims = [n for n in fault.nodes if self.nodes[n].up and not self.nodes[n].paused]
+            targets = self._leaders() if fault.shape == "leader" else fault.nodes
+            victims = [n for n in targets if self.nodes[n].up and not self.nodes[n].paused]
             for n in victims:
                 node = self.nodes[n]
                 node.paused = True
@@ -563,6 +571,25 @@ class Simulator:
         nodes = self.nodes
         workers = self.workers
         events = 0
+        try:
+            events = self._loop(heap, pop, nodes, workers, deadline, final_deadline)
+        except Exception as e:  # noqa: BLE001 - a core that raises is a finding, not a crash
+            # An assertion in a protocol core (or any exception it raises) ends the run: report
+            # it with the virtual time and the core's traceback, like a crashed replica in VOPR.
+            import traceback
+            self.core_error = {"error": f"{type(e).__name__}: {e}",
+                               "virtual_ms": self.now // NS_PER_MS,
+                               "traceback": traceback.format_exc(limit=8)}
+            events = self._events
+        self.stats["events"] = events
+        self.stats["virtual_ms"] = self.now // NS_PER_MS
+        self.stats["wall_ms"] = int((_time.perf_counter() - wall0) * 1000)
+        self.stats["invocations"] = self.invocations
+        return SimRun(self.config, self.settings, self.schedule, self.recorder.ops,
+                      self._liveness_result(), dict(self.stats))
+
+    def _loop(self, heap, pop, nodes, workers, deadline: int, final_deadline: int) -> int:
+        events = 0
         while heap:
             t, _, kind, a, b, c, d = pop(heap)
             self.now = t
@@ -603,14 +630,16 @@ class Simulator:
                     break
             if events >= EVENTS_MAX or t > final_deadline:
                 break
-        self.stats["events"] = events
-        self.stats["virtual_ms"] = self.now // NS_PER_MS
-        self.stats["wall_ms"] = int((_time.perf_counter() - wall0) * 1000)
-        self.stats["invocations"] = self.invocations
-        return SimRun(self.config, self.settings, self.schedule, self.recorder.ops,
-                      self._liveness_result(), dict(self.stats))
+            if not events & 0xFFF:
+                self._events = events
+        return events
 
     def _liveness_result(self) -> Result:
+        if self.core_error is not None:
+            return Result(valid=False, checker="liveness", anomalies=[Anomaly(
+                "core-exception",
+                f"a protocol core raised at virtual {self.core_error['virtual_ms']} ms: "
+                f"{self.core_error['error']}", details=dict(self.core_error))])
         stats = {"converged_after_heal_ms": (None if self.converged_at_ns is None else
                                              (self.converged_at_ns - self._limit_ns) // NS_PER_MS)}
         if self.converged_at_ns is not None:

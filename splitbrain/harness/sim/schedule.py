@@ -6,6 +6,7 @@ so Hypothesis can build and shrink it and a person can read and replay it:
     {"kind": "partition", "at_ms": 1200, "for_ms": 800, "shape": "split", "nodes": ["n1", "n2"]}
     {"kind": "kill", "at_ms": 3000, "for_ms": 500, "nodes": ["n3"], "lose_unsynced": true}
     {"kind": "pause", "at_ms": ..., "for_ms": ..., "nodes": ["n2"]}
+    {"kind": "kill", "at_ms": ..., "for_ms": ..., "shape": "leader"}   (whoever leads then)
     {"kind": "clock", "at_ms": ..., "for_ms": ..., "deltas": {"n1": 900, "n4": -300}}
     {"kind": "loss", "at_ms": ..., "for_ms": ..., "p": 0.3}
 
@@ -26,6 +27,7 @@ randomized from the seed by `Settings.from_seed`, and printed next to the seed (
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import asdict, dataclass, field
 from typing import Any, Iterable
@@ -36,7 +38,7 @@ SHAPES = ("split", "ring", "bridge", "leader")
 NEMESES = {"partition": "partition", "kill": "kill", "pause": "pause", "clock": "clock",
            "loss": "loss"}
 
-FAULT_MIN_MS = 200
+FAULT_MIN_MS = 20
 FAULT_MAX_MS = 3_000
 FAULT_GAP_MAX_MS = 2_000
 CLOCK_JUMP_MAX_MS = 5_000
@@ -64,6 +66,8 @@ class Fault:
                              f"for_ms={self.for_ms}")
         if self.kind == "partition" and self.shape not in SHAPES:
             raise ValueError(f"partition shape {self.shape!r} is not one of {', '.join(SHAPES)}")
+        if self.kind in ("kill", "pause") and self.shape not in ("", "leader"):
+            raise ValueError(f"{self.kind} targets `nodes` or shape 'leader', not {self.shape!r}")
         if self.kind == "loss" and not 0.0 <= self.p <= 1.0:
             raise ValueError(f"loss probability must be in [0, 1], got {self.p}")
 
@@ -75,7 +79,9 @@ class Fault:
         d: dict[str, Any] = {"kind": self.kind, "at_ms": self.at_ms, "for_ms": self.for_ms}
         if self.kind == "partition":
             d["shape"] = self.shape
-        if self.kind in ("partition", "kill", "pause"):
+        if self.kind in ("kill", "pause") and self.shape:
+            d["shape"] = self.shape
+        if self.kind in ("partition", "kill", "pause") and not (self.shape == "leader"):
             d["nodes"] = list(self.nodes)
         if self.kind == "kill" and self.lose_unsynced:
             d["lose_unsynced"] = True
@@ -224,7 +230,9 @@ def random_schedule(seed: int, kinds: Iterable[str], node_ids: list[str],
     for kind in kinds:
         t = rng.randint(0, FAULT_GAP_MAX_MS)
         while t < time_limit_ms and len(faults) < SCHEDULE_FAULTS_MAX:
-            dur = rng.randint(FAULT_MIN_MS, FAULT_MAX_MS)
+            # Log-uniform: many short faults (leader churn within an election timeout, the
+            # figure-8 kind of history) and some long ones (elections under a partition).
+            dur = int(math.exp(rng.uniform(math.log(FAULT_MIN_MS), math.log(FAULT_MAX_MS))))
             faults.append(_random_fault(rng, kind, t, dur, node_ids))
             # Gaps grow with the number of kinds so that the cluster is sometimes whole.
             t += dur + rng.randint(0, FAULT_GAP_MAX_MS * len(kinds))
@@ -262,9 +270,13 @@ def _random_fault(rng: random.Random, kind: str, at: int, dur: int,
             nodes = ()
         return Fault("partition", at, dur, nodes=nodes, shape=shape)
     if kind == "kill":
+        if rng.random() < 0.4:
+            return Fault("kill", at, dur, shape="leader", lose_unsynced=rng.random() < 0.5)
         return Fault("kill", at, dur, nodes=random_nodes(rng, node_ids, all_ok=True),
                      lose_unsynced=rng.random() < 0.5)
     if kind == "pause":
+        if rng.random() < 0.4:
+            return Fault("pause", at, dur, shape="leader")
         return Fault("pause", at, dur, nodes=random_nodes(rng, node_ids, all_ok=False))
     if kind == "clock":
         chosen = random_nodes(rng, node_ids, all_ok=True)
