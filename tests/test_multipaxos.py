@@ -241,12 +241,18 @@ def random_run(seed: int, bugs=(), steps: int = 1500, n: int = 3):
     conflicts = []
     value = 0
 
+    checked: dict[str, tuple[int, int]] = {}   # node -> (id of its core, slots checked)
+
     def observe():
         for node, core in c.nodes.items():
-            for s in range(1, core.commit + 1):
+            ident, upto = checked.get(node, (0, 0))
+            if ident != id(core):
+                upto = 0                  # a restarted node: check what it re-learned
+            for s in range(upto + 1, core.commit + 1):
                 e = repr(core.chosen[s])
                 if chosen_seen.setdefault(s, e) != e:
                     conflicts.append((s, node))
+            checked[node] = (id(core), core.commit)
 
     for _ in range(steps):
         r = rng.random()
@@ -312,6 +318,13 @@ def _violated(seed, bugs, n=3):
     return bool(conflicts or diverged or not acked <= set(longest))
 
 
-@pytest.mark.parametrize("bug", ["forget-promise", "no-reproposal"])
-def test_random_schedules_find_each_bug(bug):
-    assert any(_violated(seed, {bug}) for seed in range(150)), f"{bug} not found in 150 runs"
+def test_random_schedules_find_no_reproposal():
+    assert any(_violated(seed, {"no-reproposal"}) for seed in range(20))
+
+
+@pytest.mark.slow
+def test_random_schedules_find_forget_promise():
+    """Rare by nature: it needs an acceptor that restarts between promising a new ballot and
+    accepting in it, while a deposed leader still sends ACCEPTs (about 1 in 300 schedules here;
+    the deterministic scenario above shows it every time)."""
+    assert any(_violated(seed, {"forget-promise"}) for seed in range(400))

@@ -236,12 +236,18 @@ def random_run(seed: int, bugs=(), steps: int = 1500, n: int = 3):
     conflicts = []
     value = 0
 
+    checked: dict[str, tuple[int, int]] = {}   # node -> (id of its core, ops checked)
+
     def observe():
         for node, core in c.nodes.items():
-            for i in range(core.applied):
+            ident, upto = checked.get(node, (0, 0))
+            if ident != id(core):
+                upto = 0                  # a restarted replica: check what it re-executed
+            for i in range(upto, core.applied):
                 e = repr(core.log[i]) if i < len(core.log) else "missing"
                 if committed.setdefault(i, e) != e:
                     conflicts.append((i, node))
+            checked[node] = (id(core), core.applied)
 
     for _ in range(steps):
         r = rng.random()

@@ -117,6 +117,7 @@ class MultiPaxosCore(Core):
         self.heartbeat_due_ms = 0
         self.timeout_ms: int | None = None
         self.unsent_from: int | None = None       # leader: first proposal not yet sent (batching)
+        self.hb_mark = 0                          # leader: next_slot at the previous heartbeat
 
     # ---- helpers -----------------------------------------------------------------------------
 
@@ -211,9 +212,13 @@ class MultiPaxosCore(Core):
         b = list(self.ballot)
         for p in self.peers:
             ready.send(p, {"type": "hb", "b": b, "commit": self.commit})
-        # Retransmit unchosen proposals to the acceptors that have not accepted them (lost ACCEPTs).
+        # Retransmit unchosen proposals to the acceptors that have not accepted them (lost
+        # ACCEPTs): only those proposed before the previous heartbeat, the newer ones are
+        # most likely still in flight.
         budget = self.options["resend_max"]
-        slots = [s for s in range(self.commit + 1, self.next_slot) if s in self.proposals]
+        old_end, self.hb_mark = self.hb_mark, self.next_slot
+        slots = [s for s in range(self.commit + 1, min(old_end, self.next_slot))
+                 if s in self.proposals]
         for p in self.peers:
             missing = [s for s in slots[:budget] if p not in self.votes.get(s, ())]
             self._send_accepts(p, missing, ready)
@@ -374,7 +379,8 @@ class MultiPaxosCore(Core):
             return
         self._follow(src, b, now_ms)
         self._learn_commit(b, int(body["commit"]), ready)
-        ready.send(src, {"type": "hb_ok", "b": list(b), "commit": self.commit})
+        ready.send(src, {"type": "hb_ok", "b": list(b), "commit": self.commit,
+                         "asked": int(body["commit"])})
 
     def _learn_commit(self, b: Ballot, leader_commit: int, ready: Ready) -> None:
         """Slots <= leader_commit that I accepted in the leader's ballot b hold the chosen entry."""
@@ -404,7 +410,8 @@ class MultiPaxosCore(Core):
             ready.save({"t": "chosen", "s": start + first_new, "e": entries[first_new:]})
         self._advance_commit(ready)
         # Ask for the next batch at once instead of waiting for a heartbeat.
-        ready.send(src, {"type": "hb_ok", "b": body["b"], "commit": self.commit})
+        ready.send(src, {"type": "hb_ok", "b": body["b"], "commit": self.commit,
+                         "asked": int(body["upto"])})
 
     # ---- phase 2 (leader) --------------------------------------------------------------------
 
@@ -415,8 +422,10 @@ class MultiPaxosCore(Core):
         for s in range(start, start + int(body["n"])):
             if s > self.commit and s in self.proposals:
                 self.votes.setdefault(s, set()).add(src)
+        before = self.commit
         self._advance_commit_leader(ready)
-        self._flush(ready)
+        if self.commit > before:
+            self._flush(ready)   # one batch per step of the commit point, not per ACCEPTED
 
     def _flush(self, ready: Ready) -> None:
         """Send the proposals held back while the pipeline was full, batched."""
@@ -448,11 +457,14 @@ class MultiPaxosCore(Core):
         if self.role != LEADER or _ballot(body["b"]) != self.ballot:
             return
         theirs = int(body["commit"])
-        if theirs < self.commit:
+        # Only slots that the follower was told are chosen and could not learn by itself (under
+        # load it always lags the newest commit a little: that needs no LEARN).
+        if theirs < int(body["asked"]):
             # The follower cannot learn these from its accepted entries: send the chosen ones.
             batch_max = self.options["learn_batch_max"]
-            upto = min(self.commit, theirs + batch_max)
-            ready.send(src, {"type": "learn", "b": list(self.ballot), "s": theirs + 1,
+            upto = min(self.commit, int(body["asked"]), theirs + batch_max)
+            ready.send(src, {"type": "learn", "b": list(self.ballot), "upto": body["asked"],
+                             "s": theirs + 1,
                              "e": [self.chosen[s] for s in range(theirs + 1, upto + 1)]})
 
     def _on_nack(self, src: str, body: dict, now_ms: int) -> None:

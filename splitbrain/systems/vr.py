@@ -93,7 +93,10 @@ class VrCore(Core):
         self.waiting: dict[tuple[str, Any], dict] = {}
         # Primary.
         self.acked: dict[str, int] = {}
-        self.probing: set[str] = set()   # backups behind: sent one batch at a time, not every op
+        # Backups behind (state transfer): one batch at a time, the next when the last one is
+        # acknowledged, instead of every op; the value is the last op-number sent to it.
+        self.probe: dict[str, int] = {}
+        self.hb_acked: dict[str, int | None] = {}   # acked at the previous heartbeat
         self.heard_ms: dict[str, int] = {}
         # View change.
         self.svc_from: set[str] = set()
@@ -269,7 +272,7 @@ class VrCore(Core):
         self._reset_timer(now_ms)
         if self.view == self.last_normal:
             self.vr_status = NORMAL
-            self.acked, self.probing = {}, set()
+            self.acked, self.probe, self.hb_acked = {}, {}, {}
             self.unsent_from = None
             self.heard_ms = {p: now_ms for p in self.peers}
             self.heartbeat_due_ms = now_ms
@@ -311,16 +314,22 @@ class VrCore(Core):
         self.heartbeat_due_ms = now_ms + self.options["heartbeat_ms"]
         for p in self.peers:
             acked = self.acked.get(p)
-            if acked is not None and acked < self.op_number:
-                self._send_prepare(p, acked + 1, ready)
+            stalled = acked == self.hb_acked.get(p)    # no progress since the last heartbeat
+            self.hb_acked[p] = acked
+            if acked is not None and acked < self.op_number and stalled:
+                end = self._send_prepare(p, acked + 1, ready)   # lost PREPAREs
+                if p in self.probe:
+                    self.probe[p] = end
             else:
                 ready.send(p, {"type": "commit", "v": self.view, "k": self.commit,
                                "n": self.op_number})
 
-    def _send_prepare(self, dest: str, start: int, ready: Ready) -> None:
+    def _send_prepare(self, dest: str, start: int, ready: Ready) -> int:
+        """PREPARE of ops start.. (at most prepare_batch_max); returns the last op-number sent."""
         end = min(self.op_number, start - 1 + self.options["prepare_batch_max"])
         ready.send(dest, {"type": "prepare", "v": self.view, "n": start,
                           "e": self.log[start - 1:end], "k": self.commit})
+        return end
 
     # ---- normal operation --------------------------------------------------------------------
 
@@ -339,7 +348,7 @@ class VrCore(Core):
                        "id": body.get("msg_id")}], ready)
         if self.unsent_from is None and start - 1 - self.commit < self.options["pipeline_max"]:
             for p in self.peers:
-                if p not in self.probing:
+                if p not in self.probe:
                     self._send_prepare(p, start, ready)
         elif self.unsent_from is None:
             self.unsent_from = start
@@ -359,7 +368,7 @@ class VrCore(Core):
             self.prev_view = self.view
             self.view, self.vr_status = v, VIEW_CHANGE
             self.svc_from, self.dvc, self.dvc_sent = {self.node_id}, {}, False
-            self.acked, self.probing = {}, set()
+            self.acked, self.probe, self.hb_acked = {}, {}, {}
             self.unsent_from = None
             self._save_view(ready)
         assert self.vr_status == VIEW_CHANGE
@@ -432,16 +441,18 @@ class VrCore(Core):
         self.heard_ms[src] = self.last_now_ms
         # State transfer: a backup that refused a gap gets the missing ops one batch per ack
         # (not one batch per refused PREPARE, which would flood a backup that is far behind).
-        if body.get("gap") and src not in self.probing:
-            self.probing.add(src)
-            self._send_prepare(src, n + 1, ready)
-        elif not body.get("gap") and src in self.probing:
-            if n < self.op_number:
-                self._send_prepare(src, n + 1, ready)
-            else:
-                self.probing.discard(src)
+        if src in self.probe:
+            if n >= self.probe[src]:              # it has the whole batch: the next one
+                if n < self.op_number:
+                    self.probe[src] = self._send_prepare(src, n + 1, ready)
+                else:
+                    del self.probe[src]
+        elif body.get("gap"):
+            self.probe[src] = self._send_prepare(src, n + 1, ready)
+        before = self.commit
         self._advance_commit(ready)
-        self._flush(ready)
+        if self.commit > before:
+            self._flush(ready)   # one batch per step of the commit number, not per PREPARE-OK
 
     def _flush(self, ready: Ready) -> None:
         """Send the ops held back while the pipeline was full, batched."""
@@ -451,7 +462,7 @@ class VrCore(Core):
         start, self.unsent_from = self.unsent_from, None
         batch_max = self.options["prepare_batch_max"]
         for p in self.peers:
-            if p not in self.probing:
+            if p not in self.probe:
                 for s in range(start, self.op_number + 1, batch_max):
                     self._send_prepare(p, s, ready)
 
@@ -472,7 +483,7 @@ class VrCore(Core):
         self.prev_view = self.view
         self.view, self.vr_status = v, VIEW_CHANGE
         self.svc_from, self.dvc, self.dvc_sent = {self.node_id}, {}, False
-        self.acked, self.probing = {}, set()
+        self.acked, self.probe, self.hb_acked = {}, {}, {}
         self.unsent_from = None
         self._save_view(ready)          # persisted before the START-VIEW-CHANGEs leave
         self._reset_timer(now_ms, fresh=True)
@@ -537,7 +548,7 @@ class VrCore(Core):
         self._replace_log(0, best["log"], ready)
         self.last_normal, self.vr_status = self.view, NORMAL
         self._save_view(ready)
-        self.acked, self.probing = {}, set()
+        self.acked, self.probe, self.hb_acked = {}, {}, {}
         self.unsent_from = None
         self.heard_ms = {p: now_ms for p in self.peers}
         base = min(d["k"] for d in self.dvc.values())   # every DVC sender holds 1..base
