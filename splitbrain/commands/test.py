@@ -8,9 +8,10 @@ plain data"), dispatches to a backend, and prints the summary:
 
 The test dict (also saved as test.json): name, backend, system, bin, workload, nemesis (list),
 time_limit (s), nodes, concurrency, rate, seed, bugs (list), opts (the system's --opt k=v),
-workload_opts (--opt workload.k=v), sim_opts (--opt sim.k=v), schedule (sim: explicit fault list
-or None), store (root dir or None). Values a user did not give are None: each backend applies its
-own defaults and records what it used.
+workload_opts (--opt workload.k=v), sim_opts (--opt sim.k=v), harness_opts (--opt harness.k=v,
+the real-process runner's), schedule (sim: explicit fault list or None), store (root dir or
+None). Values a user did not give are None: each backend applies its own defaults and records
+what it used.
 
 It prints the verdict, the anomalies by checker and name, the store path, and the exact command
 that replays the run. Exit code from the validity (0 valid, 1 invalid, 3 unknown).
@@ -233,7 +234,8 @@ def print_summary(summary) -> None:
 @click.option("--rate", type=float, help="Client ops per second, all workers together.")
 @click.option("--seed", type=int, help="The seed (random when not given; always printed).")
 @click.option("--bug", "bugs", multiple=True, help="Switch a bug on (repeatable).")
-@click.option("--opt", "opts", multiple=True, help="k=v: a system option; workload.k=v, sim.k=v.")
+@click.option("--opt", "opts", multiple=True, help="k=v: a system option; workload.k=v, sim.k=v, "
+              "harness.k=v.")
 @click.option("--backend", default="local", show_default=True, help="sim or local.")
 @click.option("--store", default="store", show_default=True, help="The store root directory.")
 @click.option("--name", help="Test name in the store (default SYSTEM-WORKLOAD).")
