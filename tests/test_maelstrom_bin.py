@@ -18,8 +18,9 @@ NODES = Path(__file__).parent / "nodes"
 def _run(tmp_path, bin_name, *extra):
     return subprocess.run(
         [sys.executable, "-m", "splitbrain.cli", "test", "--bin", str(NODES / bin_name),
-         "--workload", "lin-kv", "--nodes", "3", "--time-limit", "4", "--rate", "200",
-         "--seed", "5", "--store", str(tmp_path / "store"), "--json", *extra],
+         "--workload", "lin-kv", "--nodes", "3", "--time-limit", "3", "--rate", "200",
+         "--seed", "5", "--store", str(tmp_path / "store"), "--json",
+         "--opt", "harness.reports=false", "--opt", "harness.recovery_s=0.5", *extra],
         capture_output=True, text=True, timeout=120)
 
 
