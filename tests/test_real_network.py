@@ -22,13 +22,14 @@ from splitbrain.harness.grudges import complete_grudge
 NODES = ["n1", "n2", "n3"]
 
 
-def _leftovers() -> str:
+def _leftovers(run_id: str) -> str:
+    """What this run (backend id) left: namespaces, links, host rules, containers, networks."""
     out = subprocess.run(
-        "ip netns list 2>/dev/null | grep '^sb-';"
-        "ip -o link show 2>/dev/null | grep -oE 'sb[rvp]-[^:@ ]+';"
-        "iptables -S FORWARD 2>/dev/null | grep splitbrain-;"
-        "docker ps -aq --filter label=io.splitbrain.run 2>/dev/null;"
-        "docker network ls -q --filter label=io.splitbrain.run 2>/dev/null",
+        f"ip netns list 2>/dev/null | grep '^sb-{run_id}-';"
+        f"ip -o link show 2>/dev/null | grep -oE 'sb[rv]-{run_id}[^:@ ]*';"
+        f"iptables -S FORWARD 2>/dev/null | grep splitbrain-{run_id};"
+        f"docker ps -aq --filter label=io.splitbrain.run={run_id} 2>/dev/null;"
+        f"docker network ls -q --filter label=io.splitbrain.run={run_id} 2>/dev/null",
         shell=True, capture_output=True, text=True).stdout
     return out.strip()
 
@@ -120,4 +121,4 @@ def test_kernel_partition_kill_restart_latency_and_clean_teardown(kind, tmp_path
         assert slow >= 0.16 and fast < 0.08, (fast, slow)   # two delayed hops: out and back
     finally:
         b.teardown()
-    assert _leftovers() == "", f"left behind: {_leftovers()}"
+    assert _leftovers(b.id) == "", f"left behind: {_leftovers(b.id)}"
