@@ -4,6 +4,15 @@
     run = simulate(SimConfig(system="raft", workload="append-log", seed=7))   # in memory
     summary = run_sim_test(test)   # the `splitbrain test` path: store, checkers, reports
 
+From the command line (the same checkers and store as every backend):
+
+    splitbrain test --backend sim --system raft --workload append-log --nemesis all --seed 7
+    splitbrain test --backend sim --system raft --bug stale-reads --workload register --seed 25
+    python benchmarks/sim_campaign.py --systems raft --schedules 1000   # many seeds, every bug
+
+Every run prints its seed, the settings drawn from it and the command that replays it exactly;
+a shrunk Hypothesis schedule replays with `--schedule '<json>'` (harness/fault_search.py).
+
 Everything about one run follows from its seed (engine.py): the network's settings (delays,
 reorder, duplication, base loss), the client timeout, the nodes' clock offsets, the fault schedule
 (schedule.py) unless one is given explicitly, the clients' operations, and every core's rng. The

@@ -234,8 +234,10 @@ def random_schedule(seed: int, kinds: Iterable[str], node_ids: list[str],
             # figure-8 kind of history) and some long ones (elections under a partition).
             dur = int(math.exp(rng.uniform(math.log(FAULT_MIN_MS), math.log(FAULT_MAX_MS))))
             faults.append(_random_fault(rng, kind, t, dur, node_ids))
-            # Gaps grow with the number of kinds so that the cluster is sometimes whole.
-            t += dur + rng.randint(0, FAULT_GAP_MAX_MS * len(kinds))
+            # Gaps are log-uniform too (bursts of faults and quiet stretches), and grow with the
+            # number of kinds so that the cluster is sometimes whole.
+            gap_max = FAULT_GAP_MAX_MS * len(kinds)
+            t += dur + int(math.exp(rng.uniform(0.0, math.log(gap_max))))
     assert n > 0
     return sorted(faults, key=lambda f: (f.at_ms, KINDS.index(f.kind)))
 
