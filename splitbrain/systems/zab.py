@@ -63,14 +63,15 @@ class ZabCore(Core):
                    "proposed; then PROPOSAL/ACK/COMMIT of idempotent state changes (txns) ordered "
                    "by zxid = (epoch, counter). The leader executes; followers apply txns.")
     BUGS = {
-        "broadcast-before-sync": "the leader starts proposing and committing new txns as soon as "
-                                 "discovery ends, without waiting for a quorum to acknowledge "
-                                 "NEWLEADER; followers append proposals to unsynchronized "
-                                 "histories and apply txns the leader never had",
-        "epoch-not-persisted": "acceptedEpoch and currentEpoch live in memory only and are derived "
-                               "from the last zxid after a restart, so a node can acknowledge "
-                               "the same new epoch for two leaders, who then issue the same "
-                               "zxids for different txns",
+        "ack-before-fsync": "txns are logged without waiting for the fsync (ZooKeeper's "
+                            "forceSync=no) and ACKed at once, by followers and the leader alike: "
+                            "a crash of enough nodes loses txns that a quorum acknowledged, so "
+                            "acknowledged writes vanish",
+        "election-ignores-zxid": "leader election orders votes by server id alone (a bully "
+                                 "election) and discovery does not check that the quorum's "
+                                 "histories are no newer than the leader's: a lagging leader "
+                                 "TRUNCs followers' committed txns away (and they reload their "
+                                 "state from the shortened log)",
     }
     OPTIONS = {
         "election_timeout_ms": ("ms without hearing the leader (or a quorum, for the leader) "
@@ -107,6 +108,8 @@ class ZabCore(Core):
         self.ackepochs: dict[str, tuple] = {} # follower -> (currentEpoch, last zxid)
         self.synced: set[str] = set()         # followers that acked NEWLEADER
         self.acked: dict[str, int] = {}       # follower -> history position acked
+        self.sent: dict[str, int] = {}        # follower -> history position proposed up to
+        self.ping_wanted = False              # a read waits for a PING round not yet sent
         self.pong_round: dict[str, int] = {}
         self.pong_ms: dict[str, int] = {}
         self.ping_round = 0
@@ -124,19 +127,23 @@ class ZabCore(Core):
     # ---- recovery and history -----------------------------------------------------------------
 
     def on_recover(self, records: list[dict], now_ms: int) -> Ready:
+        commit = 0
         for r in records:
             t = r["t"]
-            if t == "accepted" and "epoch-not-persisted" not in self.bugs:
+            if t == "accepted":
                 self.accepted_epoch, self.accepted_leader = r["epoch"], r["leader"]
-            elif t == "current" and "epoch-not-persisted" not in self.bugs:
+            elif t == "current":
                 self.current_epoch = r["epoch"]
             elif t == "hist":
                 self._install(r["i"], r["txns"])
-        if "epoch-not-persisted" in self.bugs:
-            # BUG: the epochs are re-derived from the history instead of read from disk.
-            self.current_epoch = self.accepted_epoch = self.last_zxid()[0]
+            elif t == "commit":
+                commit = r["n"]
         assert self.current_epoch <= self.accepted_epoch
         ready = Ready()
+        # Committed txns are never truncated, so the recorded commit point still holds: the
+        # machine serves them again before any leader is found (a whole-cluster restart).
+        assert commit <= len(self.history), f"{self.node_id}: commit {commit} past the history"
+        self._set_commit(commit, ready, save=False)
         self._look(ready, now_ms)
         return ready
 
@@ -156,19 +163,34 @@ class ZabCore(Core):
             self.index[z] = len(self.history)
 
     def _save_history(self, first: int, txns: list[dict], ready: Ready) -> None:
-        if first <= self.commit and "broadcast-before-sync" not in self.bugs:
-            raise ProtocolError(f"{self.node_id}: would truncate committed position {first} "
-                                f"(commit {self.commit})")
+        if first <= self.commit:
+            if "election-ignores-zxid" not in self.bugs:
+                raise ProtocolError(f"{self.node_id}: would truncate committed position {first} "
+                                    f"(commit {self.commit})")
+            # BUG consequence: like ZooKeeper after a TRUNC, reload the state from the
+            # shortened log; the committed txns past `first` are gone.
+            self.machine.restore(type(self.machine)().state(), 0)
+            for t in self.history[:first - 1]:
+                self.machine.apply_change(t["c"])
+            self.commit = first - 1
+            ready.save({"t": "commit", "n": self.commit})
         self._install(first, txns)
         ready.save({"t": "hist", "i": first, "txns": txns})
+        if "ack-before-fsync" in self.bugs and self.phase == BROADCAST:
+            ready.sync = False                       # BUG: ACKed before it is on disk
 
-    def _set_commit(self, n: int, ready: Ready) -> None:
+    def _set_commit(self, n: int, ready: Ready, save: bool = True) -> None:
         n = min(n, len(self.history))
         if n <= self.commit:
             return
         for t in self.history[self.commit:n]:
             self.machine.apply_change(t["c"])
         self.commit = n
+        assert self.machine.applied_index <= n, "applied <= commit"
+        if save:
+            ready.save({"t": "commit", "n": n})
+            if "ack-before-fsync" in self.bugs and self.phase == BROADCAST:
+                ready.sync = False                   # BUG: nothing is fsynced while broadcasting
         if self.state == LEADING:
             for i in [i for i in self.pending if i <= n]:
                 client, req, reply = self.pending.pop(i)
@@ -198,8 +220,9 @@ class ZabCore(Core):
     def _my_vote(self) -> tuple:
         return (self.current_epoch, list(self.last_zxid()), self.node_id)
 
-    @staticmethod
-    def _key(v: Any) -> tuple:
+    def _key(self, v: Any) -> tuple:
+        if "election-ignores-zxid" in self.bugs:
+            return (v[2],)                           # BUG: the highest id wins, whatever it has
         return (v[0], zx(v[1]), v[2])
 
     def _look(self, ready: Ready, now_ms: int) -> None:
@@ -279,7 +302,7 @@ class ZabCore(Core):
         if leader == self.node_id:
             self.state = LEADING
             self.infos = {self.node_id: self.accepted_epoch}
-            self.ackepochs, self.synced, self.acked = {}, set(), {}
+            self.ackepochs, self.synced, self.acked, self.sent = {}, set(), {}, {}
             self.pong_round, self.pong_ms = {}, {}
             self.epoch = 0
             self._maybe_new_epoch(ready)
@@ -301,10 +324,16 @@ class ZabCore(Core):
         if self.epoch == 0:
             self.infos[src] = m["accepted"]
             self._maybe_new_epoch(ready)
-        elif m["accepted"] < self.epoch:
-            ready.send(src, {"type": "newepoch", "epoch": self.epoch})   # a late follower
-        elif src in self.ackepochs:
-            ready.send(src, {"type": "newepoch", "epoch": self.epoch})   # retransmission
+        elif m["accepted"] <= self.epoch:
+            # A late follower, or a retransmission. Once this epoch is established (a quorum
+            # acked it), a follower may join even if it acked this same epoch number for a
+            # rival that never reached a quorum (ZooKeeper's late learners).
+            ready.send(src, {"type": "newepoch", "epoch": self.epoch,
+                             "established": self.phase != DISCOVERY})
+        elif self.phase != DISCOVERY:
+            # It promised a newer epoch to a rival: it can never join ours. Step down so that
+            # the next discovery picks an epoch above every promise (else it stays out forever).
+            self._look(ready, now_ms)
 
     def _maybe_new_epoch(self, ready: Ready) -> None:
         if len(self.infos) < self.quorum:
@@ -319,8 +348,11 @@ class ZabCore(Core):
     def _accept_epoch(self, epoch: int, leader: str, ready: Ready) -> None:
         assert epoch > self.accepted_epoch, "acceptedEpoch only grows"
         self.accepted_epoch, self.accepted_leader = epoch, leader
-        if "epoch-not-persisted" not in self.bugs:
-            ready.save({"t": "accepted", "epoch": epoch, "leader": leader})
+        self._save_accepted(ready)
+
+    def _save_accepted(self, ready: Ready) -> None:
+        ready.save({"t": "accepted", "epoch": self.accepted_epoch,
+                    "leader": self.accepted_leader})
 
     def _on_newepoch(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
         if self.state != FOLLOWING or src != self.leader_id:
@@ -328,6 +360,9 @@ class ZabCore(Core):
         e = m["epoch"]
         if e > self.accepted_epoch:
             self._accept_epoch(e, src, ready)      # persisted before the ACKEPOCH leaves
+        elif e == self.accepted_epoch and self.accepted_leader != src and m.get("established"):
+            self.accepted_leader = src             # the rival never reached a quorum
+            self._save_accepted(ready)
         elif not (e == self.accepted_epoch and self.accepted_leader == src):
             self._look(ready, now_ms)              # promised a newer epoch (or this one elsewhere)
             return
@@ -341,7 +376,8 @@ class ZabCore(Core):
         if self.state != LEADING or m["epoch"] != self.epoch:
             return
         theirs = (m["current"], zx(m["last"]))
-        if theirs > (self.ackepochs[self.node_id][0], self.ackepochs[self.node_id][1]):
+        if theirs > (self.ackepochs[self.node_id][0], self.ackepochs[self.node_id][1]) and \
+                "election-ignores-zxid" not in self.bugs:
             # A follower has a more recent history than ours: we must not lead (ZooKeeper's
             # "follower is ahead of the leader").
             self._look(ready, now_ms)
@@ -361,19 +397,14 @@ class ZabCore(Core):
         assert self.state == LEADING and self.phase == DISCOVERY
         self.phase = SYNC
         self.current_epoch = self.epoch
-        if "epoch-not-persisted" not in self.bugs:
-            ready.save({"t": "current", "epoch": self.epoch})
+        ready.save({"t": "current", "epoch": self.epoch})
         self.counter = 0
         self.synced = {self.node_id}
-        self.acked = {}
+        self.acked, self.sent = {}, {}
         for f, (_, last) in self.ackepochs.items():
             if f != self.node_id:
                 self._send_newleader(f, last, ready)
-        if "broadcast-before-sync" in self.bugs:
-            # BUG: propose right away; NEWLEADER acks are not waited for.
-            self.synced = set(self.ackepochs)
-            self._start_broadcast(ready, now_ms, commit_all=False)
-        elif len(self.synced) >= self.quorum:
+        if len(self.synced) >= self.quorum:
             self._start_broadcast(ready, now_ms, commit_all=True)
 
     def _sync_payload(self, last: tuple[int, int]) -> dict:
@@ -410,12 +441,17 @@ class ZabCore(Core):
         while k < len(txns) and first - 1 + k < len(self.history) and \
                 self.history[first - 1 + k]["z"] == txns[k]["z"]:
             k += 1
-        if k < len(txns) or first - 1 + k < len(self.history):
+        if k < len(txns):
             self._save_history(first + k, txns[k:], ready)
+        elif first - 1 + k < len(self.history) and \
+                self.history[first - 1 + k]["z"][0] < m["epoch"]:
+            # Txns of older epochs past what the leader sent are ones it never had (TRUNC).
+            # Txns of this epoch are its later proposals: a duplicated or late NEWLEADER
+            # (all of whose txns we hold) must not cut them off.
+            self._save_history(first + k, [], ready)
         self.reorder = {}
         self.current_epoch = m["epoch"]
-        if "epoch-not-persisted" not in self.bugs:
-            ready.save({"t": "current", "epoch": self.current_epoch})
+        ready.save({"t": "current", "epoch": self.current_epoch})
         self.phase = BROADCAST
         ready.send(src, {"type": "acknewleader", "epoch": m["epoch"],
                          "last": list(self.last_zxid())})
@@ -431,6 +467,7 @@ class ZabCore(Core):
             self._start_broadcast(ready, now_ms, commit_all=True)
         elif self.phase == BROADCAST:
             self._advance_commit(ready)
+            self.sent[src] = self.acked[src]
             self._send_proposals(src, ready)
             ready.send(src, {"type": "commit", "epoch": self.epoch,
                              "z": list(self._commit_zxid())})
@@ -443,64 +480,69 @@ class ZabCore(Core):
         self.spec = spec
         self.ping_round = 0
         self.pong_round = {}
+        self.ping_wanted = False
         if commit_all:
-            # UPTODATE: a quorum holds our whole history in our epoch: it is committed.
+            # UPTODATE: a quorum holds our whole history in our epoch: it is committed. The
+            # followers learn it from the next PING (sent just below) or PROPOSAL.
             self._set_commit(len(self.history), ready)
-            for f in self.synced - {self.node_id}:
-                ready.send(f, {"type": "commit", "epoch": self.epoch,
-                               "z": list(self._commit_zxid())})
         self._ping(ready, now_ms)
+
+    def _synced_peers(self) -> list[str]:
+        # In node order, never set order: set iteration follows string hashes, which differ
+        # between processes, and the simulator must replay a seed byte for byte.
+        return [f for f in self.peers if f in self.synced]
 
     def _commit_zxid(self) -> tuple[int, int]:
         return zx(self.history[self.commit - 1]["z"]) if self.commit else ZERO
 
     # ---- phase 3: broadcast --------------------------------------------------------------------
+    # Batching: at most one PROPOSAL message is in flight per follower; txns proposed meanwhile
+    # go out together when it is acknowledged (or resent when a PONG shows no progress). Every
+    # PROPOSAL and PING carries the commit point, so there are no separate COMMIT messages in
+    # the steady state: about two messages per follower per batch.
 
     def _propose(self, change: dict, ready: Ready) -> int:
         self.counter += 1
         txn = {"z": [self.epoch, self.counter], "c": change}
         self._save_history(len(self.history) + 1, [txn], ready)
-        for f in self.synced - {self.node_id}:
-            if self.acked.get(f, 0) >= len(self.history) - 1 - int(self.options["batch_max"]):
-                ready.send(f, {"type": "proposal", "epoch": self.epoch,
-                               "prev": list(zx(self.history[-2]["z"]) if len(self.history) > 1
-                                            else ZERO), "txns": [txn]})
+        for f in self._synced_peers():
+            if self.sent.get(f, 0) <= self.acked.get(f, 0):
+                self._send_proposals(f, ready)
         if self.quorum == 1:
             self._advance_commit(ready)
         return len(self.history)
 
     def _send_proposals(self, f: str, ready: Ready) -> None:
-        """Resend the txns after what `f` acked (a gap: lost or reordered proposals)."""
+        """Send `f` the txns after what it acked (one batch of at most batch_max)."""
         i = self.acked.get(f, 0)
         if i >= len(self.history):
             return
         txns = self.history[i: i + int(self.options["batch_max"])]
         ready.send(f, {"type": "proposal", "epoch": self.epoch,
-                       "prev": list(zx(self.history[i - 1]["z"]) if i else ZERO), "txns": txns})
+                       "prev": list(zx(self.history[i - 1]["z"]) if i else ZERO), "txns": txns,
+                       "commit": list(self._commit_zxid())})
+        self.sent[f] = i + len(txns)
 
     def _on_proposal(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
         if self.state != FOLLOWING or src != self.leader_id or m["epoch"] != self.accepted_epoch:
             return
-        if self.phase != BROADCAST and "broadcast-before-sync" not in self.bugs:
+        if self.phase != BROADCAST:
             return                                   # not synchronized yet: NEWLEADER first
         self.heard_ms = now_ms
         self._reset_deadline(now_ms)
         prev, last = zx(m["prev"]), self.last_zxid()
         zs = [zx(t["z"]) for t in m["txns"]]
         contiguous = prev == last or last in zs or (last != ZERO and last > zs[-1])
-        if not contiguous and "broadcast-before-sync" in self.bugs and self.phase != BROADCAST:
-            contiguous = True   # BUG: an unsynchronized follower logs proposals as they come
         if not contiguous:
             if prev > last:
                 self.reorder[prev] = m               # ahead of a gap: keep it for later
-            if "broadcast-before-sync" not in self.bugs or prev > last:
-                # Ask for what follows our last zxid (once per gap).
-                if self.gap_nacked != last:
-                    self.gap_nacked = last
-                    ready.send(src, {"type": "ack", "epoch": m["epoch"], "last": list(last),
-                                     "gap": True})
-                return
-            # BUG (broadcast-before-sync): append onto whatever history we have.
+            # Ask for what follows our last zxid (once per gap).
+            if self.gap_nacked != last:
+                self.gap_nacked = last
+                ready.send(src, {"type": "ack", "epoch": m["epoch"], "last": list(last),
+                                 "gap": True})
+            return
+        commit = zx(m["commit"])
         while True:
             new = [t for t in m["txns"] if zx(t["z"]) > self.last_zxid()]
             if new:
@@ -509,24 +551,35 @@ class ZabCore(Core):
             if nxt is None:
                 break
             m = nxt
+            commit = max(commit, zx(m["commit"]))
         self.gap_nacked = None
+        self._commit_to(commit, ready)
         ready.send(src, {"type": "ack", "epoch": self.accepted_epoch,
                          "last": list(self.last_zxid())})
+
+    def _commit_to(self, z: tuple[int, int], ready: Ready) -> None:
+        """Commit through the txn with zxid `z` if we hold it (a leader's commit point)."""
+        if self.phase != BROADCAST:
+            return
+        i = self.index.get(z)
+        if i is not None:
+            self._set_commit(i, ready)
 
     def _on_ack(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
         if self.state != LEADING or m["epoch"] != self.epoch or src not in self.synced:
             return
         self.pong_ms[src] = now_ms
         z = zx(m["last"])
-        if z in self.index or z == ZERO:
-            self.acked[src] = max(self.acked.get(src, 0), self.index.get(z, 0))
-            if m.get("gap"):
-                self._send_proposals(src, ready)
-        else:
+        i = self.index.get(z, 0 if z == ZERO else None)
+        if i is None:
             # The follower's history is not a prefix of ours: synchronize it again.
             self.synced.discard(src)
             self._send_newleader(src, z, ready)
             return
+        if i > self.acked.get(src, 0):
+            self.acked[src] = i
+        if m.get("gap") or self.acked[src] >= self.sent.get(src, 0):
+            self._send_proposals(src, ready)         # the next batch, or a resend after a gap
         self._advance_commit(ready)
 
     def _advance_commit(self, ready: Ready) -> None:
@@ -534,35 +587,29 @@ class ZabCore(Core):
             return
         positions = sorted([len(self.history)] + [self.acked.get(f, 0) for f in self.synced
                                                   if f != self.node_id], reverse=True)
-        if len(positions) < self.quorum:
-            return
-        n = positions[self.quorum - 1]
-        if n > self.commit:
-            self._set_commit(n, ready)
-            for f in self.synced - {self.node_id}:
-                ready.send(f, {"type": "commit", "epoch": self.epoch,
-                               "z": list(self._commit_zxid())})
+        if len(positions) >= self.quorum:
+            n = positions[self.quorum - 1]
+            if n > self.commit:
+                self._set_commit(n, ready)
         self._serve_reads(ready)
 
     def _on_commit(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
         if self.state != FOLLOWING or src != self.leader_id or m["epoch"] != self.accepted_epoch:
             return
-        if self.phase != BROADCAST and "broadcast-before-sync" not in self.bugs:
-            return
         self.heard_ms = now_ms
         self._reset_deadline(now_ms)
-        i = self.index.get(zx(m["z"]))
-        if i is not None:
-            self._set_commit(i, ready)
+        self._commit_to(zx(m["z"]), ready)
 
     # ---- heartbeats, reads, clients ------------------------------------------------------------
 
     def _ping(self, ready: Ready, now_ms: int) -> None:
         self.ping_round += 1
         self.ping_ms = now_ms
-        for f in self.synced - {self.node_id}:
+        self.ping_wanted = False
+        z, last = list(self._commit_zxid()), list(self.last_zxid())
+        for f in self._synced_peers():
             ready.send(f, {"type": "ping", "epoch": self.epoch, "round": self.ping_round,
-                           "z": list(self._commit_zxid()), "last": list(self.last_zxid())})
+                           "z": z, "last": last})
 
     def _on_ping(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
         if self.state != FOLLOWING or src != self.leader_id or m["epoch"] != self.accepted_epoch:
@@ -570,9 +617,7 @@ class ZabCore(Core):
         self.heard_ms = now_ms
         self._reset_deadline(now_ms)
         if self.phase == BROADCAST:
-            i = self.index.get(zx(m["z"]))
-            if i is not None:
-                self._set_commit(i, ready)
+            self._commit_to(zx(m["z"]), ready)
         ready.send(src, {"type": "pong", "epoch": m["epoch"], "round": m["round"],
                          "last": list(self.last_zxid())})
 
@@ -580,21 +625,30 @@ class ZabCore(Core):
         if self.state != LEADING or m["epoch"] != self.epoch or src not in self.synced:
             return
         self.pong_ms[src] = now_ms
-        self.pong_round[src] = max(self.pong_round.get(src, 0), m["round"])
+        if m["round"] > self.pong_round.get(src, 0):
+            self.pong_round[src] = m["round"]
         z = zx(m["last"])
         stuck = self.pong_last.get(src) == z
         self.pong_last[src] = z
-        if z in self.index and self.index[z] < len(self.history) and stuck:
-            self.acked[src] = max(self.acked.get(src, 0), self.index[z])
-            self._send_proposals(src, ready)          # no progress since the last PONG: resend
+        i = 0 if z == ZERO else self.index.get(z)
+        if i is not None and i < len(self.history) and stuck:
+            # No progress since the last PONG: the batch in flight was lost. Resend.
+            self.acked[src] = max(self.acked.get(src, 0), i)
+            self._send_proposals(src, ready)
         self._serve_reads(ready)
+        if self.ping_wanted and self._confirmed_round() >= self.ping_round:
+            self._ping(ready, now_ms)                # the round that waiting reads need
+
+    def _confirmed_round(self) -> int:
+        """The highest PING round that a quorum (the leader included) answered."""
+        rounds = sorted([self.ping_round] + [self.pong_round.get(f, 0) for f in self.synced
+                                             if f != self.node_id], reverse=True)
+        return rounds[self.quorum - 1] if len(rounds) >= self.quorum else 0
 
     def _serve_reads(self, ready: Ready) -> None:
         if not self.reads:
             return
-        rounds = sorted([self.ping_round] + [self.pong_round.get(f, 0) for f in self.synced
-                                             if f != self.node_id], reverse=True)
-        confirmed = rounds[self.quorum - 1] if len(rounds) >= self.quorum else 0
+        confirmed = self._confirmed_round()
         keep = []
         for need_commit, need_round, (client, req, reply) in self.reads:
             if self.commit >= need_commit and confirmed >= need_round:
@@ -613,8 +667,14 @@ class ZabCore(Core):
         assert self.spec is not None
         reply, change = self.spec.execute(self.request_op(body))
         if change is None:
+            # A read waits for every txn before it to commit and for a quorum to answer a PING
+            # round sent after it arrived (we still led then). Reads share rounds: if a round
+            # is in flight, the read waits for the next one, sent when that one is confirmed.
             self.reads.append((len(self.history), self.ping_round + 1, (src, body, reply)))
-            self._ping(ready, now_ms)
+            if self._confirmed_round() >= self.ping_round:
+                self._ping(ready, now_ms)
+            else:
+                self.ping_wanted = True
             self._serve_reads(ready)
             return ready
         self.spec.apply_change(change)
