@@ -176,3 +176,31 @@ def test_random_schedules_keep_committed_prefixes_and_acknowledged_txns(seed):
 
 def test_bug_switches_are_declared():
     assert set(ZabCore.BUGS) == {"ack-before-fsync", "election-ignores-zxid"}
+
+
+# Simulator seeds (splitbrain test --backend sim --system zab --workload append-log --seed N):
+# each bug is caught and named by the checkers at these seeds; these no-bug seeds pass.
+SIM_FINDINGS = [("ack-before-fsync", 1), ("election-ignores-zxid", 1)]
+SIM_PASSING_SEEDS = (0, 1, 2)
+
+
+def _sim(seed: int, bugs: tuple[str, ...] = ()):
+    from splitbrain.harness.sim import SimConfig, check_run, simulate
+    run = simulate(SimConfig(system="zab", workload="append-log", seed=seed, bugs=bugs))
+    return check_run(run)
+
+
+@pytest.mark.parametrize("bug,seed", SIM_FINDINGS)
+def test_the_simulator_finds_and_names_each_bug(bug, seed):
+    result = _sim(seed, (bug,))
+    assert result.valid is False
+    names = {a.name for a in result.all_anomalies()}
+    assert names & {"lost-append", "divergent-logs", "inconsistent-offset", "state-divergence"}, \
+        names
+    assert _sim(seed).valid is True            # the same schedule without the bug passes
+
+
+@pytest.mark.parametrize("seed", SIM_PASSING_SEEDS)
+def test_the_simulator_passes_without_bugs(seed):
+    result = _sim(seed)
+    assert result.valid is True, [a.name for a in result.all_anomalies()]

@@ -19,10 +19,13 @@ zxid = (epoch, counter); zxids order everything. A node runs four phases:
    the follower's last zxid), TRUNC (drop the follower's txns the leader never had, then DIFF) or
    SNAP (the whole history). The follower installs it, persists currentEpoch = e, and acks. On a
    quorum of ACKNEWLEADER the leader commits its whole history (UPTODATE) and only then
-3. Broadcast: PROPOSAL(txn) to synchronized followers, who append in zxid order and ACK; the
-   leader COMMITs a txn once a quorum (itself included) acked it. Proposals carry the previous
+3. Broadcast: PROPOSAL(txns) to synchronized followers, who append in zxid order and ACK; the
+   leader commits a txn once a quorum (itself included) acked it. Proposals carry the previous
    zxid: the simulated network, unlike ZooKeeper's TCP, reorders and drops, so a follower with a
    gap asks for the txns after its last zxid (and gets them resent or a fresh NEWLEADER sync).
+   Batching: one PROPOSAL message in flight per follower; what is proposed meanwhile leaves in
+   one batch on its ACK. The commit point rides on every PROPOSAL and PING (COMMIT messages
+   only after a follower's resync), so the steady state costs about one message per op.
 
 Reads and ops that change nothing are answered by the leader after every txn before them is
 committed and a quorum acknowledged a PING sent after they arrived (ZooKeeper's reads are local
@@ -32,8 +35,12 @@ Durable records:
   {"t": "accepted", "epoch": e, "leader": id}    acceptedEpoch (the NEWEPOCH this node acked)
   {"t": "current", "epoch": e}                   currentEpoch (the NEWLEADER this node acked)
   {"t": "hist", "i": first, "txns": [...]}       history from index `first` (1-based; truncates)
-A txn is {"z": [epoch, counter], "c": change}. A restarted node has commit 0 and an empty machine
-and re-applies its history as it learns the commit point from its leader.
+  {"t": "commit", "n": n}                        the commit point (committed txns never truncate)
+A txn is {"z": [epoch, counter], "c": change}. A restarted node re-applies its history up to its
+last recorded commit point, then learns the rest from its leader.
+
+Determinism: nothing iterates over a set (string hashes differ between processes; the simulator
+replays a seed byte for byte), so followers are always visited in node order.
 """
 
 from __future__ import annotations
