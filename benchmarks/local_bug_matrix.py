@@ -39,7 +39,12 @@ def one(system, bugs, workload, seed, tl, store, nemesis=None, interval=None, op
          "harness_opts": {"recovery_s": 1.0, "nemesis_interval_s": interval or INTERVAL_S,
                           "client_timeout_s": 0.5, "reports": False}}
     t0 = time.monotonic()
-    s = run_test(t, progress=False)
+    try:
+        s = run_test(t, progress=False)
+    except Exception as e:  # noqa: BLE001 - one broken run must not end the matrix
+        print(f"{system:15} {','.join(bugs) or '(no bug)':24} {workload:10} seed {seed}: "
+              f"ERROR {type(e).__name__}: {e}", flush=True)
+        return None
     bad = {k: sorted({a["name"] for a in v.get("anomalies", [])}) or v.get("error")
            for k, v in s.results["children"].items() if v["valid"] is not True}
     print(f"{system:15} {','.join(bugs) or '(no bug)':24} {workload:10} seed {seed}: "

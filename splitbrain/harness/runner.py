@@ -31,8 +31,10 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+import click
+
 from ..checkers.result import UNKNOWN, Result
-from .backends.local import LocalBackend, bin_command, in_house_command
+from ..exitcodes import HARNESS_ERROR
 from .client import ClientPool
 from .generators import GenOp, Fn, Once, Seq, rate as rate_gen, time_limit as time_limit_gen
 from .nemesis import FAULTS, Nemesis, parse_faults, schedule
@@ -53,6 +55,12 @@ HARNESS_OPTIONS = {
     "reports": "write timeline.html and the plots (default true)",
 }
 FINAL_ATTEMPTS_MAX = 20          # re-invocations of a final read through the protocol that failed
+
+
+class ClusterError(click.ClickException):
+    """The cluster could not be started or driven (a node that dies at start, ...): exit 4."""
+
+    exit_code = HARNESS_ERROR
 
 
 class HarnessInterrupted(KeyboardInterrupt):
@@ -113,8 +121,9 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         if test.get(k) is None:
             test[k] = v
     backend_name = test.get("backend") or "local"
-    if backend_name != "local":
-        raise UserError(f"--backend {backend_name}: not available in this runner (local)")
+    from .backends.factory import REAL_BACKENDS, make_backend
+    if backend_name not in REAL_BACKENDS:
+        raise UserError(f"--backend {backend_name}: this runner drives {', '.join(REAL_BACKENDS)}")
     try:
         workload = make_workload(test["workload"], test.get("workload_opts") or {})
         faults = parse_faults(test.get("nemesis") or [])
@@ -168,13 +177,25 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
 
     if store is not None:
         store.write_test(test)
-    if in_house:
-        command = in_house_command(test["system"], workload_machine(workload),
-                                   bugs=test.get("bugs") or (), options=test.get("opts") or {},
-                                   seed=seed)
-    else:
-        command = bin_command(test["bin"])
-    backend = LocalBackend(nodes, command, run_dir, seed=seed, in_house=in_house, logger=note)
+    try:
+        backend = make_backend(backend_name, nodes, run_dir, system=test.get("system"),
+                               machine=workload_machine(workload), bin_path=test.get("bin"),
+                               bugs=test.get("bugs") or (), options=test.get("opts") or {},
+                               seed=seed, logger=note)
+    except RuntimeError as e:
+        if store is not None:
+            store.finish()
+        if tmp is not None:
+            tmp.cleanup()
+        raise UserError(f"--backend {backend_name}: {e}") from None
+    missing = [f for f in faults if not backend.supports(FAULTS[f][2])]
+    if missing:
+        if store is not None:
+            store.finish()
+        if tmp is not None:
+            tmp.cleanup()
+        raise UserError(f"--nemesis {missing[0]}: the {backend_name} backend cannot do it "
+                        f"({FAULTS[missing[0]][2]})")
     recorder = store.recorder() if store is not None else None
     if recorder is None:
         from .store import Recorder
@@ -190,11 +211,15 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         old_term = signal.signal(signal.SIGTERM, on_term)
     t0 = time.monotonic_ns()
     finished = False
+    prog_entered = False
     try:
         note(f"seed {seed}: {n_nodes} nodes, {test['concurrency']} workers, rate "
              f"{test['rate']}/s, {test['time_limit']} s, nemesis {','.join(faults) or 'none'} "
              f"every {interval_s:.1f} s")
-        backend.start()
+        try:
+            backend.start()
+        except RuntimeError as e:
+            raise ClusterError(f"the cluster did not start: {e}") from None
         note(f"cluster up: {', '.join(nodes)}")
         t0 = time.monotonic_ns()
         pool = ClientPool(backend, workload, recorder, int(test["concurrency"]), t0_ns=t0,
@@ -202,6 +227,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note)
         if prog is not None:
             prog.__enter__()
+            prog_entered = True
         if faults:
             nemesis.start(time_limit_gen(float(test["time_limit"]), schedule(faults, interval_s, seed)))
         pool.run(_gen_for(workload, test))
@@ -219,7 +245,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         note(f"final phase done; {len(recorder.ops)} history events; router {backend.stats}")
         finished = True
     finally:
-        if prog is not None:
+        if prog_entered:
             try:
                 prog.__exit__(None, None, None)
             except Exception:  # noqa: BLE001 - the progress line never masks teardown

@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
@@ -118,15 +119,31 @@ class LocalBackend:
     def _init_all(self, nodes: list[str]) -> None:
         futs = {n: self._send_control(n, {"type": "init", "node_id": n, "node_ids": self.nodes},
                                       force=True) for n in nodes}
+        deadline = time.monotonic() + INIT_TIMEOUT_S
         for n, fut in futs.items():
-            try:
-                reply = fut.result(timeout=INIT_TIMEOUT_S)
-            except FutureTimeout:
-                raise RuntimeError(f"node {n} did not answer init within {INIT_TIMEOUT_S:.0f} s "
-                                   f"(see {self.procs[n].node_dir / 'node.log'})") from None
+            while True:
+                try:
+                    reply = fut.result(timeout=0.1)
+                    break
+                except FutureTimeout:
+                    p = self.procs[n]
+                    if p.proc is None or p.proc.poll() is not None:
+                        raise RuntimeError(f"node {n} exited during the init handshake: "
+                                           f"{self._last_log_line(n)}") from None
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"node {n} did not answer init within "
+                                           f"{INIT_TIMEOUT_S:.0f} s (see {p.node_dir / 'node.log'})"
+                                           ) from None
             if reply.get("type") != "init_ok":
                 raise RuntimeError(f"node {n} answered init with {reply!r}")
             self.loop.call(lambda n=n: setattr(self.procs[n], "up", True))
+
+    def _last_log_line(self, n: str) -> str:
+        try:
+            lines = (self.procs[n].node_dir / "node.log").read_text(errors="replace").splitlines()
+        except OSError:
+            return "(no log)"
+        return lines[-1][:300] if lines else "(empty log)"
 
     def _spawn(self, n: str) -> None:
         # Under the life lock: a nemesis restart racing with teardown must not start a process
