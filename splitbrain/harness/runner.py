@@ -233,7 +233,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         pool.run(_gen_for(workload, test))
         nemesis.stop()
         if nemesis.error is not None:
-            raise RuntimeError(f"the nemesis failed: {nemesis.error}") from nemesis.error
+            raise ClusterError(f"the nemesis failed: {type(nemesis.error).__name__}: "
+                               f"{nemesis.error}")
         nemesis.heal_all()
         note(f"healed; {pool.completed} ops completed")
         time.sleep(recovery_s)

@@ -384,7 +384,9 @@ class NodeRuntime:
                 if mono >= self._next_tick_ms:
                     readies.append((self.core.tick(self.now_ms()), []))
                     # Skip missed ticks rather than bursting: a paused process sees one tick.
-                    self._next_tick_ms = max(self._next_tick_ms + TICK_MS, mono + 1)
+                    self._next_tick_ms += TICK_MS
+                    if self._next_tick_ms <= mono:
+                        self._next_tick_ms = mono + TICK_MS
                     self._log_changes()
                 if readies:
                     self._commit(readies)
