@@ -228,3 +228,25 @@ def test_a_core_that_raises_is_a_finding_not_a_crash(monkeypatch):
     assert run.liveness.valid is False
     a = run.liveness.anomalies[0]
     assert a.name == "core-exception" and "invariant broken on purpose" in a.message
+
+
+def test_crash_storm_crashes_right_after_steps_and_restarts():
+    sched = [Fault("kill", 200, 1000, shape="storm", p=0.05)]
+    run = simulate(SimConfig(system="toy", workload="append-log", seed=4, time_limit_s=2,
+                             schedule=sched))
+    kills = [o for o in run.history if o.f == "kill" and o.type == "info"]
+    restarts = [o for o in run.history if o.f == "restart" and o.type == "info"]
+    assert len(kills) >= 3 and len(restarts) == len(kills)
+    assert all(200e6 <= o.time <= 1300e6 for o in kills)
+    assert run.liveness.valid is True and run.replicas.valid is True
+
+
+def test_replicas_result_names_state_divergence():
+    sim = Simulator(SimConfig(system="toy", workload="register", seed=3, time_limit_s=1,
+                              schedule=[]))
+    run = sim.run()
+    assert run.replicas.valid is True
+    sim.nodes["n2"].core.machine.data['"x"'] = 1   # corrupt one replica at the same index
+    bad = sim._replicas_result()
+    assert bad.valid is False and bad.anomalies[0].name == "state-divergence"
+    assert "n2" in bad.anomalies[0].message

@@ -64,10 +64,14 @@ def faults(nodes: list[str], time_limit_ms: int,
                                                       shape=shape),
                       at, dur, st.permutations(nodes), st.sampled_from(("ring", "bridge"))),
             st.builds(lambda a, d: Fault("partition", a, d, shape="leader"), at, dur)),
-        "kill": st.builds(lambda a, d, ns, lose, lead: Fault(
-                              "kill", a, d, nodes=() if lead else ns, lose_unsynced=lose,
-                              shape="leader" if lead else ""),
-                          at, dur, node_subsets(nodes), st.booleans(), st.booleans()),
+        "kill": st.one_of(
+            st.builds(lambda a, d, ns, lose, lead: Fault(
+                          "kill", a, d, nodes=() if lead else ns, lose_unsynced=lose,
+                          shape="leader" if lead else ""),
+                      at, dur, node_subsets(nodes), st.booleans(), st.booleans()),
+            st.builds(lambda a, d, p, lose: Fault("kill", a, d, shape="storm", p=p,
+                                                  lose_unsynced=lose),
+                      at, dur, st.sampled_from((0.01, 0.02, 0.05)), st.booleans())),
         "pause": st.builds(lambda a, d, ns, lead: Fault("pause", a, d, nodes=() if lead else ns,
                                                         shape="leader" if lead else ""),
                            at, dur, node_subsets(nodes), st.booleans()),

@@ -68,12 +68,14 @@ def config_from_test(test: dict) -> SimConfig:
 
 
 def check_run(run: SimRun, test: dict | None = None):
-    """The composed Result of a simulated run: the workload's checkers plus liveness."""
+    """The composed Result of a simulated run: the workload's checkers, liveness (the cluster
+    converged after the heal) and replicas (equal applied_index -> equal state, every node)."""
     workload = make_workload(run.config.workload, run.config.workload_options)
     t = dict(test or {})
     t.setdefault("nodes", run.config.node_ids())
     t.setdefault("checker_options", DEFAULT_CHECKER_OPTIONS)
-    return check_history(workload, run.history, t, extra=[run.liveness])
+    extra = [run.liveness] + ([run.replicas] if run.replicas is not None else [])
+    return check_history(workload, run.history, t, extra=extra)
 
 
 def run_sim_test(test: dict, log: Callable[[str], None] | None = None) -> RunSummary:

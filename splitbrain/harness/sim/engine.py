@@ -35,6 +35,7 @@ flight TO it (messages it already sent may still arrive, as on a real network).
 from __future__ import annotations
 
 import heapq
+import math
 import random
 import time as _time
 from dataclasses import dataclass, field
@@ -60,6 +61,7 @@ FINAL_ATTEMPTS_MAX = 30          # protocol attempts per final op before giving 
 FINAL_RETRY_MS = 50
 EVENTS_MAX = 200_000_000         # a runaway guard, far above any real run
 FINAL_PHASE_MS_MAX = 60_000
+STORM_DOWN_MS_MAX = 50           # a node crashed by a crash storm restarts within this
 
 # Event kinds (small ints: the heap compares tuples).
 _DELIVER, _TICK, _CLIENT_GO, _CLIENT_REPLY, _CLIENT_TIMEOUT, _FAULT_START, _FAULT_STOP, \
@@ -100,6 +102,7 @@ class SimRun:
     history: list[Op]
     liveness: Result
     stats: dict[str, Any]
+    replicas: Result | None = None
 
 
 class _Node:
@@ -181,6 +184,8 @@ class Simulator:
         self.loss_p = self.settings.loss_p
         self.clock_faults: dict[int, tuple[tuple[str, int], ...]] = {}
         self.killed_by: dict[int, list[str]] = {}
+        self.storms: dict[int, float] = {}
+        self.storm_p = 0.0
         self.paused_by: dict[int, list[str]] = {}
         self.phase = "safety"
         self.invocations = 0
@@ -293,6 +298,17 @@ class Simulator:
             node.pending.append((src, body))
             return
         self._handle(node, node.core.step(src, body, self._clock(node)))
+        if self.storm_p and self.fault_rng.random() < self.storm_p:
+            self._storm_crash(node)
+
+    def _storm_crash(self, node: _Node) -> None:
+        """A crash storm: crash right after a step (its effects are out), restart very soon."""
+        lose = any(self.schedule[i].lose_unsynced for i in self.storms)
+        self._crash(node, lose)
+        self._nemesis("kill", [node.id])
+        down_ns = int(math.exp(self.fault_rng.uniform(0.0, math.log(STORM_DOWN_MS_MAX)))
+                      * NS_PER_MS)
+        self._push(self.now + down_ns, _STORM_RESTART, node.id, node.incarnation)
 
     # ---- clients --------------------------------------------------------------------------------
 
@@ -442,6 +458,10 @@ class Simulator:
             self.grudge = merge_grudges(self.grudges[k] for k in sorted(self.grudges))
             self._nemesis("start-partition", {"shape": fault.shape,
                                               "grudge": {n: sorted(s) for n, s in sorted(g.items())}})
+        elif kind == "kill" and fault.shape == "storm":
+            self.storms[i] = fault.p
+            self.storm_p = max(self.storms.values())
+            self._nemesis("start-crash-storm", {"p": fault.p})
         elif kind == "kill":
             targets = self._leaders() if fault.shape == "leader" else fault.nodes
             victims = [n for n in targets if self.nodes[n].up]
@@ -474,6 +494,10 @@ class Simulator:
             del self.grudges[i]
             self.grudge = merge_grudges(self.grudges[k] for k in sorted(self.grudges))
             self._nemesis("stop-partition", {"shape": fault.shape})
+        elif kind == "kill" and i in self.storms:
+            del self.storms[i]
+            self.storm_p = max(self.storms.values(), default=0.0)
+            self._nemesis("stop-crash-storm", {"p": fault.p})
         elif kind == "kill" and i in self.killed_by:
             back = [n for n in self.killed_by.pop(i) if not self.nodes[n].up]
             for n in back:
@@ -508,7 +532,8 @@ class Simulator:
     def _heal(self) -> None:
         """End of the safety phase: end every active fault, stop issuing client ops."""
         self.phase = "liveness"
-        for i in sorted(set(self.grudges) | set(self.killed_by) | set(self.paused_by)
+        for i in sorted(set(self.grudges) | set(self.killed_by) | set(self.storms)
+                        | set(self.paused_by)
                         | set(self.clock_faults) | set(self.losses)):
             self._fault_stop(i, self.schedule[i])
         # A crash whose fault interval ended before heal already restarted; belt and braces:
@@ -588,7 +613,33 @@ class Simulator:
         self.stats["wall_ms"] = int((_time.perf_counter() - wall0) * 1000)
         self.stats["invocations"] = self.invocations
         return SimRun(self.config, self.settings, self.schedule, self.recorder.ops,
-                      self._liveness_result(), dict(self.stats))
+                      self._liveness_result(), dict(self.stats), self._replicas_result())
+
+    def _replicas_result(self) -> Result:
+        """Safety, seen from inside: nodes at the same applied_index must hold the same state.
+
+        The simulator can look at every machine directly (a real backend asks `status`); this
+        holds for every workload, not only append-log's status ops.
+        """
+        by_index: dict[int, dict[str, list[str]]] = {}
+        for n in self.node_ids:
+            node = self.nodes[n]
+            if node.up and node.core is not None:
+                m = node.core.machine
+                by_index.setdefault(m.applied_index, {}).setdefault(m.digest(), []).append(n)
+        anomalies = []
+        for index in sorted(by_index):
+            digests = by_index[index]
+            if len(digests) > 1:
+                anomalies.append(Anomaly(
+                    "state-divergence",
+                    f"nodes at applied_index {index} hold different states: "
+                    + "; ".join(f"{', '.join(ns)} -> {d}" for d, ns in sorted(digests.items())),
+                    details={"applied_index": index,
+                             "digests": {d: ns for d, ns in sorted(digests.items())}}))
+        return Result(valid=not anomalies, checker="replicas", anomalies=anomalies,
+                      stats={"applied_index": {str(i): sum(len(v) for v in d.values())
+                                               for i, d in sorted(by_index.items())}})
 
     def _loop(self, heap, pop, nodes, workers, deadline: int, final_deadline: int) -> int:
         events = 0
@@ -621,6 +672,13 @@ class Simulator:
                 self._heal()
             elif kind == _CHECK:
                 self._check(deadline)
+            elif kind == _STORM_RESTART:
+                node = nodes[a]
+                held = any(a in v for v in self.killed_by.values())
+                if not node.up and node.incarnation == b and not held:
+                    self.stats["restarts"] += 1
+                    self._start_node(node)
+                    self._nemesis("restart", [a])
             elif kind == _FINAL_GO:
                 w = workers[a]
                 if w.inv is None:
@@ -662,6 +720,7 @@ class Simulator:
 
 
 _DELIVER_CLIENT = 10
+_STORM_RESTART = 11
 
 
 def simulate(config: SimConfig, recorder: Recorder | None = None,

@@ -7,6 +7,9 @@ so Hypothesis can build and shrink it and a person can read and replay it:
     {"kind": "kill", "at_ms": 3000, "for_ms": 500, "nodes": ["n3"], "lose_unsynced": true}
     {"kind": "pause", "at_ms": ..., "for_ms": ..., "nodes": ["n2"]}
     {"kind": "kill", "at_ms": ..., "for_ms": ..., "shape": "leader"}   (whoever leads then)
+    {"kind": "kill", "at_ms": ..., "for_ms": ..., "shape": "storm", "p": 0.02}
+        (a crash storm: after each message it handles, a node crashes with probability p and
+        restarts within 50 ms - crashes land right after a vote, an ack, a commit)
     {"kind": "clock", "at_ms": ..., "for_ms": ..., "deltas": {"n1": 900, "n4": -300}}
     {"kind": "loss", "at_ms": ..., "for_ms": ..., "p": 0.3}
 
@@ -38,7 +41,7 @@ SHAPES = ("split", "ring", "bridge", "leader")
 NEMESES = {"partition": "partition", "kill": "kill", "pause": "pause", "clock": "clock",
            "loss": "loss"}
 
-FAULT_MIN_MS = 20
+FAULT_MIN_MS = 5
 FAULT_MAX_MS = 3_000
 FAULT_GAP_MAX_MS = 2_000
 CLOCK_JUMP_MAX_MS = 5_000
@@ -66,8 +69,13 @@ class Fault:
                              f"for_ms={self.for_ms}")
         if self.kind == "partition" and self.shape not in SHAPES:
             raise ValueError(f"partition shape {self.shape!r} is not one of {', '.join(SHAPES)}")
-        if self.kind in ("kill", "pause") and self.shape not in ("", "leader"):
-            raise ValueError(f"{self.kind} targets `nodes` or shape 'leader', not {self.shape!r}")
+        if self.kind == "kill" and self.shape not in ("", "leader", "storm"):
+            raise ValueError(f"kill targets `nodes` or shape 'leader' or 'storm', "
+                             f"not {self.shape!r}")
+        if self.kind == "pause" and self.shape not in ("", "leader"):
+            raise ValueError(f"pause targets `nodes` or shape 'leader', not {self.shape!r}")
+        if self.shape == "storm" and not 0.0 < self.p <= 1.0:
+            raise ValueError(f"a crash storm needs p in (0, 1], got {self.p}")
         if self.kind == "loss" and not 0.0 <= self.p <= 1.0:
             raise ValueError(f"loss probability must be in [0, 1], got {self.p}")
 
@@ -81,8 +89,10 @@ class Fault:
             d["shape"] = self.shape
         if self.kind in ("kill", "pause") and self.shape:
             d["shape"] = self.shape
-        if self.kind in ("partition", "kill", "pause") and not (self.shape == "leader"):
+        if self.kind in ("partition", "kill", "pause") and self.shape not in ("leader", "storm"):
             d["nodes"] = list(self.nodes)
+        if self.shape == "storm":
+            d["p"] = self.p
         if self.kind == "kill" and self.lose_unsynced:
             d["lose_unsynced"] = True
         if self.kind == "clock":
@@ -272,7 +282,13 @@ def _random_fault(rng: random.Random, kind: str, at: int, dur: int,
             nodes = ()
         return Fault("partition", at, dur, nodes=nodes, shape=shape)
     if kind == "kill":
-        if rng.random() < 0.4:
+        r = rng.random()
+        if r < 0.3:
+            # A crash storm: any node may crash right after any step (just after it voted,
+            # acknowledged, or committed) and restarts within STORM_DOWN_MS_MAX.
+            return Fault("kill", at, dur, shape="storm", p=round(rng.uniform(0.005, 0.05), 3),
+                         lose_unsynced=rng.random() < 0.5)
+        if r < 0.6:
             return Fault("kill", at, dur, shape="leader", lose_unsynced=rng.random() < 0.5)
         return Fault("kill", at, dur, nodes=random_nodes(rng, node_ids, all_ok=True),
                      lose_unsynced=rng.random() < 0.5)
