@@ -8,9 +8,10 @@ Phases (Jepsen's, then TigerBeetle's liveness phase):
      time-limited) while the nemesis thread runs its fault schedule; every op is recorded as it
      happens (history.jsonl is appended and flushed op by op, so a crash leaves a usable prefix);
   3. heal: every fault still in force is ended (and recorded); then the cluster must recover:
-     in-house nodes are polled for status until every node answers and their applied indexes agree
-     (the `recovery` result says whether that happened within `recovery_timeout_s`); a third-party
-     node gets `recovery_s` of quiet;
+     in-house nodes are polled for status until every node answers with the same applied index
+     and state digest (the `recovery` result: invalid with `no-convergence` when that does not
+     happen within RECOVERY_TIMEOUT_S, and with `node-crashed` for a node that died by itself);
+     a third-party node gets `recovery_s` of quiet;
   4. the final phase: the workload's final reads and status queries on every node;
   5. teardown in `finally` — no node process outlives the run, even on Ctrl-C or an exception;
   6. the workload's checkers, results.json, the reports (timeline, plots) and test.json with the
@@ -33,7 +34,7 @@ from typing import Any, Callable
 
 import click
 
-from ..checkers.result import UNKNOWN, Result
+from ..checkers.result import Anomaly, Result
 from ..exitcodes import HARNESS_ERROR
 from .client import ClientPool
 from .generators import GenOp, Fn, Once, Seq, rate as rate_gen, time_limit as time_limit_gen
@@ -89,26 +90,38 @@ def _final_gen(workload, nodes: list[str]):
 
 
 def _wait_recovery(backend, log: Callable[[str], None], timeout_s: float) -> Result:
-    """Poll every node's status until all answer with one applied_index twice in a row."""
+    """Liveness after the heal: poll every node's status until all answer with one applied_index
+    and one state digest, twice in a row. Not within `timeout_s`: invalid, `no-convergence`
+    (the simulator's liveness rule). A node that crashed by itself during the run (not killed
+    by the nemesis: e.g. a protocol invariant failed) is a `node-crashed` anomaly."""
+    anomalies = [Anomaly("node-crashed", f"{c['node']} exited by itself (code {c['code']}): "
+                         f"{c['last_log']}", details=dict(c))
+                 for c in getattr(backend, "crashes", [])]
     deadline = time.monotonic() + timeout_s
     last: Any = None
     seen: dict = {}
+    t0 = time.monotonic()
     while time.monotonic() < deadline:
         seen = {n: backend.status(n, 1.0) for n in backend.nodes}
-        indexes = {n: (s or {}).get("applied_index") for n, s in seen.items()}
-        if all(s is not None for s in seen.values()) and len(set(indexes.values())) == 1:
-            if indexes == last:
-                log(f"recovered: every node at applied index {next(iter(indexes.values()))}")
-                return Result(valid=True, checker="recovery", stats={"applied_index": indexes})
-            last = indexes
+        states = {n: None if s is None else (s.get("applied_index"), s.get("state_digest"))
+                  for n, s in seen.items()}
+        if all(v is not None for v in states.values()) and len(set(states.values())) == 1:
+            if states == last:
+                index = next(iter(states.values()))[0]
+                log(f"recovered: every node at applied index {index}")
+                return Result(valid=not anomalies, checker="recovery", anomalies=anomalies,
+                              stats={"applied_index": index,
+                                     "converged_after_s": round(time.monotonic() - t0, 2)})
+            last = states
         else:
             last = None
         time.sleep(0.25)
-    msg = (f"the cluster did not converge within {timeout_s:.0f} s after the heal: "
-           f"applied indexes {({n: (s or {}).get('applied_index') for n, s in seen.items()})}")
+    msg = (f"after the cluster healed, the nodes did not reach the same applied_index and state "
+           f"digest within {timeout_s:.0f} s: applied indexes "
+           f"{({n: (s or {}).get('applied_index') for n, s in seen.items()})}")
     log(msg)
-    return Result(valid=UNKNOWN, checker="recovery", error=msg,
-                  stats={"status": {n: s for n, s in seen.items()}})
+    anomalies.append(Anomaly("no-convergence", msg, details={"nodes": seen}))
+    return Result(valid=False, checker="recovery", anomalies=anomalies)
 
 
 def run_test(test: dict, *, log: Callable[[str], None] | None = None,

@@ -90,6 +90,7 @@ class LocalBackend:
         self._control_id = 0
         self._control_lock = threading.Lock()
         self._torn_down = False
+        self.crashes: list[dict] = []    # nodes that exited by themselves (not killed by us)
         self._life_lock = threading.Lock()
         self._dirty: set[str] = set()
         self.loop.after_iteration.append(self._flush_all)
@@ -440,6 +441,8 @@ class LocalBackend:
         code = p.proc.poll() if p.proc is not None else None
         if not p.expected_exit:
             self._log(f"{n}: exited unexpectedly (code {code}); see {p.node_dir / 'node.log'}")
+            self.crashes.append({"node": n, "code": code, "boot": p.boots,
+                                 "last_log": self._last_log_line(n)})
         self._reap(n)
         if p.proc is not None and not p.expected_exit and p.proc.poll() is not None:
             # It crashed by itself: it is down and may be restarted. One that closed its stdout
