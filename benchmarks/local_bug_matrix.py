@@ -24,6 +24,7 @@ from splitbrain.systems.registry import available_systems  # noqa: E402
 # several clients stay bound to every node (a deposed leader keeps its clients).
 NEMESIS = ["partition", "partition-leader", "kill", "lost-writes", "pause", "clock"]
 INTERVAL_S = 0.7
+OVERLAP = True       # one schedule per fault family, overlapping
 # Settings that expose a bug which the storm does not (found by hand, kept here as documentation).
 TARGETED = {
     ("raft", "stale-reads"): dict(workload="kv", nemesis=["partition-leader"], interval=2.0,
@@ -37,7 +38,8 @@ def one(system, bugs, workload, seed, tl, store, nemesis=None, interval=None, op
          "nemesis": list(nemesis or NEMESIS), "time_limit": tl, "nodes": 5, "concurrency": 20,
          "rate": 200, "seed": seed, "bugs": list(bugs), "store": store, "opts": dict(opts or {}),
          "harness_opts": {"recovery_s": 1.0, "nemesis_interval_s": interval or INTERVAL_S,
-                          "client_timeout_s": 0.5, "reports": False}}
+                          "client_timeout_s": 0.5, "reports": False,
+                          "nemesis_overlap": OVERLAP}}
     t0 = time.monotonic()
     try:
         s = run_test(t, progress=False)
@@ -61,8 +63,10 @@ def main() -> int:
     ap.add_argument("--store", default=None)
     ap.add_argument("--bugs-only", action="store_true")
     ap.add_argument("--interval", type=float, default=INTERVAL_S, help="nemesis interval, s")
+    ap.add_argument("--one-at-a-time", action="store_true", help="no overlapping faults")
     args = ap.parse_args()
     globals()["INTERVAL_S"] = args.interval
+    globals()["OVERLAP"] = not args.one_at_a_time
     store = args.store or tempfile.mkdtemp(prefix="local-matrix-")
     systems = available_systems()
     chosen = args.systems.split(",") if args.systems else list(systems)

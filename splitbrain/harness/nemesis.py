@@ -19,7 +19,9 @@ so the reports can shade its interval):
 | duplicate   | start-duplicate   | stop-duplicate   | deliver 30% of messages twice                     |
 
 The schedule is a pure generator (generators.nemesis_cycle): quiet for `interval`, one fault
-started, held for `interval`, stopped. Which nodes and which shape are drawn from a seeded rng
+started, held for `interval`, stopped. With `overlapping_schedules` there is one such schedule per
+fault family (partition, kill, pause, clock, network), each in its own thread, so faults of
+different families overlap. Which nodes and which shape are drawn from a seeded rng
 when the fault starts. `heal_all()` ends every fault still in force (recorded too) before the
 final phase. A backend lacking an ability makes the corresponding fault a usage error up front.
 """
@@ -32,7 +34,7 @@ import time
 from typing import Any, Callable
 
 from . import grudges
-from .generators import PENDING, Ctx, GenOp, nemesis_cycle
+from .generators import PENDING, Ctx, GenOp, Seq, as_gen, nemesis_cycle
 from .store import Recorder
 
 NEMESIS = "nemesis"
@@ -89,9 +91,29 @@ def parse_faults(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:
 
 
 def schedule(faults: list[str], interval_s: float, seed: int):
-    """The nemesis generator for these faults (a pure value)."""
+    """The nemesis generator for these faults (a pure value): one fault at a time."""
     pairs = [(GenOp(FAULTS[f][0], f), GenOp(FAULTS[f][1], f)) for f in faults]
     return nemesis_cycle(pairs, interval_s, seed)
+
+
+FAMILIES = {"partition": "partition", "partition-leader": "partition", "kill": "kill",
+            "lost-writes": "kill", "pause": "pause", "clock": "clock", "loss": "network",
+            "latency": "network", "duplicate": "network"}
+
+
+def overlapping_schedules(faults: list[str], interval_s: float, seed: int) -> list:
+    """One schedule per fault family (partition, kill, pause, clock, network), each with its own
+    seed and phase, so that faults of different families overlap (a partition during a kill)."""
+    families: dict[str, list[str]] = {}
+    for f in faults:
+        families.setdefault(FAMILIES[f], []).append(f)
+    out = []
+    for i, (_, fs) in enumerate(sorted(families.items())):
+        # Stagger the families' phases so that their faults start at different moments.
+        offset_ns = int(interval_s * 1e9 * i / len(families))
+        sched = schedule(fs, interval_s, seed + 7919 * i)
+        out.append(Seq((as_gen(GenOp("sleep", offset_ns)), sched)) if offset_ns else sched)
+    return out
 
 
 class Nemesis:
@@ -112,7 +134,9 @@ class Nemesis:
         self.partitioned = False
         self.network: str | None = None   # the closing op of the network fault in force
         self.stop_event = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        # Overlapping schedules (one thread per fault family) share the fault state.
+        self._lock = threading.RLock()
         self.error: BaseException | None = None
 
     def now_ns(self) -> int:
@@ -162,6 +186,10 @@ class Nemesis:
 
     def invoke(self, f: str, fault: str) -> None:
         """Carry out one op of the schedule (f as in FAULTS; fault names which one)."""
+        with self._lock:
+            self._invoke(f, fault)
+
+    def _invoke(self, f: str, fault: str) -> None:
         b = self.backend
         if f == "start-partition":
             shape = "leader" if fault == "partition-leader" else self.rng.choice(grudges.SHAPES)
@@ -264,9 +292,12 @@ class Nemesis:
     # ---- the interpreter thread ---------------------------------------------------------------
 
     def start(self, gen) -> None:
-        self._thread = threading.Thread(target=self._run, args=(gen,), name="splitbrain-nemesis",
-                                        daemon=True)
-        self._thread.start()
+        """Run one schedule (a generator) in a thread of its own; may be called several times
+        (overlapping schedules, e.g. one per fault family)."""
+        t = threading.Thread(target=self._run, args=(gen,), daemon=True,
+                             name=f"splitbrain-nemesis-{len(self._threads)}")
+        self._threads.append(t)
+        t.start()
 
     def _run(self, gen) -> None:
         try:
@@ -293,5 +324,5 @@ class Nemesis:
     def stop(self) -> None:
         """Stop the schedule and wait for the op in progress (it may be a restart)."""
         self.stop_event.set()
-        if self._thread is not None:
-            self._thread.join(timeout=120)
+        for t in self._threads:
+            t.join(timeout=120)

@@ -38,7 +38,7 @@ from ..checkers.result import Anomaly, Result
 from ..exitcodes import HARNESS_ERROR
 from .client import ClientPool
 from .generators import GenOp, Fn, Once, Seq, rate as rate_gen, time_limit as time_limit_gen
-from .nemesis import FAULTS, Nemesis, parse_faults, schedule
+from .nemesis import FAULTS, Nemesis, overlapping_schedules, parse_faults, schedule
 from .store import RunStore, RunSummary
 from .workloads import check_history, make_workload
 
@@ -54,6 +54,8 @@ HARNESS_OPTIONS = {
     "client_timeout_s": f"client request timeout (default {CLIENT_TIMEOUT_S})",
     "recovery_s": f"quiet seconds after the heal before the final phase (default {RECOVERY_S})",
     "reports": "write timeline.html and the plots (default true)",
+    "nemesis_overlap": "one fault schedule per fault family, overlapping (default false: one "
+                       "fault at a time)",
 }
 FINAL_ATTEMPTS_MAX = 20          # re-invocations of a final read through the protocol that failed
 
@@ -166,10 +168,11 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
                            min(NEMESIS_INTERVAL_MAX_S, max(0.5, float(test["time_limit"]) / 6)))
         client_timeout_s = float(hopts.get("client_timeout_s") or CLIENT_TIMEOUT_S)
         recovery_s = float(hopts.get("recovery_s", test.get("recovery_s", RECOVERY_S)))
+        overlap = hopts.get("nemesis_overlap", False) in (True, "true", 1)
     except (TypeError, ValueError) as e:
         raise UserError(f"--opt harness.*: {e}") from None
     test["local"] = {"nemesis_interval_s": interval_s, "client_timeout_s": client_timeout_s,
-                     "recovery_s": recovery_s}
+                     "recovery_s": recovery_s, "nemesis_overlap": overlap}
 
     tmp = None
     if test.get("store"):
@@ -241,7 +244,10 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         if prog is not None:
             prog.__enter__()
             prog_entered = True
-        if faults:
+        if faults and overlap:
+            for sched in overlapping_schedules(faults, interval_s, seed):
+                nemesis.start(time_limit_gen(float(test["time_limit"]), sched))
+        elif faults:
             nemesis.start(time_limit_gen(float(test["time_limit"]), schedule(faults, interval_s, seed)))
         pool.run(_gen_for(workload, test))
         nemesis.stop()
