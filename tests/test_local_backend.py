@@ -135,11 +135,20 @@ FAST_BUG_RUNS = [
                                  time_limit=5, interval=1.5, opts={"check-quorum": False})),
 ]
 
+# The storm of benchmarks/local_bug_matrix.py: every process fault, one at a time, every 0.7 s.
+STORM = dict(workload="append-log", time_limit=10, interval=0.7,
+             nemesis=["partition", "partition-leader", "kill", "lost-writes", "pause", "clock"])
+
 SLOW_BUG_RUNS = [
     # Followers acknowledge entries they have not fsynced: a machine crash loses them.
     ("raft", "ack-before-persist", dict(workload="append-log", nemesis=["lost-writes"])),
-    ("multi-paxos", "no-reproposal", dict(workload="append-log",
-                                          nemesis=["partition", "kill", "pause", "clock"])),
+    ("multi-paxos", "no-reproposal", STORM),
+    ("zab", "ack-before-fsync", STORM),
+    ("zab", "election-ignores-zxid", STORM),
+    ("primary-backup", "ack-before-replicate", STORM),
+    ("primary-backup", "no-fencing", STORM),
+    ("active-active", "arrival-order", STORM),
+    ("active-active", "sequencer-forgets", STORM),
 ]
 
 
@@ -181,8 +190,7 @@ def test_every_system_is_valid_without_bugs(tmp_path, system):
     from splitbrain.systems.registry import available_systems
     if system not in available_systems():
         pytest.skip(f"{system} has not landed")
-    s = _bug_run(tmp_path, system, "", 1, bugs=[], workload="append-log", time_limit=15,
-                 nemesis=["partition", "partition-leader", "kill", "lost-writes", "pause", "clock"])
+    s = _bug_run(tmp_path, system, "", 1, bugs=[], **STORM)
     assert s.valid is True, s.results
 
 
