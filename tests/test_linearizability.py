@@ -62,7 +62,8 @@ def test_empty_history_is_valid():
 
 
 def test_sequential_register():
-    h = H().call(0, "write", 1).call(1, "read", None, 1).call(0, "write", 2).call(1, "read", None, 2)
+    h = (H().call(0, "write", 1).call(1, "read", None, 1)
+         .call(0, "write", 2).call(1, "read", None, 2))
     assert lin(h.ops, "register").valid is True
 
 

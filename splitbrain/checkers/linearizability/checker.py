@@ -28,7 +28,7 @@ PARALLEL_CALLS_MIN = 20_000
 # keys are reported as not decided (Porcupine stops at the first invalid key altogether);
 # otherwise they are searched to the end (or the time limit), on several cores when there are
 # several of them.
-KEY_STEPS_FIRST = 20_000
+KEY_STEPS_FIRST = 5_000
 # ... and once a key is invalid, the keys after it in that first pass get only this many.
 KEY_STEPS_AFTER_INVALID = 5_000
 
@@ -51,16 +51,21 @@ def _search_one(model: Model, part: Partition, deadline: float | None,
         raise HistoryError(f"key {part.key!r}: {e}") from None
 
 
-def _worker(job: tuple[int, int | None]) -> tuple[str, Any]:
+def _worker(job: tuple[int, int | None]) -> tuple[int, tuple[str, Any]]:
     assert _WORK is not None
     model, parts, deadline = _WORK
     i, steps_max = job
-    return _search_one(model, parts[i], deadline, steps_max)
+    return i, _search_one(model, parts[i], deadline, steps_max)
 
 
 def _run(model: Model, parts: list[Partition], which: list[int], deadline: float | None,
          steps_max: int | None, workers: int) -> dict[int, tuple[str, Any]]:
-    """Search the keys `which`, on `workers` forked processes when that pays."""
+    """Search the keys `which`, on `workers` forked processes when that pays.
+
+    Once a key is invalid the verdict is False: in this process the keys after it get only
+    KEY_STEPS_AFTER_INVALID expansions; in a pool the keys still running are stopped (like
+    Porcupine). Keys not decided that way are "deferred".
+    """
     if workers <= 1 or len(which) <= 1 or (steps_max is not None and
                                            sum(len(parts[i].calls) for i in which)
                                            < PARALLEL_CALLS_MIN):
@@ -68,23 +73,29 @@ def _run(model: Model, parts: list[Partition], which: list[int], deadline: float
         budget = steps_max
         for i in which:
             got[i] = _search_one(model, parts[i], deadline, budget)
-            if got[i][0] == "invalid" and budget is not None:
-                # The verdict is False now: the other keys only get a glance.
-                budget = min(budget, KEY_STEPS_AFTER_INVALID)
+            if got[i][0] == "invalid":
+                budget = KEY_STEPS_AFTER_INVALID if budget is None else min(
+                    budget, KEY_STEPS_AFTER_INVALID)
         return got
     import multiprocessing
 
     global _WORK
     _WORK = (model, parts, deadline)
+    got = {}
     try:
         ctx = multiprocessing.get_context("fork")
         # Largest keys first: the slowest keys start early.
         order = sorted(which, key=lambda i: -len(parts[i].calls))
         with ctx.Pool(processes=min(workers, len(which))) as pool:
-            got = pool.map(_worker, [(i, steps_max) for i in order], chunksize=1)
-        return dict(zip(order, got))
+            for i, res in pool.imap_unordered(_worker, [(i, steps_max) for i in order]):
+                got[i] = res
+                if res[0] == "invalid":
+                    break  # leaving the block terminates the workers
     finally:
         _WORK = None
+    for i in which:
+        got.setdefault(i, ("deferred", None))
+    return got
 
 
 def check_linearizable(history: Iterable[Op], model: "str | Model", *,

@@ -92,7 +92,8 @@ class FrozenDict(dict):
     def _readonly(self, *a, **k):
         raise TypeError("FrozenDict is read-only")
 
-    __setitem__ = __delitem__ = update = pop = popitem = clear = setdefault = _readonly  # type: ignore
+    __setitem__ = __delitem__ = update = _readonly  # type: ignore[assignment]
+    pop = popitem = clear = setdefault = _readonly  # type: ignore[assignment]
 
 
 def freeze(value: Any) -> Hashable:

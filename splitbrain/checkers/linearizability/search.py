@@ -46,7 +46,7 @@ from typing import Any
 from .models import Call, Model
 
 # How many configuration expansions between two looks at the clock (the time limit).
-CLOCK_EVERY_STEPS = 2048
+CLOCK_EVERY_STEPS = 1024
 
 
 class TimeLimitReached(Exception):
@@ -188,6 +188,7 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
     step = model.step
     clock = _time.monotonic
     budget = steps_max if steps_max is not None else -1
+    clock_mask = CLOCK_EVERY_STEPS - 1
 
     def absorb(i: int, s: Any, lin: int) -> int:
         """Linearize every open ok read-only call legal in state `s` (it dominates)."""
@@ -214,7 +215,7 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
     while stack:
         i, s, lin = stack.pop()
         expanded += 1
-        if not expanded & 2047:
+        if not expanded & clock_mask:
             if deadline is not None and clock() > deadline:
                 raise TimeLimitReached()
             if 0 <= budget < expanded:
@@ -317,7 +318,8 @@ def _explain(model: Model, comp: _Compiled, deadline: float | None, target: int,
     while stack:
         i, s, lin, path = stack.pop()
         expanded += 1
-        if not expanded & 2047 and deadline is not None and _time.monotonic() > deadline:
+        if (not expanded & (CLOCK_EVERY_STEPS - 1) and deadline is not None
+                and _time.monotonic() > deadline):
             raise TimeLimitReached()
         if i == target:
             found = path
