@@ -128,8 +128,11 @@ def _wait_recovery(backend, log: Callable[[str], None], timeout_s: float) -> Res
 
 def run_test(test: dict, *, log: Callable[[str], None] | None = None,
              progress: bool | None = None) -> RunSummary:
-    """Run one test on a real-process backend; see the module docstring. Raises ValueError for
-    options this backend cannot honour (the command turns it into a usage error)."""
+    """Run one test on a real-process backend; see the module docstring.
+
+    Raises UserError (exit 2) for options this backend cannot honour, ClusterError (exit 4) when
+    the cluster cannot be started or faulted, KeyboardInterrupt on Ctrl-C or SIGTERM (after the
+    teardown). Returns the RunSummary; `replay` is filled in by the command."""
     from ..cli import UserError
     test = dict(test)
     for k, v in LOCAL_DEFAULTS.items():
@@ -262,7 +265,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         pool.timeout_s = FINAL_TIMEOUT_S
         pool.retries_max = FINAL_ATTEMPTS_MAX
         pool.run(_final_gen(workload, nodes))
-        note(f"final phase done; {len(recorder.ops)} history events; router {backend.stats}")
+        note(f"final phase done; {len(recorder.ops)} history events; "
+             f"router {getattr(backend, 'stats', {})}")
         finished = True
     finally:
         if prog_entered:
@@ -288,8 +292,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
     summary = RunSummary(valid=result.valid, results=result.to_json(), test=test, replay="",
                          run_dir=str(run_dir) if store else None, history_ops=len(history),
                          notes=[f"seed {seed}; nemesis {','.join(faults) or 'none'} every "
-                                f"{interval_s:.1f} s; router {backend.stats}"],
-                         stats={"router": backend.stats})
+                                f"{interval_s:.1f} s; router {getattr(backend, 'stats', {})}"],
+                         stats={"router": getattr(backend, "stats", {})})
     if store is not None:
         store.write_results(result)
         test["valid"] = result.valid
