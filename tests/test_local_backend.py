@@ -63,6 +63,14 @@ def test_raft_with_partition_kill_pause_clock_is_valid(tmp_path):
     # the final phase read every node's own log and status
     finals = [o for o in ops if o["type"] == "ok" and o.get("node") and o["f"] == "status"]
     assert {o["node"] for o in finals} == {"n1", "n2", "n3"}
+    # `splitbrain analyze` re-checks the stored run and keeps the previous results
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "splitbrain.cli", "analyze", str(run), "--json"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode in (0, 3), p.stderr
+    assert json.loads(p.stdout)["history_ops"] == len(ops)
+    assert (run / "results.previous.json").is_file() and (run / "results.json").is_file()
 
 
 def test_kill_exposes_a_core_that_answers_before_persisting(tmp_path, tiny_path):
