@@ -64,7 +64,6 @@ MALFORMED = {
                        ["'yaml'", "jsonl", "jepsen-edn", "porcupine-etcd", "porcupine-kv"]),
     "missing-file": ("nope.jsonl", None, [], ["nope.jsonl", "no such file"]),
     "directory": (".", None, [], ["directory"]),
-    "empty-file": ("h.jsonl", "", [], ["h.jsonl", "empty history"]),
     "binary-file": ("h.jsonl", "\x00\x01binary", ["--format", "jsonl"], ["h.jsonl:line 1"]),
     "unknown-checker": ("h.jsonl", GOOD_START, ["--checker", "nope"], ["'nope'", "linearizable"]),
     "unknown-model": ("h.jsonl", GOOD_START, ["--model", "nope"], ["nope", "cas-register"]),
@@ -287,3 +286,14 @@ def test_stored_run_directory_ignores_the_runs_own_time_limit_and_out_dir(tmp_pa
     assert r.returncode == 1, (r.stdout, r.stderr)
     assert json.loads(r.stdout)["histories"][0]["valid"] is False
     assert not (cwd / "junk").exists()
+
+
+def test_empty_history_is_unknown_and_the_others_are_still_checked(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    r = run("check", str(empty), VALID)
+    assert r.returncode == 3, (r.stdout, r.stderr)
+    verdicts = [l.split()[0] for l in r.stdout.splitlines() if l.split()
+                and l.split()[0] in ("VALID", "INVALID", "UNKNOWN")]
+    assert verdicts == ["UNKNOWN", "VALID"], r.stdout
+    assert "empty history" in r.stdout and "Traceback" not in r.stderr

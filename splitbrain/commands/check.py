@@ -5,7 +5,9 @@ directory) the command loads and validates it, runs the chosen checkers through 
 prints one line: the verdict, the file, the model, the checkers, the number of ops and the time
 taken; then the details (each anomaly's message, errors, files written). `--json` prints one JSON
 document instead. Every file is loaded before any is checked, so a malformed input stops the
-command with one line on stderr and exit 2 before any verdict is printed.
+command with one line on stderr and exit 2 before any verdict is printed. An empty history is not
+malformed but decides nothing: its verdict is UNKNOWN (exit 3 unless another file is invalid), and
+the other files are checked as usual.
 
 Which model and checkers (first that applies):
   1. `--model M` / `--checker NAME` on the command line;
@@ -39,6 +41,7 @@ from ..history.formats import AUTO, FORMATS, load_history_ex
 from ..history.op import NEMESIS, OK, Op
 
 DEFAULT_CHECKERS = ("linearizable",)
+EMPTY_HISTORY = "empty history: no operations to check"
 # test.json keys that describe the recorded run, not this check (see `command`).
 _RUN_ONLY_KEYS = ("time_limit", "out_dir", "run_dir", "workers")
 
@@ -182,7 +185,10 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
     for path in files:
         ops, used_fmt, real = load_history_ex(path, fmt)
         if not ops:
-            raise HistoryError("empty history: no operations to check", path=real)
+            # Nothing is malformed, but nothing can be decided either: the history gets the
+            # verdict UNKNOWN (never a vacuous pass) and the other files are still checked.
+            loaded.append((path, real, used_fmt, ops, {}, [], model or "-"))
+            continue
         test, test_path = _sidecar(real)
         names = list(checkers) or list(test.get("checkers") or DEFAULT_CHECKERS)
         for name in names:
@@ -230,6 +236,9 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
             os.makedirs(out_dir, exist_ok=True)
         results: dict[str, Result] = {}
         t0 = time.perf_counter()
+        if not ops:
+            results["history"] = Result(valid="unknown", checker="history",
+                                        error=EMPTY_HISTORY)
         for name, checker in built:
             results[name] = safe_check(checker, ops, test_meta)
         elapsed = time.perf_counter() - t0
