@@ -23,27 +23,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from splitbrain.commands.test import replay_command  # noqa: E402
-from splitbrain.harness.fault_search import (CHECKER_OPTIONS, WORKLOAD_OPTIONS, search,
-                                             violations)  # noqa: E402
+from splitbrain.harness.fault_search import (CHECKER_OPTIONS, WORKLOAD_OPTIONS, nemesis_for,
+                                             search, violations)  # noqa: E402
 from splitbrain.harness.sim import SimConfig, check_run, simulate  # noqa: E402
 from splitbrain.harness.sim.schedule import KINDS  # noqa: E402
 from splitbrain.systems.registry import available_systems  # noqa: E402
 
 WORKLOADS = ("register", "append-log", "kv", "arith", "set")
-
-
-def nemesis_for(seed: int) -> tuple[str, ...]:
-    """The fault kinds of schedule `seed`: a random non-empty subset (every kind half the time).
-
-    A mix of every kind dilutes each one; some bugs need many faults of one kind (Raft's
-    figure 8 needs leader crashes and partitions, not pauses and clock jumps).
-    """
-    import random
-    rng = random.Random(f"{seed}/nemesis")
-    if rng.random() < 0.5:
-        return KINDS
-    kinds = tuple(k for k in KINDS if rng.random() < 0.5)
-    return kinds or (rng.choice(KINDS),)
 
 
 def seeded_case(system: str, seed: int, bugs: tuple[str, ...], time_limit: float,

@@ -141,6 +141,31 @@ def cases(system: str, *, bugs: tuple[str, ...] = (), workloads: Iterable[str] =
         schedules(ids, int(time_limit_s * 1000), kinds))
 
 
+def nemesis_for(seed: int) -> tuple[str, ...]:
+    """The fault kinds of seeded schedule `seed` (campaigns): every kind half the time, else a
+    random non-empty subset.
+
+    A mix of every kind dilutes each one; some bugs need many faults of one kind (Raft's
+    figure 8 needs leader crashes and partitions, not pauses and clock jumps).
+    """
+    import random
+    rng = random.Random(f"{seed}/nemesis")
+    if rng.random() < 0.5:
+        return KINDS
+    kinds = tuple(k for k in KINDS if rng.random() < 0.5)
+    return kinds or (rng.choice(KINDS),)
+
+
+def seeded_config(system: str, seed: int, *, bugs: tuple[str, ...] = (),
+                  time_limit_s: float = 5.0, workloads: tuple[str, ...] = WORKLOADS,
+                  workload: str | None = None) -> SimConfig:
+    """Seeded schedule `seed` of a campaign: workloads in rotation, kinds from nemesis_for."""
+    wl = workload or workloads[seed % len(workloads)]
+    return SimConfig(system=system, workload=wl, seed=seed, time_limit_s=time_limit_s,
+                     nemesis=nemesis_for(seed), bugs=bugs,
+                     workload_options=dict(WORKLOAD_OPTIONS.get(wl, {})))
+
+
 # ---- the property -----------------------------------------------------------------------------
 
 def run_case(case: Case) -> Result:
