@@ -189,7 +189,8 @@ def test_cli_runs_stores_and_replays_exactly(tmp_path):
     assert "seed 7:" in p.stdout and "verdict:" in p.stdout
     replay = [line for line in p.stdout.splitlines() if line.startswith("replay: ")][0]
     run1 = Path(os.path.realpath(tmp_path / "store" / "latest"))
-    for name in ("test.json", "history.jsonl", "results.json", "splitbrain.log"):
+    for name in ("test.json", "history.jsonl", "results.json", "splitbrain.log",
+                 "nodes/n1/records.jsonl", "nodes/n5/status.json"):
         assert (run1 / name).is_file(), name
     test = json.loads((run1 / "test.json").read_text())
     assert test["seed"] == 7 and test["backend"] == "sim" and test["sim"]["schedule"]

@@ -108,6 +108,7 @@ def run_sim_test(test: dict, log: Callable[[str], None] | None = None) -> RunSum
         if store is not None:
             sim.recorder.close()
             store.log(f"simulated: {run.stats}")
+            _write_nodes(store, sim)
         result = check_run(run, record)
         summary = RunSummary(valid=result.valid, results=result.to_json(), test=record,
                              replay="", run_dir=str(store.run_dir) if store else None,
@@ -123,6 +124,23 @@ def run_sim_test(test: dict, log: Callable[[str], None] | None = None) -> RunSum
         if store is not None:
             sim.recorder.close()
             store.finish()
+
+
+def _write_nodes(store: RunStore, sim: Simulator) -> None:
+    """nodes/<node>/records.jsonl (what the node persisted, after the run's crashes) and
+    status.json (its final protocol state), for a person debugging a failure."""
+    import json
+    for n in sim.node_ids:
+        node = sim.nodes[n]
+        d = store.node_dir(n)
+        with open(d / "records.jsonl", "w", encoding="utf-8") as fh:
+            for rec in node.disk:
+                fh.write(json.dumps(rec, separators=(",", ":"), default=str) + "\n")
+        status = node.core.status() if node.up and node.core is not None else {"down": True}
+        status["incarnation"] = node.incarnation
+        status["records_synced"] = node.synced
+        with open(d / "status.json", "w", encoding="utf-8") as fh:
+            json.dump(status, fh, indent=2, default=str)
 
 
 def describe_schedule(schedule: list[Fault]) -> str:
