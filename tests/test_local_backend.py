@@ -157,6 +157,11 @@ SLOW_BUG_RUNS = [
     ("primary-backup", "no-fencing", STORM),
     ("active-active", "arrival-order", STORM),
     ("active-active", "sequencer-forgets", STORM),
+    # Three nodes (f = 1): the primary and one backup make the quorum, killed or cut off often.
+    ("vr", "commit-on-f", dict(workload="append-log", nodes=3,
+                               nemesis=["kill", "partition-leader"])),
+    ("vr", "highest-view-log", dict(workload="append-log", nodes=3,
+                                    nemesis=["kill", "partition", "partition-leader"])),
 ]
 
 
