@@ -2,6 +2,7 @@
 
     python benchmarks/campaign_paxos_vr.py [--seeds 1000] [--bug-seeds 300]
         [--systems multi-paxos,vr] [--workloads append-log,kv,arith] [--nodes 5]
+        [--nemesis partition,kill,pause,clock,loss] [--bugs a,b]
 
 For each system and workload, runs `--seeds` simulated schedules (partitions, crashes, pauses,
 clock faults, loss; the simulator's default nemeses) with no bug switched on and counts the runs
@@ -22,17 +23,21 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from splitbrain.harness.fault_search import CHECKER_OPTIONS, WORKLOAD_OPTIONS  # noqa: E402
 from splitbrain.harness.sim import SimConfig, check_run, simulate  # noqa: E402
 from splitbrain.systems.registry import get_system  # noqa: E402
 
 
 NODES = 5
+NEMESIS: tuple[str, ...] = ("partition", "kill", "pause", "clock", "loss")
 
 
 def one(system: str, workload: str, seed: int, bugs: tuple[str, ...] = ()):
+    # The fault search's options keep checking tractable (arith spread over a few keys).
     run = simulate(SimConfig(system=system, workload=workload, seed=seed, bugs=bugs,
-                             nodes=NODES))
-    result = check_run(run)
+                             nodes=NODES, nemesis=NEMESIS,
+                             workload_options=dict(WORKLOAD_OPTIONS.get(workload, {}))))
+    result = check_run(run, {"checker_options": CHECKER_OPTIONS})
     names = sorted({a.name for ch in result.children.values() for a in ch.anomalies
                     if ch.valid is not True})
     failed = sorted(k for k, ch in result.children.items() if ch.valid is not True)
@@ -40,15 +45,18 @@ def one(system: str, workload: str, seed: int, bugs: tuple[str, ...] = ()):
 
 
 def main() -> int:
+    global NODES, NEMESIS
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, default=1000)
     ap.add_argument("--bug-seeds", type=int, default=300)
     ap.add_argument("--systems", default="multi-paxos,vr")
     ap.add_argument("--workloads", default="append-log,kv,arith")
     ap.add_argument("--nodes", type=int, default=5)
+    ap.add_argument("--nemesis", default=",".join(NEMESIS))
+    ap.add_argument("--bugs", default="", help="only these bug switches (default: all)")
     args = ap.parse_args()
-    global NODES
     NODES = args.nodes
+    NEMESIS = tuple(args.nemesis.split(","))
     for system in args.systems.split(","):
         cls = get_system(system)
         for workload in args.workloads.split(","):
@@ -64,7 +72,7 @@ def main() -> int:
             dt = time.perf_counter() - t0
             print(f"{system:12s} {workload:10s} no bug: {dict(counts)} in {args.seeds} runs, "
                   f"{1000 * dt / max(1, args.seeds):.0f} ms/run", flush=True)
-            for bug in cls.BUGS:
+            for bug in (args.bugs.split(",") if args.bugs else cls.BUGS):
                 t0 = time.perf_counter()
                 found = None
                 for seed in range(args.bug_seeds):

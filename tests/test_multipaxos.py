@@ -328,3 +328,27 @@ def test_random_schedules_find_forget_promise():
     accepting in it, while a deposed leader still sends ACCEPTs (about 1 in 300 schedules here;
     the deterministic scenario above shows it every time)."""
     assert any(_violated(seed, {"forget-promise"}) for seed in range(400))
+
+
+# ---- the simulator (splitbrain test --backend sim --system multi-paxos --workload W --seed N) ---
+
+SIM_PASSING = [("append-log", 0), ("append-log", 1), ("kv", 2)]
+
+
+def _sim(workload: str, seed: int, bugs: tuple[str, ...] = ()):
+    from splitbrain.harness.sim import SimConfig, check_run, simulate
+    return check_run(simulate(SimConfig(system="multi-paxos", workload=workload, seed=seed,
+                                        bugs=bugs)))
+
+
+@pytest.mark.parametrize("workload,seed", SIM_PASSING)
+def test_the_simulator_passes_the_correct_core(workload, seed):
+    result = _sim(workload, seed)
+    assert result.valid is True, result
+
+
+def test_the_simulator_finds_and_names_no_reproposal():
+    result = _sim("append-log", 0, ("no-reproposal",))
+    assert result.valid is False
+    names = {a.name for a in result.all_anomalies()}
+    assert names & {"lost-append", "divergent-logs", "state-divergence"}, names

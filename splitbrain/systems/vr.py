@@ -3,19 +3,27 @@ sans-I/O core.
 
 Normal operation (section 4.1). The primary of view v is node_ids[v mod n]. It assigns the next
 op-number to a client request, appends it to its log and sends PREPARE(v, entries, n, k) to the
-backups; a backup in view v with status normal appends entries in op-number order (a gap is
-refused, and its reply tells the primary where to resend from: our state transfer, section 5.2)
-and answers PREPARE-OK(v, n). The primary commits op n once f+1 replicas (itself included) hold
-it; commits travel piggybacked on PREPAREs, or in COMMIT(v, k) every heartbeat_ms when idle.
-Backups execute committed ops in order; only the node that took a request replies to the client.
+backups; a backup in view v with status normal appends entries in op-number order and answers
+PREPARE-OK(v, n). A gap is refused and the reply says where the backup's log ends; the primary
+then sends the missing ops one batch per acknowledgement (state transfer within a view, section
+5.2). The primary commits op n once f+1 replicas (itself included) hold it; commits travel
+piggybacked on PREPAREs, or in COMMIT(v, k) every heartbeat_ms when idle. Backups execute
+committed ops in order; only the node that took a request replies to the client. While more than
+pipeline_max ops are uncommitted, new ops wait and leave in one PREPARE when the commit number
+advances (or at the next tick), which batches under load without delaying a lone request.
 
 View change (section 4.2). A backup that hears nothing from its primary for a (randomized)
 view_change_timeout_ms, or any replica that hears of a later view, moves to view v+1 with status
 view-change and sends START-VIEW-CHANGE(v). With f START-VIEW-CHANGEs from others, it sends
 DO-VIEW-CHANGE(v, log, last normal view, n, k) to the new primary, which, with f+1 of them
 (its own included), takes the log of the replica with the largest last-normal view and then the
-largest op-number, sets k to the largest commit number, and sends START-VIEW(v, log, n, k). A
-backup installs that log and sends PREPARE-OKs for its uncommitted suffix.
+largest op-number, sets k to the largest commit number, and sends START-VIEW(v, log, n, k) (the
+log from the lowest commit number among the DO-VIEW-CHANGEs: every sender holds the prefix). A
+backup installs that log and sends PREPARE-OKs for its uncommitted suffix. A replica that missed
+the START-VIEW (it sees PREPARE or COMMIT of view v while behind it) asks the primary with
+GETSTATE(v, k) for the log after its commit number and keeps its old log and last-normal view until
+NEWSTATE arrives: claiming last-normal view v with only a prefix of v's initial log would let a
+later view change choose a log that lacks committed operations.
 
 Recovery (section 4.3) and what is persisted -- a decision, documented here. VR Revisited assumes a
 recovering replica lost its state and that at most f replicas fail at once. Our crash model keeps
