@@ -57,6 +57,7 @@ TICK_MS = 10
 CLOCK_BASE_MS = 1_000_000        # node clocks start here so offsets never make them negative
 REORDER_FACTOR = 5               # a reordered message takes up to this many times delay_max
 LIVENESS_CHECK_MS = 20
+SETTLE_MS = 500                  # the converged state must hold this long (with a leader)
 FINAL_ATTEMPTS_MAX = 30          # protocol attempts per final op before giving up
 FINAL_RETRY_MS = 50
 EVENTS_MAX = 200_000_000         # a runaway guard, far above any real run
@@ -204,6 +205,10 @@ class Simulator:
         self._end = False
         self._events = 0
         self.core_error: dict | None = None
+        self._settle_key: tuple | None = None
+        self._settle_since_ns = 0
+        # A system whose cores say who leads must have a leader to count as converged.
+        self._has_leaders = self.cls.is_leader is not Core.is_leader
 
     # ---- the event heap -----------------------------------------------------------------------
 
@@ -546,27 +551,41 @@ class Simulator:
         self.loss_p = 0.0
         self._push(self.now + LIVENESS_CHECK_MS * NS_PER_MS, _CHECK)
 
-    def _converged(self) -> bool:
+    def _converged(self) -> tuple | None:
+        """The common (applied_index, digest) when every node is up and equal, and (for a system
+        with leaders) some node leads; else None."""
         if any(w.inv is not None for w in self.workers):
-            return False
+            return None
+        if self._has_leaders and not self._leaders():
+            return None
         seen = None
         for n in self.node_ids:
             node = self.nodes[n]
             if not node.up or node.paused:
-                return False
+                return None
             m = node.core.machine
             key = (m.applied_index, m.digest())
             if seen is None:
                 seen = key
             elif key != seen:
-                return False
-        return True
+                return None
+        return seen
 
     def _check(self, deadline_ns: int) -> None:
-        if self._converged():
-            self.converged_at_ns = self.now
-            self._start_final()
-        elif self.now >= deadline_ns:
+        # Equal is not enough: every node may be equal and behind (a committed entry that no
+        # node has applied yet, until a new leader commits in its term). So the equal state must
+        # also hold, with a leader, for SETTLE_MS.
+        key = self._converged()
+        if key is not None and key == self._settle_key:
+            if self.now - self._settle_since_ns >= SETTLE_MS * NS_PER_MS:
+                self.converged_at_ns = self.now
+                self._start_final()
+                return
+        elif key is not None:
+            self._settle_key, self._settle_since_ns = key, self.now
+        else:
+            self._settle_key = None
+        if self.now >= deadline_ns:
             self._start_final()
         else:
             self._push(self.now + LIVENESS_CHECK_MS * NS_PER_MS, _CHECK)
