@@ -291,3 +291,36 @@ def test_mutated_valid_histories_agree_with_the_oracle(model, seed, n_ops, n_pro
         ops[victim.index] = Op(victim.index, victim.time, victim.process, "ok", victim.f,
                                mutated, victim.key)
     assert check_linearizable(ops, model).valid is oracle(ops, model)
+
+
+# --- the growth guards (the models' pruning hint) change nothing but the time taken -------------
+
+GROWING_MODELS = ["kv", "set", "append-log"]
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(model=st.sampled_from(GROWING_MODELS), seed=st.integers(0, 2**32 - 1),
+       n_ops=st.integers(1, 24), n_procs=st.integers(1, 5), which=st.integers(0, 100),
+       mutate=st.booleans())
+def test_growth_guards_keep_the_verdict_and_the_exact_failure(model, seed, n_ops, n_procs, which,
+                                                              mutate):
+    """With and without the guards: the same verdict, failing call, step and possible states."""
+    from splitbrain.checkers.linearizability.prepare import partition_history
+    from splitbrain.checkers.linearizability.search import search
+
+    ops = simulate(model, seed, n_ops, n_procs, 0.05)
+    oks = [o for o in ops if o.type == "ok"]
+    if mutate and oks:
+        victim = oks[which % len(oks)]
+        rng = random.Random(seed ^ which)
+        ops[victim.index] = Op(victim.index, victim.time, victim.process, "ok", victim.f,
+                               _random_result(model, victim.f, victim.value, rng), victim.key)
+    m = get_model(model)
+    for part in partition_history(ops, m).values():
+        fast = search(m, part, prune=True)
+        slow = search(m, part, prune=False)
+        assert fast.valid is slow.valid
+        if not fast.valid:
+            assert (fast.failure.call, fast.failure.event) == (slow.failure.call,
+                                                               slow.failure.event)
+            assert set(fast.failure.states) == set(slow.failure.states)

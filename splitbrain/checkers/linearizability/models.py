@@ -37,6 +37,17 @@ The contract of `step(state, call) -> (legal, next_state)`:
 - `fail_observation(f, value, error)` may turn a `fail` into an observation that must be
   linearized (the cas-register's failed precondition); by default a `fail` did not happen.
 
+An optional pruning hint (it only makes the search faster; leaving it out is always correct):
+- `monotone` names operations that can only make the state "grow" (string append, set add,
+  log append);
+- `grow_checked` names read-only operations that `may_grow_into` can judge;
+- `may_grow_into(state, call) -> bool` (for a call whose f is in `grow_checked`) must return
+  False ONLY when no sequence of `monotone` operations from `state` reaches a state in which
+  `call` is legal ("'ab' can never grow into a read of 'xb'"). True is always safe.
+The search then drops a configuration whose state cannot grow into the result of a read that must
+still be linearized when no other state-changing operation can come in between (every such
+operation already open is linearized, and none is invoked before the read completes).
+
 Subclassing `Model` and overriding `step` (and `fail_observation`) works as well.
 
 The built-in models (MODELS, by name)
@@ -124,6 +135,8 @@ class Model:
     init: Hashable = None
     read_only: frozenset = frozenset()
     ignore: frozenset = frozenset()
+    monotone: frozenset = frozenset()      # the pruning hint: see the module docstring
+    grow_checked: frozenset = frozenset()
 
     def __init__(self, name: str | None = None, init: Hashable = None,
                  step: Callable[[Any, Call], tuple[bool, Any]] | None = None, *,
@@ -154,6 +167,10 @@ class Model:
     def fail_observation(self, f: str, value: Any, error: str | None) -> tuple[str, Any] | None:
         """Turn a `fail` into (f, value) of an observation that must linearize, or None."""
         return None
+
+    def may_grow_into(self, state: Any, call: Call) -> bool:
+        """False only if no run of `monotone` operations from `state` makes `call` legal."""
+        return True
 
     def describe(self, state: Any) -> str:
         return _show(state)
@@ -235,6 +252,17 @@ class KvModel(CasRegisterModel):
     """One key of a key-value store: the cas-register plus string append."""
 
     name = "kv"
+    monotone = frozenset({"append"})
+    grow_checked = frozenset({"read"})
+
+    def may_grow_into(self, state, call):
+        # Appends only extend a string (or a tuple); from None anything is possible.
+        r = call.result
+        if isinstance(state, str) and isinstance(r, str):
+            return r.startswith(state)
+        if isinstance(state, tuple) and isinstance(r, tuple):
+            return r[:len(state)] == state
+        return True
 
     def step(self, state, call):
         f = call.f
@@ -272,6 +300,14 @@ class SetModel(Model):
     name = "set"
     init = frozenset()
     read_only = frozenset({"read"})
+    monotone = frozenset({"add"})
+    grow_checked = frozenset({"read"})
+
+    def may_grow_into(self, state, call):
+        r = call.result
+        if r is None:
+            return False  # a read -> null is never legal
+        return state.issubset(r)
 
     def step(self, state, call):
         f = call.f
@@ -319,6 +355,14 @@ class AppendLogModel(Model):
     init = ()
     read_only = frozenset({"read"})
     ignore = frozenset({"status"})
+    monotone = frozenset({"append"})
+    grow_checked = frozenset({"read"})
+
+    def may_grow_into(self, state, call):
+        r = call.result
+        if not isinstance(r, tuple):
+            return False  # only a list can equal the log
+        return r[:len(state)] == state
 
     def step(self, state, call):
         f = call.f

@@ -47,6 +47,9 @@ from .models import Call, Model
 
 # How many configuration expansions between two looks at the clock (the time limit).
 CLOCK_EVERY_STEPS = 1024
+# Growth guards per step from reads invoked after it (open reads are all checked): the next few
+# to complete are the tightest bounds; more cost time per node and rarely prune more.
+GUARD_FUTURE_MAX = 2
 
 
 class TimeLimitReached(Exception):
@@ -108,6 +111,11 @@ class _Step:
     opens: list                    # (bit, cache, need, call, skip no-op?, call id) of open calls
     ok_open: list                  # (bit, cache, call) of the open ok read-only calls
     cmask: int                     # the slot bits of crashed calls invoked so far
+    # The growth guards (the model's pruning hint): (bit or 0, cache, read call, its step) of
+    # reads that must still be linearized; apply only when every open state-changing call that
+    # is not monotone is linearized (lin & nm_mask == nm_mask).
+    guards: list = field(default_factory=list)
+    nm_mask: int = 0
 
 
 # Transition cache values: the next state, or ILLEGAL. MISS: not computed yet.
@@ -125,7 +133,7 @@ class _Compiled:
     which must be linearized first (symmetry).
     """
 
-    def __init__(self, model: Model, part: Partition):
+    def __init__(self, model: Model, part: Partition, prune: bool = True):
         self.init = model.init
         class_of: dict[tuple, tuple[dict, Call]] = {}
         shared = []
@@ -165,10 +173,73 @@ class _Compiled:
             self.steps.append(_Step(cid, ob, list(opens), ok_open, cmask))
             used &= ~ob
             opens = [e for e in opens if e[0] != ob]
+        if prune and model.monotone and model.grow_checked:
+            self._add_guards(model, part, slot_bit)
+
+    def _add_guards(self, model: Model, part: Partition, slot_bit: list[int]) -> None:
+        """Attach to each step the reads whose results bound the state (see _Step.guards).
+
+        At step i (the completion at event position p), an ok read R of `grow_checked` that
+        completes at or after p and is not linearized yet must be linearized later, at a state
+        equal to its result. If no call that is neither monotone nor read-only can be
+        linearized before it -- the open ones are all linearized (nm_mask), and none is
+        invoked between p and R's completion -- then only monotone calls change the state until
+        then, so a state that `may_grow_into` rejects leads nowhere. Open reads are checked
+        unless already linearized (their bit); of the reads invoked later, the first
+        GUARD_FUTURE_MAX to complete.
+        """
+        changing = [c.f not in model.monotone and c.f not in model.read_only
+                    for c in part.calls]
+        checked = [not part.crashed[k] and c.f in model.grow_checked
+                   for k, c in enumerate(part.calls)]
+        step_of = {st.cid: i for i, st in enumerate(self.steps)}
+        caches: dict[tuple, dict] = {}
+        # Positions, in event order: invokes and completions of each call.
+        inv_pos: dict[int, int] = {}
+        comp_pos: dict[int, int] = {}
+        for pos, ev in enumerate(part.events):
+            (comp_pos if ev & 1 else inv_pos)[ev >> 1] = pos
+        # next_change[p]: the first position >= p that invokes a state-changing call.
+        n_ev = len(part.events)
+        next_change = [n_ev] * (n_ev + 1)
+        for pos in range(n_ev - 1, -1, -1):
+            ev = part.events[pos]
+            next_change[pos] = pos if (not ev & 1 and changing[ev >> 1]) else next_change[pos + 1]
+        # next_read[p]: the first position >= p that completes a checked read.
+        next_read = [n_ev] * (n_ev + 1)
+        for pos in range(n_ev - 1, -1, -1):
+            ev = part.events[pos]
+            next_read[pos] = pos if (ev & 1 and checked[ev >> 1]) else next_read[pos + 1]
+        for st in self.steps:
+            p = comp_pos[st.cid]
+            limit = next_change[p]
+            guards = []
+            nm = 0
+            open_ids = set()
+            for bit, _, _, call, _, k in st.opens:
+                open_ids.add(k)
+                if changing[k]:
+                    nm |= bit
+                elif checked[k] and comp_pos[k] >= p and comp_pos[k] < limit:
+                    guards.append((bit, k))
+            future = 0
+            q = next_read[p + 1]
+            while q < limit and future < GUARD_FUTURE_MAX:
+                k = part.events[q] >> 1
+                if k not in open_ids:
+                    guards.append((0, k))
+                    future += 1
+                q = next_read[q + 1]
+            for bit, k in guards:
+                c = part.calls[k]
+                cache = caches.setdefault((c.f, c.value, c.result), {})
+                st.guards.append((bit, cache, c, step_of[k]))
+            st.nm_mask = nm
 
 
 def search(model: Model, part: Partition, deadline: float | None = None, *,
-           steps_max: int | None = None) -> Outcome:
+           steps_max: int | None = None, prune: bool = True,
+           _guard_step_max: int | None = None) -> Outcome:
     """Decide whether one key's calls are linearizable with respect to `model`.
 
     A depth-first search over nodes (completion step, state, linearized open calls), memoized,
@@ -180,7 +251,7 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
     Raises TimeLimitReached past `deadline` (time.monotonic()) and StepBudgetExceeded past
     `steps_max` expansions.
     """
-    comp = _Compiled(model, part)
+    comp = _Compiled(model, part, prune)
     steps = comp.steps
     n = len(steps)
     if n == 0:
@@ -207,6 +278,12 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
     # discovered: (step, state, ok bits) -> antichain of crashed-bit sets already pushed.
     disc: dict[tuple[int, Any, int], list[int]] = {}
     deepest = 0
+    grow = model.may_grow_into
+    pruned = 0           # configurations dropped by a growth guard
+    pruned_reach = -1    # the furthest step a dropped configuration might have reached
+    deep_pruned: list = []   # states of dropped configurations at step `deepest`
+    # Only guards of reads completing by step gmax prune (for the exact failure, below).
+    gmax = n if _guard_step_max is None else _guard_step_max
     s0 = comp.init
     lin0 = absorb(0, s0, 0)
     disc[(0, s0, lin0 & ~steps[0].cmask)] = [lin0 & steps[0].cmask]
@@ -251,11 +328,32 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
         for j, cs, clin in reversed(kids):
             if j != i:
                 if j == n:
-                    return Outcome(True, None, {"steps": expanded, "nodes": len(disc)})
+                    return Outcome(True, None, {"steps": expanded, "nodes": len(disc),
+                                                "pruned": pruned})
                 clin = absorb(j, cs, clin)
                 if j > deepest:
                     deepest = j
-            cm = steps[j].cmask
+                    deep_pruned = []
+            sj = steps[j]
+            if sj.guards and clin & sj.nm_mask == sj.nm_mask:
+                dead = False
+                for gbit, gc, gcall, gstep in sj.guards:
+                    if clin & gbit or gstep > gmax:
+                        continue  # that read is linearized already (or see gmax)
+                    ok = gc.get(cs)
+                    if ok is None:
+                        ok = gc[cs] = grow(cs, gcall)
+                    if not ok:
+                        dead = True
+                        if gstep > pruned_reach:
+                            pruned_reach = gstep
+                        break
+                if dead:
+                    pruned += 1
+                    if j == deepest:
+                        deep_pruned.append(cs)  # reached, so a state possible there
+                    continue
+            cm = sj.cmask
             pk = (j, cs, clin & ~cm)
             c = clin & cm
             lst = disc.get(pk)
@@ -273,18 +371,31 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
             stack.append((j, cs, clin))
 
     # Exhausted: the call completing at the deepest step reached cannot be linearized.
+    if pruned_reach >= deepest:
+        # A dropped configuration might have got as far as its guard's read, further than
+        # any kept one, or reached `deepest` in a state not listed: the failure would not be
+        # exact. Search again with only the guards of reads completing BEFORE `deepest`: a
+        # configuration dropped by one of those never reaches that step, so that search
+        # reaches the same deepest step as a search without guards, in the same states.
+        # (Once: its guards all end before its own deepest step.)
+        return search(model, part, deadline, steps_max=steps_max, prune=prune,
+                      _guard_step_max=deepest - 1)
     possible = []
     seen_states = set()
     for (i, s, _) in disc:
         if i == deepest and s not in seen_states:
             seen_states.add(s)
             possible.append(s)
-    failure = _explain(model, comp, deadline, deepest, possible)
+    for s in deep_pruned:
+        if s not in seen_states:
+            seen_states.add(s)
+            possible.append(s)
+    failure = _explain(model, comp, deadline, deepest, possible, gmax)
     return Outcome(False, failure, {"steps": expanded, "nodes": len(disc)})
 
 
 def _explain(model: Model, comp: _Compiled, deadline: float | None, target: int,
-             states: list[Any]) -> Failure:
+             states: list[Any], gmax: int) -> Failure:
     """Find again, with the order kept, one linearization that reaches completion step `target`.
 
     The first search proved it exists; this one stops as soon as it gets there, so it costs at
@@ -292,6 +403,7 @@ def _explain(model: Model, comp: _Compiled, deadline: float | None, target: int,
     """
     steps = comp.steps
     step = model.step
+    grow = model.may_grow_into
 
     def next_state(tr, call, s):
         ns = tr.get(s, MISS)
@@ -324,6 +436,8 @@ def _explain(model: Model, comp: _Compiled, deadline: float | None, target: int,
         if i == target:
             found = path
             break
+        if found is not None:
+            break
         st = steps[i]
         ob = st.ob
         nxt = []
@@ -348,6 +462,11 @@ def _explain(model: Model, comp: _Compiled, deadline: float | None, target: int,
         for j, ns, nlin, npath in reversed(nxt):
             if j > i:
                 nlin, npath = absorb(j, ns, nlin, npath)
+            if j == target:
+                found = npath  # (the first search counts a step reached before its guards)
+                break
+            if not _guards_pass(steps[j], ns, nlin, grow, gmax):
+                continue  # dropped by the first search as well: it reached target without
             k = (j, ns, nlin)
             if k not in seen:
                 seen.add(k)
@@ -363,6 +482,21 @@ def _explain(model: Model, comp: _Compiled, deadline: float | None, target: int,
                    linearization=[p for p, _ in seq],
                    prefix_states=[s for _, s in seq],
                    open_calls=[e[5] for e in st.opens if e[5] != st.cid])
+
+
+def _guards_pass(st: _Step, s: Any, lin: int, grow, gmax: int) -> bool:
+    """The growth guards of step `st` for state `s` (see _Step.guards); the search inlines it."""
+    if not st.guards or lin & st.nm_mask != st.nm_mask:
+        return True
+    for gbit, gc, gcall, gstep in st.guards:
+        if lin & gbit or gstep > gmax:
+            continue
+        ok = gc.get(s)
+        if ok is None:
+            ok = gc[s] = grow(s, gcall)
+        if not ok:
+            return False
+    return True
 
 
 def _cid_of(st: _Step, bit: int) -> int:
