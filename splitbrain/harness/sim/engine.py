@@ -635,7 +635,9 @@ class Simulator:
                       self._liveness_result(), dict(self.stats), self._replicas_result())
 
     def _replicas_result(self) -> Result:
-        """Safety, seen from inside: nodes at the same applied_index must hold the same state.
+        """Safety, seen from inside: nodes at the same applied_index must hold the same state
+        (`state-divergence`), and no core reports a broken invariant (`invariant-violation`,
+        from describe()["violations"], which cores fill when a bug switch is on).
 
         The simulator can look at every machine directly (a real backend asks `status`); this
         holds for every workload, not only append-log's status ops.
@@ -656,6 +658,18 @@ class Simulator:
                     + "; ".join(f"{', '.join(ns)} -> {d}" for d, ns in sorted(digests.items())),
                     details={"applied_index": index,
                              "digests": {d: ns for d, ns in sorted(digests.items())}}))
+        # A core may report invariants it saw broken (with a bug switch on it records them in
+        # describe()["violations"] instead of asserting): name them.
+        for n in self.node_ids:
+            node = self.nodes[n]
+            if node.up and node.core is not None:
+                broken = node.core.describe().get("violations")
+                if broken:
+                    anomalies.append(Anomaly(
+                        "invariant-violation",
+                        f"{n} broke a protocol invariant: {broken[0]}"
+                        + (f" (and {len(broken) - 1} more)" if len(broken) > 1 else ""),
+                        details={"node": n, "violations": list(broken)[:20]}))
         return Result(valid=not anomalies, checker="replicas", anomalies=anomalies,
                       stats={"applied_index": {str(i): sum(len(v) for v in d.values())
                                                for i, d in sorted(by_index.items())}})
