@@ -320,7 +320,7 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
                 if bit == ob:
                     kids.append((i + 1, ns, lin))
                 else:
-                    nlin = absorb(i, ns, lin | bit)
+                    nlin = absorb(i, ns, lin | bit) if st.ok_open else lin | bit
                     if nlin & ob:
                         kids.append((i + 1, ns, nlin ^ ob))
                     else:
@@ -330,7 +330,8 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
                 if j == n:
                     return Outcome(True, None, {"steps": expanded, "nodes": len(disc),
                                                 "pruned": pruned})
-                clin = absorb(j, cs, clin)
+                if steps[j].ok_open:
+                    clin = absorb(j, cs, clin)
                 if j > deepest:
                     deepest = j
                     deep_pruned = []
