@@ -127,8 +127,8 @@ def test_router_applies_grudges_loss_duplication_and_latency(tmp_path):
 # Not found by short real runs (their windows are milliseconds wide, wall-clock faults rarely hit
 # them; the deterministic simulator and the scenario tests of issue 4 find them):
 #   raft commit-old-term (the figure 8 interleaving), raft vote-not-persisted (a crash between
-#   two vote requests of one term), multi-paxos forget-promise (a crash between a promise and a
-#   lower ballot's accept), vr recover-without-primary (a recovery answered by backups only).
+#   two vote requests of one term), vr recover-without-primary (a recovery answered by backups
+#   only).
 
 def _bug_run(tmp_path, system, bug, seed, *, workload, nemesis, nodes=5, time_limit=8,
              interval=1.0, opts=None, bugs=None, overlap=False):
@@ -167,6 +167,10 @@ SLOW_BUG_RUNS = [
                                nemesis=["kill", "partition-leader"])),
     ("vr", "highest-view-log", dict(workload="append-log", nodes=3,
                                     nemesis=["kill", "partition", "partition-leader"])),
+    # An acceptor that forgets its promise when it crashes: kills overlapping partitions, fast.
+    ("multi-paxos", "forget-promise", dict(workload="append-log", nodes=3, interval=0.5,
+                                           overlap=True,
+                                           nemesis=["kill", "partition", "partition-leader"])),
 ]
 
 
