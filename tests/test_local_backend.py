@@ -128,7 +128,9 @@ def test_router_applies_grudges_loss_duplication_and_latency(tmp_path):
 # them; the deterministic simulator and the scenario tests of issue 4 find them):
 #   raft commit-old-term (the figure 8 interleaving), raft vote-not-persisted (a crash between
 #   two vote requests of one term), vr recover-without-primary (a recovery answered by backups
-#   only).
+#   only), and multi-paxos forget-promise (a crash between a promise and a lower ballot's
+#   accept): about one run in four finds it with 3 nodes, kill + partition + partition-leader
+#   overlapping every 0.5 s - too rare to assert on.
 
 def _bug_run(tmp_path, system, bug, seed, *, workload, nemesis, nodes=5, time_limit=8,
              interval=1.0, opts=None, bugs=None, overlap=False):
@@ -167,10 +169,6 @@ SLOW_BUG_RUNS = [
                                nemesis=["kill", "partition-leader"])),
     ("vr", "highest-view-log", dict(workload="append-log", nodes=3,
                                     nemesis=["kill", "partition", "partition-leader"])),
-    # An acceptor that forgets its promise when it crashes: kills overlapping partitions, fast.
-    ("multi-paxos", "forget-promise", dict(workload="append-log", nodes=3, interval=0.5,
-                                           overlap=True,
-                                           nemesis=["kill", "partition", "partition-leader"])),
 ]
 
 
