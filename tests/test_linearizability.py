@@ -366,3 +366,77 @@ def test_porcupine_invalid_etcd_counterexample(porcupine_dir, tmp_path):
     assert "states possible just before it" in a.message
     assert "longest linearizable prefix found" in a.message
     assert len(r.files) == 1 and os.path.getsize(r.files[0]) > 1000
+
+
+# --- the growth guards (Model.monotone / may_grow_into) -----------------------------------------
+
+def _concurrent_appends(n: int, read_result: str) -> H:
+    """n appends all open at once, completing one by one, then a read of `read_result`."""
+    h = H()
+    for p in range(n):
+        h.inv(p, "append", f"<{p}>")
+    for p in range(n):
+        h.ok(p, f"<{p}>")
+    return h.call(n, "read", None, read_result)
+
+
+def test_growth_guards_cut_the_orders_of_concurrent_appends():
+    from splitbrain.checkers.linearizability import get_model
+    from splitbrain.checkers.linearizability.prepare import partition_history
+    from splitbrain.checkers.linearizability.search import search
+
+    n = 7
+    # The read shows the appends in reverse order of completion: the last order tried.
+    h = _concurrent_appends(n, "".join(f"<{p}>" for p in reversed(range(n))))
+    m = get_model("kv")
+    (part,) = partition_history(h.ops, m).values()
+    guarded, plain = search(m, part), search(m, part, prune=False)
+    assert guarded.valid and plain.valid
+    assert guarded.stats["pruned"] > 0
+    assert guarded.stats["steps"] * 10 < plain.stats["steps"]
+
+
+def test_growth_guards_keep_the_failing_read_and_every_possible_state():
+    n = 4
+    h = _concurrent_appends(n, "<0><1><9>")  # <9> was never appended
+    r = lin(h.ops, "kv")
+    assert r.valid is False
+    (a,) = r.anomalies
+    assert "read -> <0><1><9>" in a.message
+    # All 4! orders of the appends are possible just before the read (none can grow into it).
+    assert "(24 in all)" in a.message
+
+
+def test_a_put_between_turns_the_guard_off():
+    # append a, (write b concurrent with append c), read "bc": the write must come between.
+    h = (H().call(0, "append", "a").inv(1, "write", "b").inv(2, "append", "c").ok(1, "b")
+         .ok(2, "c").call(3, "read", None, "bc"))
+    assert lin(h.ops, "kv").valid is True
+
+
+def test_a_user_model_may_give_the_growth_hint():
+    class Counter(Model):
+        """An increment-only counter: it can only grow, so a read bounds every state before."""
+        name = "grow-counter"
+        init = 0
+        read_only = frozenset({"read"})
+        monotone = frozenset({"incr"})
+        grow_checked = frozenset({"read"})
+
+        def step(self, state, call):
+            if call.f == "incr":
+                return True, state + 1
+            return call.result == state, state
+
+        def may_grow_into(self, state, call):
+            return state <= call.result
+
+    h = H()
+    for p in range(6):
+        h.inv(p, "incr")
+    for p in range(6):
+        h.ok(p)
+    h.call(9, "read", None, 6)
+    assert lin(h.ops, Counter()).valid is True
+    h.call(9, "read", None, 5)
+    assert lin(h.ops, Counter()).valid is False
