@@ -29,7 +29,7 @@ import click
 from .. import exitcodes
 from ..cli import UserError
 
-BACKENDS = ("sim", "local")
+BACKENDS = ("sim", "local", "netns", "docker")
 DEFAULT_WORKLOAD = "register"
 
 
@@ -224,7 +224,7 @@ def print_summary(summary) -> None:
 
 @click.command("test")
 @click.option("--system", help="An in-house system (splitbrain systems).")
-@click.option("--bin", "bin_path", help="A Maelstrom node program to test (local backend).")
+@click.option("--bin", "bin_path", help="A Maelstrom node program to test (local, netns or docker backend).")
 @click.option("--workload", help=f"The workload (splitbrain workloads); default {DEFAULT_WORKLOAD}.")
 @click.option("--nemesis", default="", help="Faults, comma-separated: partition,kill,pause,clock,"
               "loss (or all, none).")
@@ -236,7 +236,8 @@ def print_summary(summary) -> None:
 @click.option("--bug", "bugs", multiple=True, help="Switch a bug on (repeatable).")
 @click.option("--opt", "opts", multiple=True, help="k=v: a system option; workload.k=v, sim.k=v, "
               "harness.k=v.")
-@click.option("--backend", default="local", show_default=True, help="sim or local.")
+@click.option("--backend", default="local", show_default=True,
+              help="local (processes + router), sim (simulated), netns (namespaces, root), docker.")
 @click.option("--store", default="store", show_default=True, help="The store root directory.")
 @click.option("--name", help="Test name in the store (default SYSTEM-WORKLOAD).")
 @click.option("--schedule", help="sim: an explicit fault schedule, JSON or @FILE (replays a "
