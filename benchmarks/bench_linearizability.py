@@ -98,6 +98,13 @@ def part1(corpus: Path) -> None:
         print(f"  {stem:<8} keys={len(parts):<3} cpu {cpu_total:6.3f} s   " + " ".join(cells))
     print("  (a key marked ? was stopped after 3 s: the checker leaves such keys undecided once"
           " another key is invalid)")
+    print()
+    print("== growth guards (the kv model's pruning hint) on and off, kv/c50-ok, per-key search")
+    parts = partition_history(read_kv_log(str(corpus / "kv" / "c50-ok.txt")), model)
+    for prune in (True, False):
+        (outs, w, c) = timed(lambda: [search(model, p, prune=prune) for p in parts.values()])
+        print(f"  guards {'on ' if prune else 'off'}  cpu {c:6.3f} s  expansions "
+              f"{sum(o.stats['steps'] for o in outs):>8}  all valid {all(o.valid for o in outs)}")
 
 
 def _search_bounded(model, part):

@@ -30,7 +30,7 @@ PARALLEL_CALLS_MIN = 20_000
 # several of them.
 KEY_STEPS_FIRST = 5_000
 # ... and once a key is invalid, the keys after it in that first pass get only this many.
-KEY_STEPS_AFTER_INVALID = 2_000
+KEY_STEPS_AFTER_INVALID = 1_000
 
 # State handed to forked workers (fork inherits it; a user's model may hold lambdas).
 _WORK: tuple[Model, list[Partition], float | None] | None = None
