@@ -112,3 +112,20 @@ def test_sigint_leaves_nothing_behind(backend, tmp_path):
     assert _ours() == before, f"left behind after SIGINT: {_ours()}"
     history = glob.glob(str(store / "*" / "*" / "history.jsonl"))
     assert history and os.path.getsize(history[0]) > 0   # the prefix recorded so far is kept
+
+
+@pytest.mark.parametrize("backend,node", [("netns", "linkv.js"), ("docker", "linkv.py")])
+def test_a_maelstrom_binary_runs_on_real_networks(backend, node, tmp_path):
+    """Any Maelstrom node runs on these backends through the TCP shim (the docker image has
+    python3 but not Node.js, hence the Python node there)."""
+    _require(backend)
+    if node.endswith(".js"):
+        require(shutil.which("node") is not None, "Node.js")
+    before = _ours()
+    r = _splitbrain("test", "--backend", backend, "--bin", str(REPO / "tests" / "nodes" / node),
+                    "--workload", "lin-kv", "--nemesis", "partition", "--time-limit", "6",
+                    "--seed", "1", "--json", "--store", str(tmp_path / "store"))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    summary = json.loads(r.stdout)
+    assert summary["valid"] is True and summary["history_ops"] > 300, summary
+    assert _ours() == before
