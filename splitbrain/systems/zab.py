@@ -376,26 +376,42 @@ class ZabCore(Core):
         self.heard_ms = now_ms
         self._reset_deadline(now_ms)
         self.phase = SYNC
-        ready.send(src, {"type": "ackepoch", "epoch": e, "current": self.current_epoch,
-                         "last": list(self.last_zxid())})
+        self._send_ackepoch(ready, now_ms)
+
+    def _send_ackepoch(self, ready: Ready, now_ms: int) -> None:
+        """ACKEPOCH(currentEpoch, last zxid) for our acceptedEpoch: sent on NEWEPOCH and resent
+        while we wait in SYNC for a NEWLEADER, which may have been lost (each resend asks the
+        leader for a fresh one)."""
+        assert self.state == FOLLOWING and self.phase == SYNC
+        self.sent_info_ms = now_ms
+        ready.send(self.leader_id, {"type": "ackepoch", "epoch": self.accepted_epoch,
+                                    "current": self.current_epoch,
+                                    "last": list(self.last_zxid())})
 
     def _on_ackepoch(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
         if self.state != LEADING or m["epoch"] != self.epoch:
             return
         theirs = (m["current"], zx(m["last"]))
-        if theirs > (self.ackepochs[self.node_id][0], self.ackepochs[self.node_id][1]) and \
-                "election-ignores-zxid" not in self.bugs:
+        if self.phase == DISCOVERY and "election-ignores-zxid" not in self.bugs and \
+                theirs > (self.ackepochs[self.node_id][0], self.ackepochs[self.node_id][1]):
             # A follower has a more recent history than ours: we must not lead (ZooKeeper's
-            # "follower is ahead of the leader").
+            # "follower is ahead of the leader"). Only while the epoch is being agreed: once a
+            # quorum acked it, our history holds every committed txn, and a late follower's
+            # currentEpoch may already be ours (it synced with us before, then lost track).
             self._look(ready, now_ms)
             return
+        assert theirs[0] <= self.epoch, f"{src}: currentEpoch {theirs[0]} > epoch {self.epoch}"
         self.pong_ms[src] = now_ms
-        first = src not in self.ackepochs
         self.ackepochs[src] = theirs
         if self.phase == DISCOVERY:
             if len(self.ackepochs) >= self.quorum:
                 self._start_sync(ready, now_ms)
-        elif first or src not in self.synced:
+        else:
+            # The follower waits in SYNC for a NEWLEADER: this is a late joiner, or one whose
+            # NEWLEADER (or ACKNEWLEADER) was lost, or one that went back to election and
+            # rejoined while we still counted it as synchronized. It is not synchronized until
+            # it acks a fresh NEWLEADER (else it would wait forever, kept alive by our PINGs).
+            self.synced.discard(src)
             self._send_newleader(src, theirs[1], ready)
 
     # ---- phase 2: synchronization --------------------------------------------------------------
@@ -621,10 +637,17 @@ class ZabCore(Core):
     def _on_ping(self, src: str, m: dict, now_ms: int, ready: Ready) -> None:
         if self.state != FOLLOWING or src != self.leader_id or m["epoch"] != self.accepted_epoch:
             return
+        if self.phase != BROADCAST:
+            # Not synchronized with this leader, which counts us as synchronized (it missed that
+            # we went back to election, or our ACKNEWLEADER is in flight). No PONG: it would
+            # vouch for a history we have not synced. In SYNC, ask again for the NEWLEADER;
+            # the PING does not keep us from timing out if the NEWLEADER never arrives.
+            if self.phase == SYNC:
+                self._send_ackepoch(ready, now_ms)
+            return
         self.heard_ms = now_ms
         self._reset_deadline(now_ms)
-        if self.phase == BROADCAST:
-            self._commit_to(zx(m["z"]), ready)
+        self._commit_to(zx(m["z"]), ready)
         ready.send(src, {"type": "pong", "epoch": m["epoch"], "round": m["round"],
                          "last": list(self.last_zxid())})
 
@@ -723,9 +746,13 @@ class ZabCore(Core):
         elif self.state == FOLLOWING:
             if now_ms >= self.deadline_ms:
                 self._look(ready, now_ms)
-            elif self.phase == DISCOVERY and now_ms - self.sent_info_ms >= int(
-                    self.options["notify_ms"]):
-                self._send_info(ready, now_ms)
+            elif now_ms - self.sent_info_ms >= int(self.options["notify_ms"]) or \
+                    now_ms < self.sent_info_ms:
+                # Retransmit what a lost message would leave us waiting for forever.
+                if self.phase == DISCOVERY:
+                    self._send_info(ready, now_ms)
+                elif self.phase == SYNC:
+                    self._send_ackepoch(ready, now_ms)
         else:
             # A leader without a quorum of live followers for a while goes back to election.
             live = 1 + sum(1 for f, t in self.pong_ms.items()
