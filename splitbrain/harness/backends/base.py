@@ -29,6 +29,7 @@ Optional abilities are detected, not assumed: `supports(ability)` answers for "k
 from __future__ import annotations
 
 import heapq
+import json
 import itertools
 import os
 import selectors
@@ -36,6 +37,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Callable, Protocol
 
 from ..grudges import Grudge
@@ -189,3 +191,83 @@ class Loop:
                 self.sel.close()
             except Exception:  # noqa: BLE001
                 pass
+
+
+CONTROL_CLIENT = "c0"     # the harness's own client id (init, status, clock and network control)
+
+
+class ControlRequests:
+    """The harness's own requests to nodes (init, status, clock, network settings), matched to
+    their replies by msg_id. Shared by every process backend.
+
+    A backend calls `_init_control()` in its constructor, implements
+    `_deliver_control(node, data, force) -> bool` (LOOP THREAD: write the envelope `data` to the
+    node; False when the node is down, or not yet initialised and not `force`), hands every reply
+    addressed to CONTROL_CLIENT to `_control_reply(body)`, and calls `_fail_controls()` on
+    teardown so that no caller waits forever.
+    """
+
+    loop: Loop
+    nodes: list[str]
+
+    def _init_control(self) -> None:
+        self._control: dict[int, Future] = {}
+        self._control_id = 0
+        self._control_lock = threading.Lock()
+
+    def _deliver_control(self, node: str, data: bytes, force: bool) -> bool:
+        raise NotImplementedError
+
+    def _send_control_id(self, node: str, body: dict, force: bool = False) -> tuple[int, Future]:
+        with self._control_lock:
+            self._control_id += 1
+            mid = self._control_id
+        fut: Future = Future()
+        self._control[mid] = fut
+        data = json.dumps({"src": CONTROL_CLIENT, "dest": node, "body": {**body, "msg_id": mid}},
+                          separators=(",", ":")).encode() + b"\n"
+
+        def send() -> None:
+            if not self._deliver_control(node, data, force):
+                self._control.pop(mid, None)
+                if not fut.done():
+                    fut.set_exception(TimeoutError(f"{node} is down"))
+        self.loop.call_soon(send)
+        return mid, fut
+
+    def _send_control(self, node: str, body: dict, force: bool = False) -> Future:
+        return self._send_control_id(node, body, force)[1]
+
+    def _control_reply(self, body: dict) -> None:
+        fut = self._control.pop(body.get("in_reply_to"), None)
+        if fut is not None and not fut.done():
+            fut.set_result(body)
+
+    def _fail_controls(self) -> None:
+        for fut in list(self._control.values()):
+            if not fut.done():
+                fut.set_exception(TimeoutError("backend torn down"))
+
+    def control(self, node: str, body: dict, timeout_s: float = 5.0) -> dict:
+        """A request from the harness itself; TimeoutError when no reply comes in time."""
+        mid, fut = self._send_control_id(node, body)
+        try:
+            return fut.result(timeout=timeout_s)
+        except FutureTimeout:
+            raise TimeoutError(f"{node} did not answer {body.get('type')} in {timeout_s} s") from None
+        finally:
+            self._control.pop(mid, None)
+
+    def status(self, node: str, timeout_s: float = 2.0) -> dict | None:
+        try:
+            return self.control(node, {"type": "status"}, timeout_s)
+        except TimeoutError:
+            return None
+
+    def leader(self) -> str | None:
+        """A node that says it leads (status `is_leader` or role leader/primary), else None."""
+        for n in self.nodes:
+            st = self.status(n, 1.0)
+            if st and (st.get("is_leader") or st.get("role") in ("leader", "primary")):
+                return n
+        return None

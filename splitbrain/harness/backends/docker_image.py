@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import glob
 import hashlib
-import io
 import os
 import re
 import shutil

@@ -26,19 +26,17 @@ import subprocess
 import sys
 import threading
 import time
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Callable, Sequence
 
 from ...systems.runtime import RECORDS_FILE, cut_to_last_sync
 from ..grudges import Grudge, drops
-from .base import Loop
+from .base import CONTROL_CLIENT, ControlRequests, Loop
 
 READ_CHUNK_BYTES = 1 << 18
 OUTBUF_BYTES_MAX = 32 << 20      # bytes queued for a stopped node before messages are dropped
 INIT_TIMEOUT_S = 20.0
-CONTROL_CLIENT = "c0"            # the harness's own client id (init, status, clock control)
 KILL_WAIT_S = 10.0
 
 log = logging.getLogger("splitbrain.local")
@@ -66,7 +64,7 @@ class NodeProcess:
         self.boots = 0
 
 
-class LocalBackend:
+class LocalBackend(ControlRequests):
     """Node processes + router. `command(node) -> argv` builds each node's command line."""
 
     name = "local"
@@ -86,9 +84,7 @@ class LocalBackend:
         self.duplicate = 0.0
         self.stats = {"delivered": 0, "dropped": 0, "duplicated": 0, "delayed": 0, "client": 0}
         self._log = logger or (lambda m: log.info(m))
-        self._control: dict[int, Future] = {}
-        self._control_id = 0
-        self._control_lock = threading.Lock()
+        self._init_control()
         self._torn_down = False
         self.crashes: list[dict] = []    # nodes that exited by themselves (not killed by us)
         self._life_lock = threading.Lock()
@@ -302,9 +298,7 @@ class LocalBackend:
         for n, p in self.procs.items():
             self._reap(n)
             p.proc = None
-        for fut in list(self._control.values()):
-            if not fut.done():
-                fut.set_exception(TimeoutError("backend torn down"))
+        self._fail_controls()
 
     def collect_logs(self) -> None:
         """Logs are written straight into nodes/<node>/node.log: nothing to fetch."""
@@ -315,50 +309,12 @@ class LocalBackend:
 
     # ---- control requests from the harness ----------------------------------------------------
 
-    def _send_control(self, node: str, body: dict, force: bool = False) -> Future:
-        return self._send_control_id(node, body, force)[1]
-
-    def _send_control_id(self, node: str, body: dict, force: bool = False) -> tuple[int, Future]:
-        with self._control_lock:
-            self._control_id += 1
-            mid = self._control_id
-        fut: Future = Future()
-        self._control[mid] = fut
-        env = {"src": CONTROL_CLIENT, "dest": node, "body": {**body, "msg_id": mid}}
-
-        def send() -> None:
-            p = self.procs[node]
-            if p.proc is None or (not p.up and not force):
-                self._control.pop(mid, None)
-                fut.set_exception(TimeoutError(f"{node} is down"))
-                return
-            self._write(p, json.dumps(env, separators=(",", ":")).encode() + b"\n")
-        self.loop.call_soon(send)
-        return mid, fut
-
-    def control(self, node: str, body: dict, timeout_s: float = 5.0) -> dict:
-        """A request from the harness itself (status, clock); TimeoutError when no reply."""
-        mid, fut = self._send_control_id(node, body)
-        try:
-            return fut.result(timeout=timeout_s)
-        except FutureTimeout:
-            raise TimeoutError(f"{node} did not answer {body.get('type')} in {timeout_s} s") from None
-        finally:
-            self._control.pop(mid, None)
-
-    def status(self, node: str, timeout_s: float = 2.0) -> dict | None:
-        try:
-            return self.control(node, {"type": "status"}, timeout_s)
-        except TimeoutError:
-            return None
-
-    def leader(self) -> str | None:
-        """A node that says it leads (status `is_leader` or role "leader"), else None."""
-        for n in self.nodes:
-            st = self.status(n, 1.0)
-            if st and (st.get("is_leader") or st.get("role") in ("leader", "primary")):
-                return n
-        return None
+    def _deliver_control(self, node: str, data: bytes, force: bool) -> bool:
+        p = self.procs[node]
+        if p.proc is None or (not p.up and not force):
+            return False
+        self._write(p, data)
+        return True
 
     # ---- the router (loop thread) ------------------------------------------------------------
 
@@ -461,9 +417,7 @@ class LocalBackend:
             self._peer(src, dest, line if env.get("src") == src else None, env)
             return
         if dest == CONTROL_CLIENT:
-            fut = self._control.pop(body.get("in_reply_to"), None)
-            if fut is not None and not fut.done():
-                fut.set_result(body)
+            self._control_reply(body)
             return
         if self.on_client_message is not None:
             self.on_client_message(src, dest, body)

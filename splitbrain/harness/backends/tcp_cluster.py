@@ -17,25 +17,21 @@ nodes' TCP transports (splitbrain.systems.tcp), on the harness's control message
 
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
 import selectors
 import socket
-import threading
 import time
-from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
 from typing import Callable, Sequence
 
 from ...systems.runtime import CLOCK_FILE, RECORDS_FILE, cut_to_last_sync
 from ..grudges import Grudge
-from .base import Loop
+from .base import CONTROL_CLIENT, ControlRequests, Loop
 
 NODE_PORT = 7000
-CONTROL_CLIENT = "c0"
 INIT_TIMEOUT_S = 30.0
 CONNECT_RETRY_S = 0.1
 READ_CHUNK_BYTES = 1 << 18
@@ -57,7 +53,7 @@ class _NodeConn:
         self.up = False          # init_ok received: client traffic may flow
 
 
-class TcpClusterBackend:
+class TcpClusterBackend(ControlRequests):
     """Base class of backends whose nodes talk TCP on real addresses (see the module docstring)."""
 
     name = "tcp"
@@ -77,9 +73,7 @@ class TcpClusterBackend:
         self.duplicate = 0.0
         self.stats = {"client": 0, "refused": 0}
         self._log = logger or (lambda m: log.info(m))
-        self._control: dict[int, Future] = {}
-        self._control_id = 0
-        self._control_lock = threading.Lock()
+        self._init_control()
         self._torn_down = False
         self._started_infra = False
         for n in self.nodes:
@@ -264,9 +258,7 @@ class TcpClusterBackend:
         finally:
             if self._started_infra:
                 self._teardown_infra()
-            for fut in list(self._control.values()):
-                if not fut.done():
-                    fut.set_exception(TimeoutError("backend torn down"))
+            self._fail_controls()
 
     # ---- the harness's connections (loop thread) ----------------------------------------------
 
@@ -368,9 +360,7 @@ class TcpClusterBackend:
             self._log(f"{node}: ignoring a malformed envelope: {line[:200]!r}")
             return
         if dest == CONTROL_CLIENT:
-            fut = self._control.pop(body.get("in_reply_to"), None)
-            if fut is not None and not fut.done():
-                fut.set_result(body)
+            self._control_reply(body)
             return
         if self.on_client_message is not None:
             self.on_client_message(node, dest, body)
@@ -385,45 +375,10 @@ class TcpClusterBackend:
         return self._write(c, json.dumps({"src": client, "dest": node, "body": body},
                                          separators=(",", ":")).encode() + b"\n")
 
-    # ---- control requests ---------------------------------------------------------------------
+    # ---- control requests (ControlRequests) --------------------------------------------------
 
-    def _send_control(self, node: str, body: dict, force: bool = False) -> Future:
-        with self._control_lock:
-            self._control_id += 1
-            mid = self._control_id
-        fut: Future = Future()
-        self._control[mid] = fut
-        env = {"src": CONTROL_CLIENT, "dest": node, "body": {**body, "msg_id": mid}}
-
-        def send() -> None:
-            c = self.conns[node]
-            if c.sock is None or (not c.up and not force) or not self._write(
-                    c, json.dumps(env, separators=(",", ":")).encode() + b"\n"):
-                self._control.pop(mid, None)
-                if not fut.done():
-                    fut.set_exception(TimeoutError(f"{node} is down"))
-        self.loop.call_soon(send)
-        fut.msg_id = mid  # type: ignore[attr-defined]
-        return fut
-
-    def control(self, node: str, body: dict, timeout_s: float = 5.0) -> dict:
-        fut = self._send_control(node, body)
-        try:
-            return fut.result(timeout=timeout_s)
-        except FutureTimeout:
-            raise TimeoutError(f"{node} did not answer {body.get('type')} in {timeout_s} s") from None
-        finally:
-            self._control.pop(getattr(fut, "msg_id", None), None)
-
-    def status(self, node: str, timeout_s: float = 2.0) -> dict | None:
-        try:
-            return self.control(node, {"type": "status"}, timeout_s)
-        except TimeoutError:
-            return None
-
-    def leader(self) -> str | None:
-        for n in self.nodes:
-            st = self.status(n, 1.0)
-            if st and (st.get("is_leader") or st.get("role") in ("leader", "primary")):
-                return n
-        return None
+    def _deliver_control(self, node: str, data: bytes, force: bool) -> bool:
+        c = self.conns[node]
+        if c.sock is None or (not c.up and not force):
+            return False
+        return self._write(c, data)
