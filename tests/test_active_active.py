@@ -54,6 +54,94 @@ def test_a_replica_that_knows_no_sequencer_refuses_definitely():
     assert r["type"] == "error" and r["code"] == 11
 
 
+def test_a_duplicated_submit_refused_after_the_first_copy_was_numbered_is_no_definite_error():
+    # Simulator seed 664 (set, kill+clock): the network duplicated n4's submit of `add 476`; the
+    # sequencer numbered the first copy, stepped down, refused the second copy, and n4 answered
+    # error 11 (definite) for an add that the next sequencer then committed.
+    c = cluster(machine="set")
+    c.elect("n1")
+    mid = c.request("n2", {"type": "add", "value": 476})
+    [submit] = c.matching(src="n2", dest="n1", type="submit")
+    c.inflight.append(type(submit)(submit.src, submit.dest, dict(submit.body)))  # duplicated
+    c.deliver(dest="n1", type="submit")           # both copies: the second one is deduplicated
+    c.inflight.append(type(submit)(submit.src, submit.dest, dict(submit.body)))  # a late copy
+    late = c.inflight.pop()
+    c.deliver(src="n1", dest="n2", type="append")  # n2 holds the input: a majority with n1
+    c.drop()                                       # n3 never sees it; acks are lost
+    # n1 loses its majority and steps down (check quorum) before the late copy arrives.
+    c.partition(["n1"], ["n2", "n3"])
+    c.advance(1_000, nodes=["n1"])
+    assert not c.nodes["n1"].is_leader()
+    c.heal()
+    c.inflight.append(late)
+    c.deliver(dest="n1", type="submit")
+    assert len(c.matching(src="n1", dest="n2", type="submit_nack")) == 1
+    c.deliver(type="submit_nack")
+    assert c.reply("c1", mid) is None             # not a definite error: the outcome is open
+    c.elect("n2")                                  # the most up-to-date log wins and commits it
+    settle(c)
+    assert {tuple(k.machine.state()) for k in c.nodes.values()} == {(476,)}
+    assert c.reply("c1", mid)["type"] == "add_ok"
+
+
+def test_a_sequencer_that_stepped_down_vouches_for_submits_it_never_numbered():
+    c = cluster()
+    c.elect("n1")
+    c.partition(["n1"], ["n2", "n3"])
+    c.advance(1_000, nodes=["n1"])                # check quorum: n1 steps down; n2 does not know
+    assert not c.nodes["n1"].is_leader() and c.nodes["n2"].leader_id == "n1"
+    c.heal()
+    mid = c.request("n2", {"type": "add", "value": 1})
+    c.deliver(dest="n1", type="submit")
+    r = c.reply("c1", c.stabilize() or mid)
+    assert r["type"] == "error" and r["code"] == 11     # definite, and rightly so
+    assert all(k.machine.values.get(X, 0) == 0 for k in c.nodes.values())
+
+
+def test_a_restarted_node_cannot_vouch_for_what_it_numbered_before_the_crash():
+    c = cluster()
+    c.elect("n1")
+    c.crash("n1")
+    c.restart("n1")                               # n2 still believes n1 is the sequencer
+    mid = c.request("n2", {"type": "add", "value": 1})
+    c.deliver(dest="n1", type="submit")
+    assert len(c.matching(src="n1", dest="n2", type="submit_nack")) == 1
+    c.stabilize()
+    assert c.reply("c1", mid) is None             # the client times out: indefinite
+
+
+def test_a_duplicated_client_request_is_not_refused_while_its_input_is_ordered():
+    c = cluster()
+    c.elect("n1")
+    body = {"type": "add", "value": 5, "msg_id": 77}
+    c._handle("n2", c.nodes["n2"].step("c1", body, c.now_ms["n2"]))
+    c.deliver(dest="n1", type="submit")           # numbered; n2 holds it, n3 does not
+    c.deliver(src="n1", dest="n2", type="append")
+    c.drop()
+    # n3 stands for election: n2 adopts the higher epoch and no longer knows a sequencer ...
+    c.advance(1_000, nodes=["n3"])
+    c.deliver(src="n3", dest="n2", type="vote_req")
+    assert c.nodes["n2"].leader_id is None
+    c._handle("n2", c.nodes["n2"].step("c1", body, c.now_ms["n2"]))   # ... when the copy arrives
+    assert c.reply("c1", 77) is None              # refusing the copy would deny the original
+    c.drop()
+    c.elect("n2")
+    settle(c)
+    assert {k.machine.values[X] for k in c.nodes.values()} == {5}
+    assert c.reply("c1", 77)["type"] == "add_ok"
+
+
+def test_simulator_seed_664_a_definite_error_for_an_add_that_took_effect_is_gone():
+    from splitbrain.harness.sim import SimConfig, check_run, simulate
+    # splitbrain test --backend sim --system active-active --workload set --nemesis kill,clock
+    #   --time-limit 5 --seed 664: the set checker reported 476 `unexpected` before the fix.
+    run = simulate(SimConfig(system="active-active", workload="set", seed=664, time_limit_s=5,
+                             nemesis=("kill", "clock")))
+    assert run.stats["duplicated"] > 0
+    result = check_run(run)
+    assert result.valid is True, result
+
+
 def test_reads_through_the_log_are_linearizable_on_any_replica():
     c = cluster()
     c.elect("n1")
@@ -137,6 +225,14 @@ def test_bug_sequencer_forgets_reuses_numbers_after_a_restart():
 def test_random_schedules_keep_committed_prefixes_and_acknowledged_inputs(seed):
     agree, lost, converged = fuzz("active-active", seed)
     assert agree and not lost and converged
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_a_definite_error_means_the_input_is_never_executed_even_with_duplicated_submits(seed):
+    refuted: set[int] = set()
+    agree, lost, converged = fuzz("active-active", seed, dup_p=0.2, refuted=refuted)
+    assert agree and not lost and converged
+    assert not refuted
 
 
 @pytest.mark.parametrize("bug", sorted(ActiveActiveCore.BUGS))

@@ -170,9 +170,16 @@ def test_bug_no_fencing_lets_two_primaries_acknowledge_conflicting_writes():
 
 # ---- randomized schedules on the hand-driven cluster ------------------------------------------
 
-def fuzz(system, seed: int, bugs=(), steps: int = 600, n: int = 3, options=None):
+INDEFINITE_CODES = (0, 13)   # Maelstrom's timeout and crash: the op may or may not have happened
+
+
+def fuzz(system, seed: int, bugs=(), steps: int = 600, n: int = 3, options=None, *,
+         dup_p: float = 0.0, refuted: set | None = None):
     """Random deliveries (reordered), drops, crashes, restarts, partitions and clock advances.
 
+    With `dup_p` > 0 a delivered message stays in flight with that probability (the network
+    duplicates it). `refuted`, when given, receives every appended value that got a DEFINITE
+    error yet is in the final state (a definite error must mean the op never happens).
     Returns (committed_prefixes_agree, lost_acknowledged_appends, final_states_equal)."""
     rng = random.Random(seed)
     c = ScenarioCluster(system, n=n, machine="append-log", bugs=bugs, seed=seed, options=options)
@@ -195,6 +202,8 @@ def fuzz(system, seed: int, bugs=(), steps: int = 600, n: int = 3, options=None)
         live = list(c.nodes)
         if r < 0.35 and c.inflight:
             m = c.inflight.pop(rng.randrange(len(c.inflight)))   # any order: reordering
+            if dup_p and rng.random() < dup_p:
+                c.inflight.append(m)                                # delivered twice
             if m.dest in c.nodes and c._connected(m.src, m.dest):
                 c._handle(m.dest, c.nodes[m.dest].step(m.src, m.body, c.now_ms[m.dest]))
         elif r < 0.42 and c.inflight:
@@ -230,11 +239,16 @@ def fuzz(system, seed: int, bugs=(), steps: int = 600, n: int = 3, options=None)
 
     c.run_until(settled, max_ms=10_000)
     check_prefixes()
+    failed: set[int] = set()
     for body in c.client_inbox.get("c1", []):
         if body.get("type") == "append_ok":
             acked.add(sent[body["in_reply_to"]])
+        elif body.get("type") == "error" and body.get("code") not in INDEFINITE_CODES:
+            failed.add(sent[body["in_reply_to"]])
     states = {(k.machine.applied_index, k.machine.digest()) for k in c.nodes.values()}
     final = set(next(iter(c.nodes.values())).machine.entries)
+    if refuted is not None:
+        refuted |= failed & final
     return agree, acked - final, len(states) == 1
 
 
@@ -244,6 +258,14 @@ def test_random_schedules_keep_committed_prefixes_and_acknowledged_changes(seed)
     assert agree
     assert not lost
     assert converged
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_a_definite_error_means_the_change_never_happens_even_with_duplicated_messages(seed):
+    refuted: set[int] = set()
+    agree, lost, converged = fuzz("primary-backup", seed, dup_p=0.2, refuted=refuted)
+    assert agree and not lost and converged
+    assert not refuted
 
 
 @pytest.mark.parametrize("bug", sorted(PrimaryBackupCore.BUGS))

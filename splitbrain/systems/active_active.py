@@ -24,6 +24,16 @@ Duplicates: the network may duplicate a forwarded input. The sequencer drops sub
 numbered recently, and every replica skips an input whose (receiving node, client, msg_id) it has
 already executed; that is a function of the log prefix, so all replicas skip the same entries.
 
+Definite errors: a client gets error 11 (definite: the op never happens) only when its input
+certainly never entered any log: the receiving replica knew no sequencer, or the node it forwarded
+to refused the submit AND vouches that it never numbered it ("sure" in the submit_nack). A refusal
+alone proves nothing, because the network duplicates submits: the first copy may have been numbered
+while the node led, and a second copy refused after it stepped down (simulator seed 664). A node
+vouches only when it has numbered nothing it could have forgotten: it led the submit's epoch in
+this incarnation (so every epoch it led since the submit was sent is in memory too) and its
+memory of the submits it numbered (`recent`) is complete. Otherwise the request stays waiting:
+answered when its input executes here, or never (the client times out: indefinite).
+
 Durable records: those of EpochLogCore ("epoch", "log"; entries are {"e": epoch, "in": input} with
 input = {"op": op, "o": receiving node, "c": client, "m": msg_id}) and {"t": "sequencer",
 "epoch": e} when a node becomes sequencer (informative; the sequencer-forgets bug reads it).
@@ -83,6 +93,10 @@ class ActiveActiveCore(EpochLogCore):
         self.executed: set[int] = set()
         self.seen: set[tuple] = set()     # (origin, client, msg_id) of every input executed
         self.recent: OrderedDict[tuple, None] = OrderedDict()   # sequencer: recently numbered
+        # Whether `recent` still holds every submit this incarnation numbered (none evicted) and
+        # the epochs this incarnation was elected sequencer of: what a "sure" submit_nack needs.
+        self.recent_complete = True
+        self.led_epochs: set[int] = set()
 
     # ---- recovery ---------------------------------------------------------------------------
 
@@ -107,12 +121,15 @@ class ActiveActiveCore(EpochLogCore):
             self.role = ROLE_CANDIDATE
             self.votes = set(self.node_ids)
             self._become_primary(ready, now_ms)
+            # The previous incarnation numbered submits in this epoch that this one never saw.
+            self.led_epochs.discard(self.epoch)
         return ready
 
     # ---- roles ------------------------------------------------------------------------------
 
     def _became_primary(self, ready: Ready) -> None:
         self.sequencer_epoch = self.epoch
+        self.led_epochs.add(self.epoch)
         ready.save({"t": "sequencer", "epoch": self.epoch})
 
     def _append_local(self, entries: list[dict], ready: Ready) -> int:
@@ -134,6 +151,10 @@ class ActiveActiveCore(EpochLogCore):
             ready.reply(src, body, self.machine.query(op))
             return ready
         inp = {"op": op, "o": self.node_id, "c": src, "m": body.get("msg_id")}
+        if (src, inp["m"]) in self.waiting or (self.node_id, src, inp["m"]) in self.seen:
+            # A duplicated request: its input is already on its way (or executed and answered);
+            # refusing the copy would contradict the original's outcome.
+            return ready
         if self.role == ROLE_PRIMARY:
             self._remember(inp, body)
             self._sequence(inp, ready)
@@ -164,18 +185,37 @@ class ActiveActiveCore(EpochLogCore):
                 self.recent[ident] = None
                 while len(self.recent) > RECENT_MAX:
                     self.recent.popitem(last=False)
+                    self.recent_complete = False
                 self._sequence(inp, ready)
             else:
                 ready.send(src, {"type": "submit_nack", "in": body["in"],
-                                 "leader": self.leader_id})
+                                 "leader": self.leader_id,
+                                 "sure": self._never_numbered(body)})
         elif t == "submit_nack":
             inp = body["in"]
+            if not body.get("sure"):
+                # Maybe a duplicate refused after the first copy was numbered: the outcome is
+                # unknown, so keep waiting for the input to execute here (or the client's timeout).
+                return
             req = self.waiting.pop((inp["c"], inp["m"]), None)
             if req is not None:
-                # Certainly never sequenced: that node did not take it.
                 extra = {"leader": body["leader"]} if body.get("leader") else {}
                 ready.error(inp["c"], req, ERR_TEMPORARILY_UNAVAILABLE,
                             f"{src} is not the sequencer", **extra)
+
+    def _never_numbered(self, submit: dict) -> bool:
+        """Whether this node certainly never numbered the input of `submit` (any copy of it).
+
+        The submit was sent to this node as the sequencer of its epoch E, so every copy arrived
+        after this node led E and could only have been numbered in E or a later epoch. If this
+        incarnation was elected in E, it led all those epochs itself (a restart loses the role and
+        the next election is in a higher epoch), and `recent` saw every submit it numbered unless
+        some were evicted. Anything less is not proof.
+        """
+        assert self.role != ROLE_PRIMARY
+        inp = submit["in"]
+        return (submit.get("epoch") in self.led_epochs and self.recent_complete
+                and (inp["o"], inp["c"], inp["m"]) not in self.recent)
 
     # ---- execution --------------------------------------------------------------------------
 
