@@ -236,10 +236,8 @@ def random_run(seed: int, bugs=(), steps: int = 1500, n: int = 3):
     rng = random.Random(seed)
     c = ScenarioCluster("multi-paxos", n=n, machine="append-log", bugs=bugs, seed=seed)
     acked: set = set()
-    sent: dict[tuple[str, int], int] = {}
     chosen_seen: dict[int, str] = {}
     conflicts = []
-    value = 0
 
     checked: dict[str, tuple[int, int]] = {}   # node -> (id of its core, slots checked)
 
@@ -254,38 +252,7 @@ def random_run(seed: int, bugs=(), steps: int = 1500, n: int = 3):
                     conflicts.append((s, node))
             checked[node] = (id(core), core.commit)
 
-    for _ in range(steps):
-        r = rng.random()
-        if r < 0.45 and c.inflight:
-            i = rng.randrange(len(c.inflight))
-            m = c.inflight.pop(i)
-            if rng.random() < 0.1:
-                c.inflight.append(m)                 # duplicate it
-            if m.dest in c.nodes:
-                c._handle(m.dest, c.nodes[m.dest].step(m.src, m.body, c.now_ms[m.dest]))
-        elif r < 0.55 and c.inflight:
-            c.inflight.pop(rng.randrange(len(c.inflight)))
-        elif r < 0.75:
-            c.advance(rng.choice([10, 50, 200]), nodes=[rng.choice(c.node_ids)])
-        elif r < 0.90:
-            live = list(c.nodes)
-            node = rng.choice(live)
-            value += 1
-            client = f"c{value}"
-            mid = c.request(node, {"type": "append", "value": value}, client=client)
-            sent[(client, mid)] = value
-        elif r < 0.95 and len(c.nodes) > 1:
-            c.crash(rng.choice(list(c.nodes)))
-        else:
-            down = [x for x in c.node_ids if x not in c.nodes]
-            if down:
-                c.restart(rng.choice(down))
-        observe()
-    for node in c.node_ids:
-        if node not in c.nodes:
-            c.restart(node)
-    c.heal()
-    c.run_until(lambda: c.leader() is not None, max_ms=20_000)
+    sent = c.random_appends(rng, steps, observe)
     c.run_until(lambda: False, max_ms=1500)     # heartbeats and catch-up, delivered as they go
     observe()
     for (client, mid), v in sent.items():

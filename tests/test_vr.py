@@ -231,10 +231,8 @@ def random_run(seed: int, bugs=(), steps: int = 1500, n: int = 3):
     """
     rng = random.Random(seed)
     c = ScenarioCluster("vr", n=n, machine="append-log", bugs=bugs, seed=seed)
-    sent: dict[tuple[str, int], int] = {}
     committed: dict[int, str] = {}
     conflicts = []
-    value = 0
 
     checked: dict[str, tuple[int, int]] = {}   # node -> (id of its core, ops checked)
 
@@ -249,36 +247,7 @@ def random_run(seed: int, bugs=(), steps: int = 1500, n: int = 3):
                     conflicts.append((i, node))
             checked[node] = (id(core), core.applied)
 
-    for _ in range(steps):
-        r = rng.random()
-        if r < 0.45 and c.inflight:
-            m = c.inflight.pop(rng.randrange(len(c.inflight)))
-            if rng.random() < 0.1:
-                c.inflight.append(m)
-            if m.dest in c.nodes:
-                c._handle(m.dest, c.nodes[m.dest].step(m.src, m.body, c.now_ms[m.dest]))
-        elif r < 0.55 and c.inflight:
-            c.inflight.pop(rng.randrange(len(c.inflight)))
-        elif r < 0.75:
-            c.advance(rng.choice([10, 50, 200]), nodes=[rng.choice(c.node_ids)])
-        elif r < 0.90:
-            node = rng.choice(list(c.nodes))
-            value += 1
-            client = f"c{value}"
-            mid = c.request(node, {"type": "append", "value": value}, client=client)
-            sent[(client, mid)] = value
-        elif r < 0.95 and len(c.nodes) > 1:
-            c.crash(rng.choice(list(c.nodes)))
-        else:
-            down = [x for x in c.node_ids if x not in c.nodes]
-            if down:
-                c.restart(rng.choice(down))
-        observe()
-    for node in c.node_ids:
-        if node not in c.nodes:
-            c.restart(node)
-    c.heal()
-    c.run_until(lambda: c.leader() is not None, max_ms=20_000)
+    sent = c.random_appends(rng, steps, observe)
     settle(c)
     observe()
     acked = {v for (client, mid), v in sent.items()

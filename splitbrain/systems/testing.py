@@ -184,6 +184,50 @@ class ScenarioCluster:
             self.stabilize()
         return predicate()
 
+    def random_appends(self, rng: random.Random, steps: int,
+                       observe: Callable[[], None] = lambda: None) -> dict[tuple[str, int], int]:
+        """A random schedule for append-log clusters: each step delivers a random in-flight
+        message (sometimes also re-queueing it, a duplicate), drops one, advances one node's
+        clock, sends an append of a fresh value to a live node, crashes or restarts a node;
+        `observe()` runs after every step (invariant checks). Then every node is restarted, the
+        network healed and the cluster left to elect a leader. Returns {(client, msg_id): value}
+        of the appends sent, for checking which were acknowledged.
+        """
+        sent: dict[tuple[str, int], int] = {}
+        value = 0
+        for _ in range(steps):
+            r = rng.random()
+            if r < 0.45 and self.inflight:
+                m = self.inflight.pop(rng.randrange(len(self.inflight)))
+                if rng.random() < 0.1:
+                    self.inflight.append(m)                 # duplicate it
+                if m.dest in self.nodes:
+                    self._handle(m.dest, self.nodes[m.dest].step(m.src, m.body,
+                                                                 self.now_ms[m.dest]))
+            elif r < 0.55 and self.inflight:
+                self.inflight.pop(rng.randrange(len(self.inflight)))
+            elif r < 0.75:
+                self.advance(rng.choice([10, 50, 200]), nodes=[rng.choice(self.node_ids)])
+            elif r < 0.90:
+                node = rng.choice(list(self.nodes))
+                value += 1
+                client = f"c{value}"
+                sent[(client, self.request(node, {"type": "append", "value": value},
+                                           client=client))] = value
+            elif r < 0.95 and len(self.nodes) > 1:
+                self.crash(rng.choice(list(self.nodes)))
+            else:
+                down = [x for x in self.node_ids if x not in self.nodes]
+                if down:
+                    self.restart(rng.choice(down))
+            observe()
+        for node in self.node_ids:
+            if node not in self.nodes:
+                self.restart(node)
+        self.heal()
+        self.run_until(lambda: self.leader() is not None, max_ms=20_000)
+        return sent
+
     def elect(self, node: str, max_ms: int = 5_000) -> None:
         """Make `node` the leader by firing only its timer, then stabilize."""
         for _ in range(max_ms // TICK_MS):
