@@ -90,6 +90,19 @@ def test_lost_writes_exposes_unsynced_records_but_kill_does_not(tmp_path, tiny_p
     assert _children(killed)["log"] is True
 
 
+def test_crash_storm_crashes_and_restarts_many_times_and_raft_stays_valid(tmp_path):
+    s = _test(tmp_path, system="raft", nemesis=["crash-storm"], nodes=3, time_limit=3,
+              harness_opts={"recovery_s": 0.5, "reports": False, "nemesis_interval_s": 1.0})
+    ops = [json.loads(line) for line in
+           (Path(s.run_dir) / "history.jsonl").read_text().splitlines()]
+    nem = [o for o in ops if o["process"] == "nemesis"]
+    assert [o["f"] for o in nem][:2] == ["start-crash-storm", "start-crash-storm"], nem
+    stops = [o for o in nem if o["f"] == "stop-crash-storm" and o["type"] == "info"]
+    # the storm's interval is recorded (shaded in the plots) and it crashed several nodes a second
+    assert stops and sum(o["value"].get("crashes", 0) for o in stops) >= 3, stops
+    assert s.valid is not False, s.results
+
+
 def test_router_applies_grudges_loss_duplication_and_latency(tmp_path):
     b = LocalBackend(["n1", "n2", "n3"], lambda n, d, dd: ["true"], tmp_path, in_house=False)
     got: list[tuple[str, bytes]] = []
@@ -131,6 +144,12 @@ def test_router_applies_grudges_loss_duplication_and_latency(tmp_path):
 #   only), and multi-paxos forget-promise (a crash between a promise and a lower ballot's
 #   accept): about one run in four finds it with 3 nodes, kill + partition + partition-leader
 #   overlapping every 0.5 s - too rare to assert on.
+# The crash storm (nemesis `crash-storm`: SIGKILL + restart 10-50 ms later, another crash every
+# 10-60 ms, about 10 crashes a second since a restart is a process start-up) did not change that:
+# with crash-storm + partition-leader (+ partition), 3 or 5 nodes, election / view-change
+# timeouts of 50-100 ms, 8-10 s runs, seeds 1-4, it found forget-promise once in 10 runs
+# (3 nodes, crash-storm + partition + partition-leader, election_timeout_ms=100, seed 1: a
+# rerun of the same seed was valid) and the other three in none of 6-7 runs each.
 
 def _bug_run(tmp_path, system, bug, seed, *, workload, nemesis, nodes=5, time_limit=8,
              interval=1.0, opts=None, bugs=None, overlap=False):

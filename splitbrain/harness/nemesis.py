@@ -17,10 +17,13 @@ so the reports can shade its interval):
 | loss        | start-loss        | stop-loss        | drop 20-50% of messages between nodes             |
 | latency     | start-latency     | stop-latency     | delay messages by 20-300 ms (reorders them)       |
 | duplicate   | start-duplicate   | stop-duplicate   | deliver 30% of messages twice                     |
+| crash-storm | start-crash-storm | stop-crash-storm | while in force, SIGKILL a node (the leader half   |
+|             |                   |                  | the time) and restart it 10-50 ms later, again    |
+|             |                   |                  | every 10-60 ms, at most a minority down at once   |
 
 The schedule is a pure generator (generators.nemesis_cycle): quiet for `interval`, one fault
 started, held for `interval`, stopped. With `overlapping_schedules` there is one such schedule per
-fault family (partition, kill, pause, clock, network), each in its own thread, so faults of
+fault family (partition, kill, pause, clock, network, storm), each in its own thread, so faults of
 different families overlap. Which nodes and which shape are drawn from a seeded rng
 when the fault starts. `heal_all()` ends every fault still in force (recorded too) before the
 final phase. A backend lacking an ability makes the corresponding fault a usage error up front.
@@ -50,6 +53,7 @@ FAULTS: dict[str, tuple[str, str, str]] = {
     "loss": ("start-loss", "stop-loss", "network"),
     "latency": ("start-latency", "stop-latency", "network"),
     "duplicate": ("start-duplicate", "stop-duplicate", "network"),
+    "crash-storm": ("start-crash-storm", "stop-crash-storm", "kill"),
 }
 DESCRIPTIONS = {
     "partition": "network partition of a random shape: " + ", ".join(grudges.SHAPES),
@@ -62,11 +66,19 @@ DESCRIPTIONS = {
     "loss": "drop 20-50% of the messages between nodes",
     "latency": "delay messages between nodes by 20-300 ms (reordering them)",
     "duplicate": "deliver 30% of the messages between nodes twice",
+    "crash-storm": ("many crashes a second: SIGKILL a node (the leader half the time) and restart "
+                    "it from disk 10-50 ms later, another every 10-60 ms while the fault is in "
+                    "force (at most a minority down at once)"),
 }
 ALIASES = {"lose-unsynced": "lost-writes", "clock-skew": "clock", "packet-loss": "loss"}
 CLOCK_OFFSET_MS_MAX = 5_000
 KILL_TARGETS = ("one", "minority", "majority", "all", "leader")
 PAUSE_TARGETS = ("one", "minority", "majority", "leader")
+# The crash storm (the simulator's crash-right-after-a-message, in wall-clock time): how long a
+# crashed node stays down, and the gap before the next crash.
+STORM_DOWN_MS_MIN, STORM_DOWN_MS_MAX = 10, 50
+STORM_GAP_MS_MIN, STORM_GAP_MS_MAX = 10, 60
+STORM_LEADER_P = 0.5     # the share of crashes aimed at the current leader
 
 
 def parse_faults(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:
@@ -98,7 +110,7 @@ def schedule(faults: list[str], interval_s: float, seed: int):
 
 FAMILIES = {"partition": "partition", "partition-leader": "partition", "kill": "kill",
             "lost-writes": "kill", "pause": "pause", "clock": "clock", "loss": "network",
-            "latency": "network", "duplicate": "network"}
+            "latency": "network", "duplicate": "network", "crash-storm": "storm"}
 
 
 def overlapping_schedules(faults: list[str], interval_s: float, seed: int) -> list:
@@ -133,6 +145,7 @@ class Nemesis:
         self.skewed: set[str] = set()
         self.partitioned = False
         self.network: str | None = None   # the closing op of the network fault in force
+        self._storm: tuple[threading.Thread, threading.Event, dict] | None = None
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
         # Overlapping schedules (one thread per fault family) share the fault state.
@@ -186,6 +199,11 @@ class Nemesis:
 
     def invoke(self, f: str, fault: str) -> None:
         """Carry out one op of the schedule (f as in FAULTS; fault names which one)."""
+        storm = self._storm
+        if f == "stop-crash-storm" and storm is not None:
+            # The storm thread takes the lock for each crash: stop it before taking the lock.
+            storm[1].set()
+            storm[0].join(timeout=120)
         with self._lock:
             self._invoke(f, fault)
 
@@ -270,14 +288,96 @@ class Nemesis:
                 setting = {"duplicate": 0.3}
             self._record(f, setting, lambda: b.set_network(**setting))
             self.network = "stop-" + f[len("start-"):]
+        elif f == "start-crash-storm":
+            if self._storm is not None:
+                return
+            stop = threading.Event()
+            counts = {"crashes": 0, "leader_crashes": 0}
+            rng = random.Random(self.rng.random())
+
+            def begin():
+                t = threading.Thread(target=self._storm_run, args=(stop, counts, rng),
+                                     daemon=True, name="splitbrain-crash-storm")
+                self._storm = (t, stop, counts)
+                t.start()
+                return {"down_ms": [STORM_DOWN_MS_MIN, STORM_DOWN_MS_MAX],
+                        "gap_ms": [STORM_GAP_MS_MIN, STORM_GAP_MS_MAX]}
+            self._record(f, None, begin)
+        elif f == "stop-crash-storm":
+            def end():
+                return self._end_storm()
+            self._record(f, None, end)
         elif f in ("stop-loss", "stop-latency", "stop-duplicate"):
             self._record(f, None, lambda: b.set_network())
             self.network = None
         else:
             raise ValueError(f"unknown nemesis op {f!r}")
 
+    def _storm_run(self, stop: threading.Event, counts: dict, rng: random.Random) -> None:
+        """The crash storm's thread: crash a node, restart it 10-50 ms later (in a thread of its
+        own, since a restart takes a process start-up), crash another after a 20-100 ms gap, and
+        so on until `stop` (or the whole nemesis stops). At most a minority is down for the storm
+        at once. Every node it crashed is restarted before it returns; nodes that other faults
+        killed or paused are left alone."""
+        b = self.backend
+        down: set[str] = set()
+        restarts: list[threading.Thread] = []
+        down_max = max(1, (len(self.nodes) - 1) // 2)
+
+        def restart(node: str, delay_s: float) -> None:
+            time.sleep(delay_s)
+            try:
+                if node not in self.killed:
+                    b.restart(node)
+            except BaseException as e:  # noqa: BLE001 - surfaced by stop()
+                self.error = e
+                self.log(f"crash storm: restart of {node} failed: {type(e).__name__}: {e}")
+            finally:
+                with self._lock:
+                    down.discard(node)
+        try:
+            while not (stop.is_set() or self.stop_event.is_set()):
+                leader = (b.leader() if rng.random() < STORM_LEADER_P and hasattr(b, "leader")
+                          else None)
+                node = None
+                with self._lock:
+                    free = [n for n in self.nodes if n not in self.killed | self.paused | down]
+                    if free and len(down) < down_max:
+                        node = leader if leader in free else rng.choice(free)
+                        b.kill(node)
+                        down.add(node)
+                        counts["crashes"] += 1
+                        counts["leader_crashes"] += node == leader
+                if node is not None:
+                    delay_s = rng.uniform(STORM_DOWN_MS_MIN, STORM_DOWN_MS_MAX) / 1e3
+                    t = threading.Thread(target=restart, args=(node, delay_s), daemon=True,
+                                         name=f"splitbrain-storm-restart-{node}")
+                    restarts.append(t)
+                    t.start()
+                restarts = [t for t in restarts if t.is_alive()]
+                if stop.wait(rng.uniform(STORM_GAP_MS_MIN, STORM_GAP_MS_MAX) / 1e3):
+                    return
+        except BaseException as e:  # noqa: BLE001 - surfaced by stop()
+            self.error = e
+            self.log(f"crash storm failed: {type(e).__name__}: {e}")
+        finally:
+            for t in restarts:
+                t.join(timeout=120)
+
+    def _end_storm(self) -> dict:
+        """Stop the crash storm (if any) and wait for its last restart; returns its counts."""
+        if self._storm is None:
+            return {}
+        t, stop, counts = self._storm
+        stop.set()
+        t.join(timeout=120)
+        self._storm = None
+        return dict(counts)
+
     def heal_all(self) -> None:
         """End every fault still in force (each recorded as its closing op)."""
+        if self._storm is not None:
+            self.invoke("stop-crash-storm", "crash-storm")
         if self.partitioned:
             self.invoke("stop-partition", "partition")
         if self.network:
@@ -326,3 +426,6 @@ class Nemesis:
         self.stop_event.set()
         for t in self._threads:
             t.join(timeout=120)
+        if self._storm is not None:
+            # The storm ends its round (a crashed node restarted); heal_all records the stop.
+            self._storm[0].join(timeout=120)
