@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 
 from splitbrain.harness.fault_search import Case, run_case, schedules, search, violations
-from splitbrain.harness.sim import SimConfig, check_run, schedule_from_json, simulate
+from splitbrain.harness.sim import check_run, schedule_from_json, simulate
 from splitbrain.systems import registry
 
 SYSTEMS = list(registry.SYSTEM_PATHS)

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from splitbrain.checkers import Result, merge_validity, safe_check, FunctionChecker
+from splitbrain.checkers import merge_validity, safe_check, FunctionChecker
 from splitbrain.history import HistoryError, Op, read_jsonl, write_jsonl
 from splitbrain.systems.machines import AppendLogMachine, ArithMachine, KvMachine, make_machine
 

@@ -12,7 +12,7 @@ import pytest
 
 from splitbrain.systems.core import ProtocolError
 from splitbrain.systems.machines import make_machine
-from splitbrain.systems.raft import CANDIDATE, FOLLOWER, LEADER, RaftCore
+from splitbrain.systems.raft import CANDIDATE, RaftCore
 from splitbrain.systems.testing import ScenarioCluster
 
 

@@ -24,7 +24,7 @@ map_ops, and nemesis_cycle (the fault schedule).
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterable
 
 NS_PER_S = 1_000_000_000

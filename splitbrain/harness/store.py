@@ -32,7 +32,6 @@ import json
 import logging
 import os
 import platform
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
