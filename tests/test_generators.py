@@ -98,3 +98,13 @@ def test_nemesis_cycle_pairs_start_and_stop():
 def test_cycle_times():
     ops = g.drain(g.Cycle(g.as_gen([GenOp("a"), GenOp("b")]), times=2))
     assert [o.f for _, o in ops] == ["a", "b", "a", "b"]
+
+
+def test_nemesis_rounds_start_every_fault_once_before_any_repeats():
+    from splitbrain.harness.generators import GenOp, drain, nemesis_cycle
+    faults = [(GenOp(f"start-{k}", k), GenOp(f"stop-{k}", k)) for k in ("a", "b", "c")]
+    for seed in range(20):
+        ops = [o.f for _, o in drain(nemesis_cycle(faults, 1.0, seed), max_ops=12)]
+        starts = [f for f in ops if f.startswith("start-")]
+        assert len(starts) == 6
+        assert sorted(starts[:3]) == sorted(starts[3:]) == ["start-a", "start-b", "start-c"]

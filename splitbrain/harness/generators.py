@@ -405,8 +405,11 @@ def independent(keys: Iterable[Any], group_size: int, key_gen: Callable[[Any], A
 class NemesisCycle(Gen):
     """The fault schedule: quiet `interval`, start a fault, hold `interval`, stop it, repeat.
 
-    `faults` are (start_op, stop_op) pairs of GenOps; each cycle picks one at random from the
-    carried seed. The stop op is always the partner of the start op that preceded it.
+    `faults` are (start_op, stop_op) pairs of GenOps. Faults are drawn in rounds, without
+    replacement: each round starts every fault once, in an order drawn from the carried seed, so
+    a test that names `partition,kill,pause` sees each of them as soon as it runs long enough for
+    one round (a draw with replacement could pick `pause` three times). The stop op is always the
+    partner of the start op that preceded it.
     """
 
     faults: tuple
@@ -414,6 +417,7 @@ class NemesisCycle(Gen):
     seed: int = 0
     step: int = 0
     current: int = -1
+    used: int = 0          # bitmask of the faults already started in this round
 
     def op(self, ctx):
         if not self.faults:
@@ -424,9 +428,13 @@ class NemesisCycle(Gen):
             return GenOp("sleep", self.interval_ns, time_ns=ctx.time_ns), nxt
         if s == 1:
             seed = _next_seed(self.seed)
-            i = int(_unit(seed) * len(self.faults))
+            n = len(self.faults)
+            used = 0 if self.used == (1 << n) - 1 else self.used
+            free = [k for k in range(n) if not used >> k & 1]
+            i = free[int(_unit(seed) * len(free))]
             start = self.faults[i][0]
-            return replace(start, time_ns=ctx.time_ns), replace(nxt, seed=seed, current=i)
+            return replace(start, time_ns=ctx.time_ns), replace(nxt, seed=seed, current=i,
+                                                                used=used | 1 << i)
         stop = self.faults[self.current][1]
         return replace(stop, time_ns=ctx.time_ns), replace(nxt, current=-1)
 
