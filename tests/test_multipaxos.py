@@ -18,17 +18,6 @@ def cluster(n=3, machine="kv", bugs=(), seed=0):
     return ScenarioCluster("multi-paxos", n=n, machine=machine, bugs=bugs, seed=seed)
 
 
-def write(c, node, key, value, client="c1"):
-    return c.request(node, {"type": "write", "key": key, "value": value}, client=client)
-
-
-def read_value(c, node, key, client="cr"):
-    mid = c.request(node, {"type": "read", "key": key}, client=client)
-    c.stabilize()
-    c.run_until(lambda: c.reply(client, mid) is not None, max_ms=1000)
-    reply = c.reply(client, mid)
-    assert reply is not None and reply["type"] == "read_ok", reply
-    return reply["value"]
 
 
 def test_registered_and_listed():
@@ -42,12 +31,12 @@ def test_the_leader_executes_phase_2_only_once_it_is_stable():
     c = cluster()
     c.elect("n1")
     assert c.leader() == "n1"
-    mid = write(c, "n1", "x", 1)
+    mid = c.write("n1", "x", 1)
     assert not c.matching(type="prepare")
     assert len(c.matching(src="n1", type="accept")) == 2
     c.stabilize()
     assert c.reply("c1", mid)["type"] == "write_ok"
-    assert read_value(c, "n1", "x") == 1
+    assert c.read_value("n1", "x") == 1
 
 
 def test_non_leader_refuses_with_leader_hint():
@@ -55,7 +44,7 @@ def test_non_leader_refuses_with_leader_hint():
     c.elect("n1")
     c.advance(60)
     c.stabilize()
-    mid = write(c, "n2", "x", 1)
+    mid = c.write("n2", "x", 1)
     reply = c.reply("c1", mid)
     assert reply["type"] == "error" and reply["code"] == 11 and reply["leader"] == "n1"
 
@@ -64,7 +53,7 @@ def test_no_reply_before_a_majority_accepted():
     """A value is chosen when a majority of acceptors accepted it, not before."""
     c = cluster(n=5)
     c.elect("n1")
-    mid = write(c, "n1", "x", 1)
+    mid = c.write("n1", "x", 1)
     c.deliver(src="n1", dest="n2", type="accept")
     c.deliver(type="accepted")
     assert c.reply("c1", mid) is None          # n1 + n2: 2 of 5
@@ -78,21 +67,21 @@ def test_a_value_accepted_by_a_minority_is_chosen_by_the_next_leader_when_report
     proposals numbered less than n accepted by the acceptors in S'."""
     c = cluster(n=5)
     c.elect("n1")
-    write(c, "n1", "x", 7)
+    c.write("n1", "x", 7)
     c.deliver(src="n1", dest="n2", type="accept")   # accepted by n1, n2 only
     c.drop(type="accept")
     c.crash("n1")
     c.elect("n2")
     assert c.nodes["n2"].chosen[1]["op"]["value"] == 7
-    assert read_value(c, "n2", "x") == 7
+    assert c.read_value("n2", "x") == 7
 
 
 def test_a_new_leader_fills_the_gaps_with_no_ops():
     """'the leader ... fills the gaps by proposing a special no-op command'."""
     c = cluster(n=3)
     c.elect("n1")
-    write(c, "n1", "x", 1)
-    write(c, "n1", "x", 2)
+    c.write("n1", "x", 1)
+    c.write("n1", "x", 2)
     first, second = c.matching(src="n1", dest="n2", type="accept")
     c.drop(type="accept")
     c.inflight.append(second)            # only slot 2 reaches n2
@@ -102,7 +91,7 @@ def test_a_new_leader_fills_the_gaps_with_no_ops():
     n2 = c.nodes["n2"]
     assert n2.chosen[1] == NOOP
     assert n2.chosen[2]["op"]["value"] == 2
-    assert read_value(c, "n2", "x") == 2
+    assert c.read_value("n2", "x") == 2
     assert n2.machine.applied_index == 1     # the no-op is not an update command
 
 
@@ -110,7 +99,7 @@ def test_a_chosen_value_survives_a_leader_crash():
     """Once chosen, a value stays chosen: the acknowledged write must be read by the next leader."""
     c = cluster(n=5)
     c.elect("n1")
-    mid = write(c, "n1", "x", 42)
+    mid = c.write("n1", "x", 42)
     for d in ("n2", "n3"):
         c.deliver(src="n1", dest=d, type="accept")
     c.drop(type="accept")
@@ -119,13 +108,13 @@ def test_a_chosen_value_survives_a_leader_crash():
     c.crash("n1")
     c.crash("n2")                           # the new quorum n3, n4, n5 holds it only at n3
     c.elect("n4")
-    assert read_value(c, "n4", "x") == 42
+    assert c.read_value("n4", "x") == 42
 
 
 def test_bug_no_reproposal_loses_an_acknowledged_write():
     c = cluster(n=5, bugs={"no-reproposal"})
     c.elect("n1")
-    mid = write(c, "n1", "x", 42)
+    mid = c.write("n1", "x", 42)
     for d in ("n2", "n3"):
         c.deliver(src="n1", dest=d, type="accept")
     c.drop(type="accept")
@@ -134,7 +123,7 @@ def test_bug_no_reproposal_loses_an_acknowledged_write():
     c.crash("n1")
     c.crash("n2")
     c.elect("n4")
-    assert read_value(c, "n4", "x") is None   # the acknowledged write is gone
+    assert c.read_value("n4", "x") is None   # the acknowledged write is gone
 
 
 def _promise_then_crash(c: ScenarioCluster):
@@ -151,7 +140,7 @@ def _promise_then_crash(c: ScenarioCluster):
     c.drop(src="n2")                        # n2's ACCEPTs/heartbeats are delayed for good
     c.crash("n3")
     c.restart("n3")
-    mid = write(c, "n1", "x", "old-leader")
+    mid = c.write("n1", "x", "old-leader")
     c.deliver(src="n1", dest="n3", type="accept")
     c.deliver(src="n3", dest="n1")
     return mid
@@ -170,7 +159,7 @@ def test_bug_forget_promise_chooses_two_values_for_one_slot():
     c = cluster(bugs={"forget-promise"})
     mid = _promise_then_crash(c)
     assert c.reply("c1", mid)["type"] == "write_ok"   # chosen by {n1, n3} in b1
-    mid2 = write(c, "n2", "x", "new-leader")
+    mid2 = c.write("n2", "x", "new-leader")
     c.stabilize()
     assert c.reply("c1", mid2)["type"] == "write_ok"  # chosen by {n2, n3} in b2, same slot
     assert c.nodes["n1"].chosen[1]["op"]["value"] == "old-leader"
@@ -201,7 +190,7 @@ def test_every_node_crashing_at_once_keeps_acknowledged_writes():
     for n in c.node_ids:
         c.restart(n)
     c.elect("n3")
-    assert read_value(c, "n3", None) == 15
+    assert c.read_value("n3", None) == 15
 
 
 def test_dueling_proposers_converge_on_one_leader():
@@ -218,7 +207,7 @@ def test_duplicated_client_request_applies_once():
     for _ in range(2):   # the network delivered the request twice
         c._handle("n1", c.nodes["n1"].step("c9", {"type": "add", "value": 5, "msg_id": 1}, 0))
     c.stabilize()
-    assert read_value(c, "n1", None) == 5
+    assert c.read_value("n1", None) == 5
 
 
 def test_unknown_bug_switch_is_refused():

@@ -41,9 +41,6 @@ def run_election(c: ScenarioCluster, node: str, attempts_max: int = 5) -> None:
     raise AssertionError(f"{node} was not elected in {attempts_max} attempts")
 
 
-def write(c: ScenarioCluster, node: str, key, value, client: str = "c1") -> int:
-    return c.request(node, {"type": "write", "key": key, "value": value}, client=client)
-
 
 def read(c: ScenarioCluster, node: str, key, client: str = "c1") -> int:
     return c.request(node, {"type": "read", "key": key}, client=client)
@@ -117,8 +114,8 @@ def test_bug_vote_not_persisted_a_restarted_server_votes_twice_and_two_leaders_s
     assert c.nodes["n1"].term == c.nodes["n3"].term == 1
     # Both leaders replicate to n2 and both commit a different entry at index 2: the logs and
     # the replicas' states diverge at the same applied index.
-    a = write(c, "n1", "x", "from-n1")
-    b = write(c, "n3", "x", "from-n3")
+    a = c.write("n1", "x", "from-n1")
+    b = c.write("n3", "x", "from-n3")
     c.stabilize()
     assert c.reply("c1", a)["type"] == "write_ok"
     assert c.reply("c1", b)["type"] == "write_ok"
@@ -141,7 +138,7 @@ def test_a_voter_denies_its_vote_if_its_own_log_is_more_up_to_date():
     c = ScenarioCluster("raft", n=3)
     c.elect("n1")
     c.partition(["n1", "n2"], ["n3"])
-    mid = write(c, "n1", "k", 1)
+    mid = c.write("n1", "k", 1)
     c.stabilize()
     assert c.reply("c1", mid)["type"] == "write_ok"
     c.heal()
@@ -232,7 +229,7 @@ def test_a_follower_that_missed_entries_catches_up_with_fast_back_off():
     c.elect("n1")
     c.stabilize()
     c.crash("n3")
-    mids = [write(c, "n1", "k", v) for v in range(30)]
+    mids = [c.write("n1", "k", v) for v in range(30)]
     c.stabilize()
     assert all(c.reply("c1", m)["type"] == "write_ok" for m in mids)
     c.restart("n3")
@@ -287,7 +284,7 @@ def figure_8(bugs: list[str]) -> tuple[ScenarioCluster, int, int]:
     c = ScenarioCluster("raft", n=5, bugs=bugs, options={"append-entries-max": 1})
     c.elect("n1")
     c.stabilize()
-    x = write(c, "n1", "x", "X")                  # (a)
+    x = c.write("n1", "x", "X")                  # (a)
     ix = c.nodes["n1"].last_index
     c.deliver(src="n1", dest="n2", type="ae")
     c.drop(src="n1")
@@ -295,7 +292,7 @@ def figure_8(bugs: list[str]) -> tuple[ScenarioCluster, int, int]:
     assert c.nodes["n2"].log[ix]["op"] == X and c.nodes["n3"].last_index == ix - 1
     c.partition(["n1"], ["n2", "n3", "n4", "n5"])  # (b)
     run_election(c, "n5")
-    write(c, "n5", "x", "Y", client="c2")
+    c.write("n5", "x", "Y", client="c2")
     assert c.nodes["n5"].term == 2 and c.nodes["n5"].log[ix]["t"] == 2
     c.drop(src="n5")
     c.crash("n5")
@@ -373,10 +370,10 @@ def test_older_entries_commit_indirectly_once_an_entry_of_the_current_term_is_on
 
 def test_a_server_that_is_not_the_leader_answers_error_11_naming_the_leader():
     c = ScenarioCluster("raft", n=3)
-    mid = write(c, "n2", "k", 1)
+    mid = c.write("n2", "k", 1)
     assert c.reply("c1", mid)["code"] == 11 and "leader" not in c.reply("c1", mid)
     c.elect("n1")
-    mid = write(c, "n2", "k", 1)
+    mid = c.write("n2", "k", 1)
     assert c.reply("c1", mid) == {"type": "error", "code": 11, "text": "not the leader",
                                   "leader": "n1", "in_reply_to": mid}
 
@@ -385,12 +382,12 @@ def test_a_deposed_leader_cannot_serve_a_read_without_a_majority():
     c = ScenarioCluster("raft", n=3)
     c.elect("n1")
     c.stabilize()
-    write(c, "n1", "x", 1)
+    c.write("n1", "x", 1)
     c.stabilize()
     c.partition(["n1"], ["n2", "n3"])
     c.elect("n2")
     c.stabilize()
-    write(c, "n2", "x", 2, client="c2")
+    c.write("n2", "x", 2, client="c2")
     c.stabilize()
     assert c.nodes["n1"].is_leader()                # n1 has not noticed yet
     mid = read(c, "n1", "x")
@@ -406,12 +403,12 @@ def test_bug_stale_reads_a_deposed_leader_serves_a_stale_value():
     c = ScenarioCluster("raft", n=3, bugs=["stale-reads"])
     c.elect("n1")
     c.stabilize()
-    write(c, "n1", "x", 1)
+    c.write("n1", "x", 1)
     c.stabilize()
     c.partition(["n1"], ["n2", "n3"])
     c.elect("n2")
     c.stabilize()
-    w = write(c, "n2", "x", 2, client="c2")
+    w = c.write("n2", "x", 2, client="c2")
     c.stabilize()
     assert c.reply("c2", w)["type"] == "write_ok"
     mid = read(c, "n1", "x")                        # invoked after the write of 2 completed
@@ -425,7 +422,7 @@ def test_check_quorum_an_isolated_leader_steps_down_and_redirects_clients():
     c.partition(["n1"], ["n2", "n3"])
     c.advance(1_000, nodes=["n1"])
     assert not c.nodes["n1"].is_leader()
-    mid = write(c, "n1", "k", 1)
+    mid = c.write("n1", "k", 1)
     assert c.reply("c1", mid)["code"] == 11
 
 
@@ -434,7 +431,7 @@ def test_reads_observe_every_write_acknowledged_before_them(reads):
     c = ScenarioCluster("raft", n=3, options={"reads": reads})
     c.elect("n1")
     for v in range(5):
-        w = write(c, "n1", "k", v)
+        w = c.write("n1", "k", v)
         r = read(c, "n1", "k", client="c2")
         c.stabilize()
         assert c.reply("c1", w)["type"] == "write_ok"
@@ -493,7 +490,7 @@ def test_every_state_machine_is_replicated(machine, ops, expect):
 def test_a_one_server_cluster_elects_itself_and_commits_alone():
     c = ScenarioCluster("raft", n=1)
     c.elect("n1")
-    w = write(c, "n1", "k", 1)
+    w = c.write("n1", "k", 1)
     r = read(c, "n1", "k")
     assert c.reply("c1", w)["type"] == "write_ok" and c.reply("c1", r)["value"] == 1
 

@@ -17,17 +17,6 @@ def cluster(n=3, machine="kv", bugs=(), seed=0):
     return ScenarioCluster("vr", n=n, machine=machine, bugs=bugs, seed=seed)
 
 
-def write(c, node, key, value, client="c1"):
-    return c.request(node, {"type": "write", "key": key, "value": value}, client=client)
-
-
-def read_value(c, node, key, client="cr"):
-    mid = c.request(node, {"type": "read", "key": key}, client=client)
-    c.stabilize()
-    c.run_until(lambda: c.reply(client, mid) is not None, max_ms=1000)
-    reply = c.reply(client, mid)
-    assert reply is not None and reply["type"] == "read_ok", reply
-    return reply["value"]
 
 
 def settle(c, ms=1500):
@@ -44,7 +33,7 @@ def test_the_primary_commits_after_f_prepare_oks():
     considers the operation (and all earlier ones) to be committed.'"""
     c = cluster(n=5)
     assert c.leader() == "n1"                 # view 0: the primary is replica 0
-    mid = write(c, "n1", "x", 1)
+    mid = c.write("n1", "x", 1)
     assert len(c.matching(src="n1", type="prepare")) == 4
     c.deliver(src="n1", dest="n2", type="prepare")
     c.deliver(type="prepare_ok")
@@ -64,9 +53,9 @@ def test_a_backup_processes_prepares_in_order():
     """'a backup won't accept a PREPARE with op-number n until it has entries for all earlier
     requests in its log' -- it gets the missing ones by state transfer."""
     c = cluster()
-    write(c, "n1", "x", 1)
+    c.write("n1", "x", 1)
     c.drop(src="n1", dest="n3")               # n3 misses op 1
-    write(c, "n1", "x", 2)
+    c.write("n1", "x", 2)
     c.deliver(src="n1", dest="n3", type="prepare")
     assert c.nodes["n3"].op_number == 0       # op 2 refused: op 1 is missing
     c.stabilize()                             # the refusal makes the primary resend from op 1
@@ -76,30 +65,30 @@ def test_a_backup_processes_prepares_in_order():
 
 def test_non_primary_refuses_with_the_primary_named():
     c = cluster()
-    mid = write(c, "n2", "x", 1)
+    mid = c.write("n2", "x", 1)
     reply = c.reply("c1", mid)
     assert reply["code"] == 11 and reply["leader"] == "n1"
 
 
 def test_a_view_change_keeps_committed_operations():
     c = cluster()
-    mid = write(c, "n1", "x", 1)
+    mid = c.write("n1", "x", 1)
     c.stabilize()
     assert c.reply("c1", mid)["type"] == "write_ok"
     c.crash("n1")
     c.run_until(lambda: c.leader() is not None, max_ms=5000)
     assert c.leader() == "n2"                 # view 1: replica 1
     assert c.nodes["n2"].view == 1
-    assert read_value(c, "n2", "x") == 1
+    assert c.read_value("n2", "x") == 1
 
 
 def test_the_new_primary_selects_the_log_with_the_largest_op_number_among_the_latest_view():
     """'it selects as the new log the one contained in the message with the largest v'; if
     several messages have the same v' it selects the one among them with the largest n.'"""
     c = cluster()
-    write(c, "n1", "x", 1)
+    c.write("n1", "x", 1)
     c.stabilize()
-    mid = write(c, "n1", "x", 2)
+    mid = c.write("n1", "x", 2)
     c.drop(src="n1", dest="n2")               # only n3 gets op 2
     c.deliver(src="n1", dest="n3")
     c.deliver(type="prepare_ok")
@@ -107,14 +96,14 @@ def test_the_new_primary_selects_the_log_with_the_largest_op_number_among_the_la
     c.crash("n1")
     c.run_until(lambda: c.leader() is not None, max_ms=5000)
     assert c.leader() == "n2"
-    assert read_value(c, "n2", "x") == 2
+    assert c.read_value("n2", "x") == 2
 
 
 def _stale_minority_then_heal(c: ScenarioCluster):
     """n3 is cut off and keeps timing out up to view 4 while n1, n2 commit in view 0; then the
     partition heals and n3's START-VIEW-CHANGE(5) drags everyone into view 5, led by n3."""
     c.partition(["n1", "n2"], ["n3"])
-    mids = [write(c, "n1", "x", v) for v in (1, 2)]
+    mids = [c.write("n1", "x", v) for v in (1, 2)]
     c.stabilize()
     assert all(c.reply("c1", m)["type"] == "write_ok" for m in mids)
     for _ in range(4):
@@ -133,13 +122,13 @@ def _stale_minority_then_heal(c: ScenarioCluster):
 def test_the_view_change_takes_the_log_of_the_latest_normal_view_not_the_highest_view():
     c = cluster()
     _stale_minority_then_heal(c)
-    assert read_value(c, "n3", "x") == 2
+    assert c.read_value("n3", "x") == 2
 
 
 def test_bug_highest_view_log_loses_committed_writes():
     c = cluster(bugs={"highest-view-log"})
     _stale_minority_then_heal(c)
-    assert read_value(c, "n3", "x") is None
+    assert c.read_value("n3", "x") is None
 
 
 def test_a_restarted_replica_recovers_before_taking_part():
@@ -148,10 +137,10 @@ def test_a_restarted_replica_recovers_before_taking_part():
     nonce it sent, including one from the primary of the latest view'."""
     c = cluster()
     for v in range(3):
-        write(c, "n1", "x", v)
+        c.write("n1", "x", v)
     c.stabilize()
     c.crash("n3")
-    write(c, "n1", "x", 3)
+    c.write("n1", "x", 3)
     c.stabilize()
     c.restart("n3")
     n3 = c.nodes["n3"]
@@ -171,7 +160,7 @@ def test_a_restarted_replica_recovers_before_taking_part():
 def _recovery_with_a_lagging_backup(c: ScenarioCluster):
     """5 replicas. Op 1 is committed by n1, n2, n3 (n4 and n5 missed it). n2 restarts and gets
     RECOVERY-RESPONSEs from n3, n4 and n5 but not yet from the primary n1. Then n1 and n3 crash."""
-    mid = write(c, "n1", "x", "committed")
+    mid = c.write("n1", "x", "committed")
     c.drop(src="n1", dest="n4")
     c.drop(src="n1", dest="n5")
     c.deliver(src="n1")
@@ -191,13 +180,13 @@ def _recovery_with_a_lagging_backup(c: ScenarioCluster):
 def test_recovery_waits_for_the_primary_of_the_latest_view():
     c = cluster(n=5)
     _recovery_with_a_lagging_backup(c)
-    assert read_value(c, c.leader(), "x") == "committed"
+    assert c.read_value(c.leader(), "x") == "committed"
 
 
 def test_bug_recover_without_primary_loses_a_committed_write():
     c = cluster(n=5, bugs={"recover-without-primary"})
     _recovery_with_a_lagging_backup(c)
-    assert read_value(c, c.leader(), "x") is None
+    assert c.read_value(c.leader(), "x") is None
 
 
 def test_every_replica_crashing_at_once_keeps_committed_operations():
@@ -212,7 +201,7 @@ def test_every_replica_crashing_at_once_keeps_committed_operations():
         c.restart(n)
     assert all(core.vr_status == "recovering" for core in c.nodes.values())
     assert c.run_until(lambda: c.leader() is not None, max_ms=10_000)
-    assert read_value(c, c.leader(), None) == 30
+    assert c.read_value(c.leader(), None) == 30
 
 
 def test_duplicated_client_request_runs_once():
@@ -220,7 +209,7 @@ def test_duplicated_client_request_runs_once():
     for _ in range(2):
         c._handle("n1", c.nodes["n1"].step("c9", {"type": "add", "value": 5, "msg_id": 1}, 0))
     c.stabilize()
-    assert read_value(c, "n1", None) == 5
+    assert c.read_value("n1", None) == 5
 
 
 # ---- randomized: committed prefixes agree, acknowledged appends survive ----------------------
@@ -295,12 +284,12 @@ def test_random_schedules_find_each_bug(bug):
 def test_bug_commit_on_f_acknowledges_an_op_only_the_primary_holds():
     for bugs, expect_ok in (((), False), (("commit-on-f",), True)):
         c = cluster(bugs=bugs)
-        mid = write(c, "n1", "x", 1)
+        mid = c.write("n1", "x", 1)
         c.drop(type="prepare")
         assert (c.reply("c1", mid) is not None) == expect_ok
         c.crash("n1")
         c.run_until(lambda: c.leader() is not None, max_ms=5000)
-        assert read_value(c, c.leader(), "x") is None   # never reached a backup
+        assert c.read_value(c.leader(), "x") is None   # never reached a backup
 
 
 # ---- the simulator (splitbrain test --backend sim --system vr --workload W --seed N) -----------

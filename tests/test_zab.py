@@ -19,14 +19,11 @@ def lead(c: ScenarioCluster) -> str:
     return c.leader()
 
 
-def write(c: ScenarioCluster, node: str, key, value) -> int:
-    return c.request(node, {"type": "write", "key": key, "value": value})
-
 
 def test_election_prefers_the_highest_last_zxid_then_the_highest_id():
     c = cluster()
     assert lead(c) == "n3"                    # equal (epoch, zxid): the highest id
-    write(c, "n3", "a", 1)
+    c.write("n3", "a", 1)
     c.deliver(src="n3", dest="n1", type="proposal")   # only n1 gets the txn
     c.drop(type="proposal")
     c.crash("n3")
@@ -49,7 +46,7 @@ def test_discovery_proposes_an_epoch_higher_than_every_accepted_epoch_of_a_quoru
 def test_a_txn_is_committed_once_a_quorum_acknowledges_the_proposal():
     c = cluster()
     L = lead(c)
-    mid = write(c, L, "a", 1)
+    mid = c.write(L, "a", 1)
     assert c.reply("c1", mid) is None
     (p, *_) = c.matching(src=L, type="proposal")
     c.drop(src=L, dest=[n for n in c.node_ids if n not in (L, p.dest)][0])
@@ -65,11 +62,11 @@ def test_the_leader_synchronizes_followers_before_proposing_anything_new():
     c = cluster()
     L = lead(c)
     others = [n for n in c.node_ids if n != L]
-    write(c, L, "a", 1)
+    c.write(L, "a", 1)
     c.stabilize()
     c.crash(others[0])
     for v in range(3):                        # txns the crashed follower misses
-        write(c, L, "b", v)
+        c.write(L, "b", v)
         c.stabilize()
     c.restart(others[0])
     c.run_until(lambda: c.nodes[others[0]].phase == "broadcast"
@@ -82,14 +79,14 @@ def test_the_leader_synchronizes_followers_before_proposing_anything_new():
 def test_a_follower_truncates_txns_of_its_epoch_that_the_new_leader_never_had():
     c = cluster()
     L = lead(c)
-    write(c, L, "a", 1)
+    c.write(L, "a", 1)
     c.stabilize()
     c.partition([L], [n for n in c.node_ids if n != L])
-    lost = write(c, L, "a", "uncommitted")    # only the old leader logs it
+    lost = c.write(L, "a", "uncommitted")    # only the old leader logs it
     others = [n for n in c.node_ids if n != L]
     assert c.run_until(lambda: any(c.nodes[n].is_leader() for n in others))
     new = next(n for n in others if c.nodes[n].is_leader())
-    ok = write(c, new, "a", 2)
+    ok = c.write(new, "a", 2)
     c.stabilize()
     assert c.reply("c1", ok)["type"] == "write_ok"
     c.heal()
@@ -120,7 +117,7 @@ def test_an_old_leader_cannot_commit_or_serve_reads_once_a_quorum_moved_on():
     c = cluster()
     L = lead(c)
     c.partition([L], [n for n in c.node_ids if n != L])
-    w = write(c, L, "a", 1)
+    w = c.write(L, "a", 1)
     r = c.request(L, {"type": "read", "key": "a"})
     c.stabilize()
     assert c.reply("c1", w) is None and c.reply("c1", r) is None
@@ -132,7 +129,7 @@ def test_a_follower_acknowledges_a_proposal_only_once_it_is_on_disk():
         c = cluster(bugs=bugs)
         L = lead(c)
         c.stabilize()
-        write(c, L, "a", 1)
+        c.write(L, "a", 1)
         (p, *_) = c.matching(src=L, type="proposal")
         c.inflight.remove(p)
         ready = c.nodes[p.dest].step(L, p.body, c.now_ms[p.dest])
@@ -149,12 +146,12 @@ def test_a_new_leader_has_every_txn_that_a_quorum_acknowledged():
     for bugs in ((), ("election-ignores-zxid",)):
         c = cluster(bugs=bugs)
         assert lead(c) == "n3"
-        write(c, "n3", "a", 1)
+        c.write("n3", "a", 1)
         c.stabilize()
         c.crash("n3")
         L = lead(c)
         assert L == "n2"
-        ok = write(c, L, "b", 2)              # committed by n2 and n1 while n3 is down
+        ok = c.write(L, "b", 2)              # committed by n2 and n1 while n3 is down
         c.stabilize()
         assert c.reply("c1", ok)["type"] == "write_ok"
         c.crash("n2")
@@ -177,7 +174,7 @@ def test_a_follower_that_rejoins_its_leader_is_synchronized_again_even_if_the_sy
     c = cluster()
     L = lead(c)
     epoch = c.nodes[L].current_epoch
-    write(c, L, "a", 1)
+    c.write(L, "a", 1)
     c.stabilize()
     F = "n1"
     c.advance(1_000, nodes=[F])                 # F hears nothing from L and times out
@@ -189,7 +186,7 @@ def test_a_follower_that_rejoins_its_leader_is_synchronized_again_even_if_the_sy
         c.deliver()
     assert (c.nodes[F].state, c.nodes[F].phase, c.nodes[F].leader_id) == ("following", "sync", L)
     assert F in c.nodes[L].synced               # the leader did not notice
-    ok = write(c, L, "a", 2)                    # a txn that F must learn too
+    ok = c.write(L, "a", 2)                    # a txn that F must learn too
     assert c.run_until(lambda: c.nodes[F].phase == "broadcast"
                        and c.nodes[F].commit == len(c.nodes[L].history) == 2, 3_000)
     assert c.reply("c1", ok)["type"] == "write_ok"

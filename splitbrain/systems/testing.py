@@ -162,6 +162,20 @@ class ScenarioCluster:
         self._handle(node, self.nodes[node].step(client, msg, self.now_ms[node]))
         return self._msg_id
 
+    def write(self, node: str, key: Any, value: Any, client: str = "c1") -> int:
+        """Send a kv write to `node`; returns its msg_id (the reply is not awaited)."""
+        return self.request(node, {"type": "write", "key": key, "value": value}, client=client)
+
+    def read_value(self, node: str, key: Any, client: str = "cr", max_ms: int = 1000) -> Any:
+        """Read a kv key through `node` and wait (delivering everything) for the answer;
+        asserts that it is a read_ok and returns the value."""
+        mid = self.request(node, {"type": "read", "key": key}, client=client)
+        self.stabilize()
+        self.run_until(lambda: self.reply(client, mid) is not None, max_ms=max_ms)
+        reply = self.reply(client, mid)
+        assert reply is not None and reply["type"] == "read_ok", reply
+        return reply["value"]
+
     def reply(self, client: str, msg_id: int) -> dict | None:
         for body in self.client_inbox.get(client, []):
             if body.get("in_reply_to") == msg_id:
