@@ -11,7 +11,7 @@ import pytest
 
 from splitbrain.systems.core import ProtocolError
 from splitbrain.systems.multipaxos import NOOP, MultiPaxosCore
-from splitbrain.systems.testing import ScenarioCluster
+from splitbrain.systems.testing import ScenarioCluster, assert_append_logs_agree
 
 
 def cluster(n=3, machine="kv", bugs=(), seed=0):
@@ -224,7 +224,6 @@ def random_run(seed: int, bugs=(), steps: int = 1500, n: int = 3):
     """
     rng = random.Random(seed)
     c = ScenarioCluster("multi-paxos", n=n, machine="append-log", bugs=bugs, seed=seed)
-    acked: set = set()
     chosen_seen: dict[int, str] = {}
     conflicts = []
 
@@ -244,24 +243,14 @@ def random_run(seed: int, bugs=(), steps: int = 1500, n: int = 3):
     sent = c.random_appends(rng, steps, observe)
     c.run_until(lambda: False, max_ms=1500)     # heartbeats and catch-up, delivered as they go
     observe()
-    for (client, mid), v in sent.items():
-        reply = c.reply(client, mid)
-        if reply is not None and reply["type"] == "append_ok":
-            acked.add(v)
-    logs = {node: list(core.machine.entries) for node, core in c.nodes.items()}
-    return acked, logs, conflicts, c
+    return c.acknowledged(sent), c.final_logs(), conflicts, c
 
 
 @pytest.mark.parametrize("seed", range(12))
 def test_random_schedules_keep_agreement_and_durability(seed):
     acked, logs, conflicts, _ = random_run(seed)
     assert not conflicts
-    longest = max(logs.values(), key=len)
-    for log in logs.values():
-        assert log == longest[:len(log)], "committed logs diverge"
-        assert len(log) == len(set(log)), "an append applied twice"
-    assert acked <= set(longest), f"acknowledged appends lost: {acked - set(longest)}"
-    assert all(len(log) == len(longest) for log in logs.values()), "not converged after healing"
+    assert_append_logs_agree(acked, logs)
 
 
 def _violated(seed, bugs, n=3):

@@ -9,7 +9,7 @@ import random
 import pytest
 
 from splitbrain.systems.core import ProtocolError
-from splitbrain.systems.testing import ScenarioCluster
+from splitbrain.systems.testing import ScenarioCluster, assert_append_logs_agree
 from splitbrain.systems.vr import VrCore
 
 
@@ -239,22 +239,14 @@ def random_run(seed: int, bugs=(), steps: int = 1500, n: int = 3):
     sent = c.random_appends(rng, steps, observe)
     settle(c)
     observe()
-    acked = {v for (client, mid), v in sent.items()
-             if (c.reply(client, mid) or {}).get("type") == "append_ok"}
-    logs = {node: list(core.machine.entries) for node, core in c.nodes.items()}
-    return acked, logs, conflicts, c
+    return c.acknowledged(sent), c.final_logs(), conflicts, c
 
 
 @pytest.mark.parametrize("seed", range(12))
 def test_random_schedules_keep_agreement_and_durability(seed):
     acked, logs, conflicts, _ = random_run(seed)
     assert not conflicts
-    longest = max(logs.values(), key=len)
-    for log in logs.values():
-        assert log == longest[:len(log)], "committed logs diverge"
-        assert len(log) == len(set(log)), "an append applied twice"
-    assert acked <= set(longest), f"acknowledged appends lost: {acked - set(longest)}"
-    assert all(len(log) == len(longest) for log in logs.values()), "not converged after healing"
+    assert_append_logs_agree(acked, logs)
 
 
 def test_unknown_option_is_refused():

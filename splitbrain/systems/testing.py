@@ -242,6 +242,15 @@ class ScenarioCluster:
         self.run_until(lambda: self.leader() is not None, max_ms=20_000)
         return sent
 
+    def acknowledged(self, sent: dict[tuple[str, int], Any]) -> set:
+        """The values of `sent` ({(client, msg_id): value}) whose request got an `*_ok` reply."""
+        return {v for (client, mid), v in sent.items()
+                if (self.reply(client, mid) or {}).get("type", "").endswith("_ok")}
+
+    def final_logs(self) -> dict[str, list]:
+        """Every live node's append-log machine entries."""
+        return {node: list(core.machine.entries) for node, core in self.nodes.items()}
+
     def elect(self, node: str, max_ms: int = 5_000) -> None:
         """Make `node` the leader by firing only its timer, then stabilize."""
         for _ in range(max_ms // TICK_MS):
@@ -250,3 +259,15 @@ class ScenarioCluster:
             if self.nodes[node].is_leader():
                 return
         raise AssertionError(f"{node} did not become leader within {max_ms} ms")
+
+
+def assert_append_logs_agree(acked: set, logs: dict[str, list]) -> None:
+    """The replicated-log properties after a healed random run: every node's log is a prefix of
+    the longest (agreement), no value twice, every acknowledged append present (durability), and
+    every node caught up (convergence)."""
+    longest = max(logs.values(), key=len)
+    for log in logs.values():
+        assert log == longest[:len(log)], "committed logs diverge"
+        assert len(log) == len(set(log)), "an append applied twice"
+    assert acked <= set(longest), f"acknowledged appends lost: {acked - set(longest)}"
+    assert all(len(log) == len(longest) for log in logs.values()), "not converged after healing"
