@@ -216,3 +216,23 @@ def test_machine_from_the_test_metadata():
     c = make_checker({})
     assert c.check(h.ops, {"machine": "kv"}).valid is True
     assert c.check(h.ops, {}).valid is False                           # no state kept between
+
+
+def test_a_node_reporting_broken_invariants_is_an_invariant_violation():
+    h = H()
+    h.read(0, LOG, "n1")
+    h.status(0, 3, D[3], "n1")
+    h.op(1, "invoke", "status", None, "n2")
+    bad = h.op(1, "ok", "status", {"applied_index": 3, "state_digest": D[3],
+                                   "violations": ["two leaders in term 4: n1 and n3",
+                                                  "Log Matching: index 2 term 4"]}, "n2")
+    r = ConvergenceChecker().check(h.ops)
+    assert r.valid is False
+    [a] = r.anomalies
+    assert a.name == "invariant-violation" and a.ops == [bad] and "n2" in a.message
+    assert "two leaders in term 4" in a.message and "(and 1 more)" in a.message
+    assert r.stats["invariant-violation"] == 1 and r.stats["state-divergence"] == 0
+    # an empty list is no violation
+    h.ops[bad] = Op(bad, bad, 1, "ok", "status",
+                    {"applied_index": 3, "state_digest": D[3], "violations": []}, None, "n2")
+    assert ConvergenceChecker().check(h.ops).valid is True

@@ -21,6 +21,11 @@ given as "package.module:Class" (a StateMachine, or anything with `apply(op: dic
 (test.json), else append-log. A log entry that is an object with a "type" field is applied as that
 Maelstrom op body; any other entry v is applied as {"type": "append", "value": v}.
 
+3. A node's own word: a status value may carry `violations`, the protocol invariants the core saw
+   broken (in-house cores record them instead of asserting when a bug switch is on, e.g. Raft's
+   "two leaders in term 7"); a non-empty list is an `invariant-violation` anomaly, once per node.
+   The simulator's replicas checker reports the same anomaly from the cores it holds.
+
 No ok `status` op at all gives "unknown": there is nothing to compare, and silence is no pass.
 """
 
@@ -108,6 +113,7 @@ class ConvergenceChecker:
         if not self.explicit and spec and spec != machine:
             machine, factory = spec, load_machine_factory(spec)
         statuses: list[tuple[int, Any, Any, int, str]] = []  # (index, process, node, n, digest)
+        broken: dict[Any, tuple[int, list]] = {}  # node -> (status op index, violations)
         final: dict[Any, tuple[int, list]] = {}   # node -> its last ok read (no key)
         pending: dict[Any, Any] = {}
         for op in history:
@@ -137,9 +143,13 @@ class ConvergenceChecker:
                 raise HistoryError(f"op {op.index}: state_digest must be a string, got {d!r}",
                                    field="value")
             statuses.append((op.index, op.process, node, n, d))
-        return self._judge(statuses, final, machine, factory)
+            seen = v.get("violations")
+            if isinstance(seen, list) and seen and node not in broken:
+                broken[node] = (op.index, seen)
+        return self._judge(statuses, final, machine, factory, broken)
 
-    def _judge(self, statuses: list, final: dict, machine: str, factory) -> Result:
+    def _judge(self, statuses: list, final: dict, machine: str, factory,
+               broken: dict | None = None) -> Result:
         anomalies: list[Anomaly] = []
         count = 0
 
@@ -221,8 +231,16 @@ class ConvergenceChecker:
                                     sorted({s[0], i}),
                                     {"kind": "replay", "applied_index": s[3], "digest": s[4],
                                      "expected": want, "status": op_json(s), "log_op": i}))
+        diverged = count
+        # 3. invariants a node saw broken
+        for node, (idx, seen) in (broken or {}).items():
+            add(Anomaly("invariant-violation",
+                        f"op {idx}: node {node} reports a broken protocol invariant: {seen[0]}"
+                        + (f" (and {len(seen) - 1} more)" if len(seen) > 1 else ""), [idx],
+                        {"node": node, "violations": [str(x) for x in seen[:20]]}))
         stats.update({"replayed": replayed, "unreplayable": unreplayable,
-                      "final-logs": len(final), "state-divergence": count})
+                      "final-logs": len(final), "state-divergence": diverged,
+                      "invariant-violation": len(broken or {})})
         return Result(valid=not anomalies, checker=NAME, anomalies=anomalies, stats=stats)
 
 

@@ -24,6 +24,7 @@ def _describe(name: str) -> dict:
         "description": cls.DESCRIPTION,
         "bugs": dict(cls.BUGS),
         "options": {k: {"meaning": m, "default": d} for k, (m, d) in cls.OPTIONS.items()},
+        "crash_points": dict(cls.CRASH_POINTS),
     }
 
 
@@ -37,10 +38,11 @@ def command(as_json: bool) -> int:
         click.echo(json.dumps(infos, indent=2))
         return 0
     table = Table(title="splitbrain systems", show_lines=True)
-    for col in ("system", "model", "logs", "bug switches (--bug NAME)"):
+    for col in ("system", "model", "logs", "bug switches (--bug NAME)", "crash points"):
         table.add_column(col)
     for i in infos:
         bugs = "\n".join(f"[bold]{b}[/bold]: {d}" for b, d in i["bugs"].items())
-        table.add_row(i["name"], i["model"], i["logs"], bugs or "-")
+        points = ", ".join(i["crash_points"]) or "-"
+        table.add_row(i["name"], i["model"], i["logs"], bugs or "-", points)
     Console().print(table)
     return 0

@@ -20,6 +20,19 @@ so the reports can shade its interval):
 | crash-storm | start-crash-storm | stop-crash-storm | while in force, SIGKILL a node (the leader half   |
 |             |                   |                  | the time) and restart it 10-50 ms later, again    |
 |             |                   |                  | every 10-60 ms, at most a minority down at once   |
+| crash-point | start-crash-point | stop-crash-point | while in force, the router crashes a node right   |
+|             |                   |                  | after (or before) it sends a message of one of    |
+|             |                   |                  | its system's crash-point types (local backend)    |
+
+Crash points are the simulator's crash-right-after-a-message in wall-clock time: a random SIGKILL
+rarely lands in the millisecond between a server granting a vote and the next message it gets,
+but the router sees the vote leave. Each system names its crash points (the `CRASH_POINTS` of its
+core class, listed by `splitbrain systems`): the messages after which a crash tests what the
+server wrote to disk. `--opt harness.crash_point_types=a,b` chooses others (for a --bin node the
+default is every message type), `harness.crash_point_p` the chance that one such message is its
+sender's last (default 0.2), `harness.crash_point_down_ms` how long the crashed node stays down
+before its restart from disk begins (default 10-50 ms; a start-up takes ~0.2 s more). At most a
+minority is down for crash points at once, and after each crash the next waits 50-300 ms.
 
 The schedule is a pure generator (generators.nemesis_cycle): quiet for `interval`, one fault
 started, held for `interval`, stopped. With `overlapping_schedules` there is one such schedule per
@@ -54,6 +67,7 @@ FAULTS: dict[str, tuple[str, str, str]] = {
     "latency": ("start-latency", "stop-latency", "network"),
     "duplicate": ("start-duplicate", "stop-duplicate", "network"),
     "crash-storm": ("start-crash-storm", "stop-crash-storm", "kill"),
+    "crash-point": ("start-crash-point", "stop-crash-point", "crash-point"),
 }
 DESCRIPTIONS = {
     "partition": "network partition of a random shape: " + ", ".join(grudges.SHAPES),
@@ -69,6 +83,9 @@ DESCRIPTIONS = {
     "crash-storm": ("many crashes a second: SIGKILL a node (the leader half the time) and restart "
                     "it from disk 10-50 ms later, another every 10-60 ms while the fault is in "
                     "force (at most a minority down at once)"),
+    "crash-point": ("crashes at protocol points: the router SIGKILLs a node right after (or "
+                    "before) it sends a message of one of its system's crash-point types, and it "
+                    "restarts from disk 10-50 ms later (local backend)"),
 }
 ALIASES = {"lose-unsynced": "lost-writes", "clock-skew": "clock", "packet-loss": "loss"}
 CLOCK_OFFSET_MS_MAX = 5_000
@@ -79,6 +96,10 @@ PAUSE_TARGETS = ("one", "minority", "majority", "leader")
 STORM_DOWN_MS_MIN, STORM_DOWN_MS_MAX = 10, 50
 STORM_GAP_MS_MIN, STORM_GAP_MS_MAX = 10, 60
 STORM_LEADER_P = 0.5     # the share of crashes aimed at the current leader
+CRASH_POINT_P = 0.2      # default chance that a crash-point message is its sender's last
+CRASH_POINT_BEFORE_P = 0.5   # share of crash-point crashes before the message leaves
+CRASH_POINT_GAP_MS_MIN, CRASH_POINT_GAP_MS_MAX = 50, 300   # quiet time after each one
+CRASH_POINT_DOWN_MS = (STORM_DOWN_MS_MIN, STORM_DOWN_MS_MAX)
 
 
 def parse_faults(spec: str | list[str] | tuple[str, ...] | None) -> list[str]:
@@ -110,7 +131,8 @@ def schedule(faults: list[str], interval_s: float, seed: int):
 
 FAMILIES = {"partition": "partition", "partition-leader": "partition", "kill": "kill",
             "lost-writes": "kill", "pause": "pause", "clock": "clock", "loss": "network",
-            "latency": "network", "duplicate": "network", "crash-storm": "storm"}
+            "latency": "network", "duplicate": "network", "crash-storm": "storm",
+            "crash-point": "storm"}
 
 
 def overlapping_schedules(faults: list[str], interval_s: float, seed: int) -> list:
@@ -132,7 +154,14 @@ class Nemesis:
     """Carries out nemesis ops on a backend and records them. Runs in its own thread."""
 
     def __init__(self, backend, recorder: Recorder, *, seed: int, t0_ns: int,
-                 on_op: Callable[[Any], None] | None = None, log: Callable[[str], None] = print):
+                 on_op: Callable[[Any], None] | None = None, log: Callable[[str], None] = print,
+                 crash_point_types: frozenset[str] = frozenset(),
+                 crash_point_p: float = CRASH_POINT_P,
+                 crash_point_down_ms: tuple[int, int] = CRASH_POINT_DOWN_MS,
+                 partition_shapes: tuple[str, ...] = grudges.SHAPES):
+        """crash_point_types / crash_point_p: the crash-point fault's message types (empty:
+        every message between nodes) and per-message chance (see the module docstring).
+        partition_shapes: the shapes the partition fault draws from (default all of them)."""
         self.backend = backend
         self.recorder = recorder
         self.rng = random.Random(f"nemesis/{seed}")
@@ -146,6 +175,15 @@ class Nemesis:
         self.partitioned = False
         self.network: str | None = None   # the closing op of the network fault in force
         self._storm: tuple[threading.Thread, threading.Event, dict] | None = None
+        unknown = set(partition_shapes) - set(grudges.SHAPES)
+        if unknown or not partition_shapes:
+            raise ValueError(f"unknown partition shape {sorted(unknown)[0] if unknown else ''!r} "
+                             f"(choose from {', '.join(grudges.SHAPES)})")
+        self.partition_shapes = tuple(partition_shapes)
+        self.crash_point_types = frozenset(crash_point_types)
+        self.crash_point_p = crash_point_p
+        self.crash_point_down_ms = crash_point_down_ms
+        self._crash_points: _CrashPointRun | None = None
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
         # Overlapping schedules (one thread per fault family) share the fault state.
@@ -204,13 +242,17 @@ class Nemesis:
             # The storm thread takes the lock for each crash: stop it before taking the lock.
             storm[1].set()
             storm[0].join(timeout=120)
+        points = self._crash_points
+        if f == "stop-crash-point" and points is not None:
+            points.stop()      # its restarts take the lock: wait for them before taking it
         with self._lock:
             self._invoke(f, fault)
 
     def _invoke(self, f: str, fault: str) -> None:
         b = self.backend
         if f == "start-partition":
-            shape = "leader" if fault == "partition-leader" else self.rng.choice(grudges.SHAPES)
+            shape = ("leader" if fault == "partition-leader"
+                     else self.rng.choice(self.partition_shapes))
             leader = b.leader() if shape == "leader" and hasattr(b, "leader") else None
             g = grudges.shape(shape, self.nodes, self.rng, leader=leader)
 
@@ -307,6 +349,24 @@ class Nemesis:
             def end():
                 return self._end_storm()
             self._record(f, None, end)
+        elif f == "start-crash-point":
+            if self._crash_points is not None:
+                return
+            run = _CrashPointRun(self, random.Random(self.rng.random()))
+
+            def arm():
+                run.arm()
+                self._crash_points = run
+                return {"types": sorted(self.crash_point_types) or "all", "p": self.crash_point_p}
+            self._record(f, None, arm)
+        elif f == "stop-crash-point":
+            def disarm():
+                run, self._crash_points = self._crash_points, None
+                if run is None:
+                    return {}
+                run.stop()
+                return run.counts()
+            self._record(f, None, disarm)
         elif f in ("stop-loss", "stop-latency", "stop-duplicate"):
             self._record(f, None, lambda: b.set_network())
             self.network = None
@@ -378,6 +438,8 @@ class Nemesis:
         """End every fault still in force (each recorded as its closing op)."""
         if self._storm is not None:
             self.invoke("stop-crash-storm", "crash-storm")
+        if self._crash_points is not None:
+            self.invoke("stop-crash-point", "crash-point")
         if self.partitioned:
             self.invoke("stop-partition", "partition")
         if self.network:
@@ -429,3 +491,68 @@ class Nemesis:
         if self._storm is not None:
             # The storm ends its round (a crashed node restarted); heal_all records the stop.
             self._storm[0].join(timeout=120)
+
+
+class _CrashPointRun:
+    """One crash-point fault in force: arms the backend's router, reaps and restarts the nodes it
+    crashes (a thread per crash: a restart is a process start-up), counts them.
+
+    The router calls `allow` and `crashed` on its loop thread, so they only touch `down` and
+    `quiet_until` (owned by the loop thread) and read the nemesis's sets; they never block.
+    """
+
+    def __init__(self, nemesis: Nemesis, rng: random.Random):
+        self.nemesis = nemesis
+        self.rng = rng
+        self.down: set[str] = set()
+        self.down_max = max(1, (len(nemesis.nodes) - 1) // 2)
+        self.quiet_until = 0.0
+        self.threads: list[threading.Thread] = []
+        self.points = None
+
+    def arm(self) -> None:
+        from .backends.local import CrashPoints
+        nem = self.nemesis
+        self.points = CrashPoints(types=nem.crash_point_types, p=nem.crash_point_p,
+                                  before_p=CRASH_POINT_BEFORE_P, allow=self.allow,
+                                  on_crash=self.crashed)
+        nem.backend.arm_crash_points(self.points)
+
+    def allow(self, node: str) -> bool:
+        nem = self.nemesis
+        return (time.monotonic() >= self.quiet_until and len(self.down) < self.down_max
+                and node not in self.down and node not in nem.killed and node not in nem.paused)
+
+    def crashed(self, node: str, info: dict) -> None:
+        self.down.add(node)
+        self.quiet_until = time.monotonic() + self.rng.uniform(
+            CRASH_POINT_GAP_MS_MIN, CRASH_POINT_GAP_MS_MAX) / 1e3
+        delay_s = self.rng.uniform(*self.nemesis.crash_point_down_ms) / 1e3
+        t = threading.Thread(target=self._restart, args=(node, delay_s), daemon=True,
+                             name=f"splitbrain-crash-point-{node}")
+        self.threads.append(t)
+        t.start()
+
+    def _restart(self, node: str, delay_s: float) -> None:
+        nem, b = self.nemesis, self.nemesis.backend
+        try:
+            b.kill(node)                  # reap the process the router killed
+            time.sleep(delay_s)
+            with nem._lock:
+                if node not in nem.killed:
+                    b.restart(node)
+        except BaseException as e:  # noqa: BLE001 - surfaced by stop()
+            nem.error = e
+            nem.log(f"crash point: restart of {node} failed: {type(e).__name__}: {e}")
+        finally:
+            self.down.discard(node)
+
+    def stop(self) -> None:
+        """Disarm the router and wait for the last restart (idempotent)."""
+        self.nemesis.backend.arm_crash_points(None)
+        for t in list(self.threads):
+            t.join(timeout=120)
+
+    def counts(self) -> dict:
+        fired = dict(self.points.fired) if self.points is not None else {}
+        return {"crashes": sum(fired.values()), "by_type": fired}

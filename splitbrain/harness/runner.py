@@ -38,7 +38,8 @@ from ..checkers.result import Anomaly, Result
 from ..exitcodes import HARNESS_ERROR
 from .client import ClientPool
 from .generators import GenOp, Fn, Once, Seq, rate as rate_gen, time_limit as time_limit_gen
-from .nemesis import FAULTS, Nemesis, overlapping_schedules, parse_faults, schedule
+from .nemesis import (CRASH_POINT_P, FAULTS, Nemesis, overlapping_schedules, parse_faults,
+                      schedule)
 from .store import RunStore, RunSummary
 from .workloads import check_history, make_workload
 
@@ -56,6 +57,13 @@ HARNESS_OPTIONS = {
     "reports": "write timeline.html and the plots (default true)",
     "nemesis_overlap": "one fault schedule per fault family, overlapping (default false: one "
                        "fault at a time)",
+    "crash_point_types": "message types the crash-point nemesis crashes a sender at, comma-"
+                         "separated (default: the system's CRASH_POINTS; every type for --bin)",
+    "crash_point_p": "chance that a crash-point message is its sender's last (default 0.2)",
+    "crash_point_down_ms": "how long a node crashed at a crash point stays down before its "
+                           "restart: MS or LO-HI (default 10-50)",
+    "partition_shapes": "shapes the partition nemesis draws from, comma-separated (default all: "
+                        "halves, random-halves, one, bridge, majorities-ring, leader)",
 }
 FINAL_ATTEMPTS_MAX = 20          # re-invocations of a final read through the protocol that failed
 
@@ -75,6 +83,44 @@ def workload_machine(workload) -> str | None:
     if workload.machine is not None:
         return workload.machine
     return "kv" if workload.name == "lin-kv" else None
+
+
+def _crash_point_types(spec, system: str | None) -> frozenset[str]:
+    """The crash-point nemesis's message types: `harness.crash_point_types` (a comma-separated
+    string or a list; "all" for every type), else the system's CRASH_POINTS (every type for a
+    --bin node, whose messages we do not know, or a `module:Class` core the harness cannot
+    import)."""
+    from ..cli import UserError
+    if spec is None:
+        if not system:
+            return frozenset()
+        from ..systems.node import load_system
+        try:
+            return frozenset(getattr(load_system(system), "CRASH_POINTS", {}))
+        except ValueError as e:
+            raise UserError(f"--system: {e}") from None
+        except (ImportError, AttributeError):
+            return frozenset()
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    types = frozenset(str(t).strip() for t in items if str(t).strip())
+    if not types:
+        raise UserError("--opt harness.crash_point_types: give message types, or 'all'")
+    return frozenset() if types == {"all"} else types
+
+
+def _partition_shapes(spec) -> tuple[str, ...]:
+    """`harness.partition_shapes` (comma-separated or a list), else every shape."""
+    from ..cli import UserError
+    from .grudges import SHAPES
+    if spec is None:
+        return SHAPES
+    items = spec.split(",") if isinstance(spec, str) else list(spec)
+    shapes = tuple(str(s).strip() for s in items if str(s).strip())
+    bad = [s for s in shapes if s not in SHAPES] or ([] if shapes else [""])
+    if bad:
+        raise UserError(f"--opt harness.partition_shapes: unknown shape {bad[0]!r} (choose from "
+                        f"{', '.join(SHAPES)})")
+    return shapes
 
 
 def _gen_for(workload, test: dict):
@@ -172,10 +218,26 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         client_timeout_s = float(hopts.get("client_timeout_s") or CLIENT_TIMEOUT_S)
         recovery_s = float(hopts.get("recovery_s", test.get("recovery_s", RECOVERY_S)))
         overlap = hopts.get("nemesis_overlap", False) in (True, "true", 1)
+        crash_point_p = float(hopts.get("crash_point_p", CRASH_POINT_P))
+        lo, _, hi = str(hopts.get("crash_point_down_ms", "10-50")).partition("-")
+        crash_point_down_ms = (int(lo), int(hi or lo))
+        if not 0 <= crash_point_down_ms[0] <= crash_point_down_ms[1]:
+            raise ValueError(f"crash_point_down_ms {lo}-{hi}: need 0 <= LO <= HI")
     except (TypeError, ValueError) as e:
         raise UserError(f"--opt harness.*: {e}") from None
+    if not 0.0 < crash_point_p <= 1.0:
+        raise UserError(f"--opt harness.crash_point_p={crash_point_p}: must be in (0, 1]")
+    crash_point_types = (_crash_point_types(hopts.get("crash_point_types"), test.get("system"))
+                         if "crash-point" in faults else frozenset())
+    partition_shapes = _partition_shapes(hopts.get("partition_shapes"))
     test["local"] = {"nemesis_interval_s": interval_s, "client_timeout_s": client_timeout_s,
                      "recovery_s": recovery_s, "nemesis_overlap": overlap}
+    if hopts.get("partition_shapes") is not None:
+        test["local"]["partition_shapes"] = list(partition_shapes)
+    if "crash-point" in faults:
+        test["local"].update(crash_point_types=sorted(crash_point_types) or "all",
+                             crash_point_p=crash_point_p,
+                             crash_point_down_ms=list(crash_point_down_ms))
 
     tmp = None
     if test.get("store"):
@@ -243,7 +305,10 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         t0 = time.monotonic_ns()
         pool = ClientPool(backend, workload, recorder, int(test["concurrency"]), t0_ns=t0,
                           timeout_s=client_timeout_s, on_op=on_op, local_reads=in_house)
-        nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note)
+        nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note,
+                          crash_point_types=crash_point_types, crash_point_p=crash_point_p,
+                          crash_point_down_ms=crash_point_down_ms,
+                          partition_shapes=partition_shapes)
         if prog is not None:
             prog.__enter__()
             prog_entered = True

@@ -72,6 +72,11 @@ class ActiveActiveCore(EpochLogCore):
                              "checkpoint without an election, handing out numbers that replicas "
                              "already hold for other inputs",
     }
+    CRASH_POINTS = {
+        "append_ack": "an input acknowledged: it must be on the replica's disk",
+        "append": "inputs sent by the sequencer that no replica holds yet",
+        "submit": "an input handed to the sequencer",
+    }
     OPTIONS = {
         **ENGINE_OPTIONS,
         "reads": ("'log': reads are sequenced (linearizable); 'local': answered from the "

@@ -35,8 +35,11 @@ one, so the client can retry there. Every core also answers `{"type": "status"}`
 `{"type": "status_ok", "applied_index": n, "state_digest": d, ...}` from its local state.
 
 A system class declares NAME, MODEL ("consensus", "primary-backup" or "active-active"), LOGS
-("inputs" or "state changes"), BUGS (switch name -> what goes wrong) and OPTIONS (name ->
-meaning, default), which `splitbrain systems` lists.
+("inputs" or "state changes"), BUGS (switch name -> what goes wrong), OPTIONS (name ->
+meaning, default) and CRASH_POINTS (message type, or "type.field" for messages whose body field
+is true -> why a crash right after or before sending it tests the server's durability; the local
+backend's crash-point nemesis aims there), which
+`splitbrain systems` lists.
 """
 
 from __future__ import annotations
@@ -105,6 +108,7 @@ class Core(ABC):
     DESCRIPTION: ClassVar[str] = ""
     BUGS: ClassVar[dict[str, str]] = {}
     OPTIONS: ClassVar[dict[str, tuple[str, Any]]] = {}
+    CRASH_POINTS: ClassVar[dict[str, str]] = {}
 
     def __init__(self, node_id: str, node_ids: list[str], machine: StateMachine,
                  rng: random.Random, bugs: frozenset[str] | set[str] = frozenset(),

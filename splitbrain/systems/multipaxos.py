@@ -77,6 +77,11 @@ class MultiPaxosCore(Core):
                          "slots it has not learned, and puts its own commands there: chosen, "
                          "acknowledged commands are overwritten",
     }
+    CRASH_POINTS = {
+        "promise": "a ballot promised: the promise must survive a restart",
+        "accepted": "a value accepted: it must be on disk before the proposer counts it",
+        "accept": "values proposed by a leader that no acceptor holds yet",
+    }
     OPTIONS = {
         "heartbeat_ms": ("interval of the leader's heartbeats (and retransmissions)", 50),
         "election_timeout_ms": ("minimum silence before a follower runs phase 1; randomized up to "

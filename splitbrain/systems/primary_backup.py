@@ -499,6 +499,11 @@ class PrimaryBackupCore(EpochLogCore):
                       "overwrite each other's changes",
     }
     OPTIONS = dict(ENGINE_OPTIONS)
+    CRASH_POINTS = {
+        "vote": "an epoch vote given: it must be on disk",
+        "append_ack": "a state change acknowledged: it must be on the backup's disk",
+        "append": "state changes sent by a primary that no backup holds yet",
+    }
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)

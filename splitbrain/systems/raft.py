@@ -90,6 +90,11 @@ class RaftCore(Core):
             "fsync): after a crash that loses unsynced writes, an entry counted for a majority "
             "is gone from that follower, and a committed write can be lost"),
     }
+    CRASH_POINTS = {
+        "rv_r.granted": "a vote granted: the vote must be on disk before it leaves",
+        "ae": "entries sent by a leader: its log is ahead of every follower's",
+        "ae_r": "entries acknowledged: they must be on the follower's disk",
+    }
     OPTIONS = {
         "reads": ("how reads are linearized: 'read-index' (confirm leadership with a heartbeat "
                   "round, answer once applied to the commit index) or 'log' (append the read)",

@@ -236,7 +236,9 @@ class StdioTransport:
 
 
 def log(message: str) -> None:
-    print(f"{time.strftime('%H:%M:%S')} {message}", file=sys.stderr, flush=True)
+    now = time.time()
+    stamp = f"{time.strftime('%H:%M:%S', time.localtime(now))}.{int(now * 1000) % 1000:03d}"
+    print(f"{stamp} {message}", file=sys.stderr, flush=True)
 
 
 # ---- the runtime ----------------------------------------------------------------------------

@@ -76,6 +76,12 @@ class VrCore(Core):
                        "replicas (itself included) hold it instead of f+1, so an acknowledged op "
                        "can be missing from every log a view change looks at",
     }
+    CRASH_POINTS = {
+        "prepare_ok": "an op acknowledged by a backup: a restart must not lose it",
+        "prepare": "ops sent by the primary that no backup holds yet",
+        "do_view_change": "a log handed to the next primary",
+        "start_view": "a new view announced by its primary",
+    }
     OPTIONS = {
         "heartbeat_ms": ("the primary's COMMIT / retransmission interval", 50),
         "view_change_timeout_ms": ("minimum silence of the primary before a view change; "

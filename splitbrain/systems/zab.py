@@ -80,6 +80,11 @@ class ZabCore(Core):
                                  "TRUNCs followers' committed txns away (and they reload their "
                                  "state from the shortened log)",
     }
+    CRASH_POINTS = {
+        "ackepoch": "a new epoch accepted: it must be on disk",
+        "ack": "a proposal acknowledged: it must be on the follower's disk",
+        "proposal": "a transaction proposed by a leader that no follower holds yet",
+    }
     OPTIONS = {
         "election_timeout_ms": ("ms without hearing the leader (or a quorum, for the leader) "
                                 "before going back to election (randomized up to twice that)", 300),

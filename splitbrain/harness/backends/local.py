@@ -12,6 +12,14 @@ killed with SIGKILL leaves nodes that stop on their own; teardown() kills every 
 
 Messages to a node that is down are dropped; a client request to a node that is down is refused
 (`send_client` returns False: the request certainly did not happen).
+
+Crash points (`arm_crash_points`): because every message passes through the router, the router can
+crash a node at a precise point of its protocol, as the simulator does: when a node sends a
+message of a chosen type, the router may SIGKILL it right after the message leaves, or right
+before (the message is dropped: the node crashed between its fsync and its send; the runtime
+writes records to disk before the Ready's messages, so either point is one a real crash can hit).
+Nothing the node wrote after that message is routed. Whoever armed the crash points (the nemesis)
+is told and restarts the node.
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ import threading
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 from ...systems.runtime import RECORDS_FILE, cut_to_last_sync
@@ -40,6 +49,28 @@ INIT_TIMEOUT_S = 20.0
 KILL_WAIT_S = 10.0
 
 log = logging.getLogger("splitbrain.local")
+
+
+@dataclass
+class CrashPoints:
+    """When the router crashes a node at a protocol point (see the module docstring).
+
+    types: message types that are crash points (empty: every message between nodes); "t.f"
+    names messages of type t whose body field f is true (e.g. "rv_r.granted": granted votes).
+    p: the probability that one such message is its sender's last.
+    before_p: the share of those crashes in which the message is dropped (crash before the send).
+    allow(node): whether the node may crash now (called on the loop thread; must not block).
+    on_crash(node, info): called on the loop thread right after the SIGKILL (must not block);
+    the node is silenced and marked as an expected exit, and it is the callee's job to reap it
+    (`kill`) and restart it.
+    """
+
+    types: frozenset[str]
+    p: float
+    before_p: float
+    allow: Callable[[str], bool]
+    on_crash: Callable[[str, dict], None]
+    fired: dict[str, int] = field(default_factory=dict)   # message type -> crashes
 
 
 class NodeProcess:
@@ -62,6 +93,7 @@ class NodeProcess:
         self.dropped_full = 0
         self.write_registered = False
         self.boots = 0
+        self.silenced = False      # crashed by a crash point: nothing more it wrote is routed
 
 
 class LocalBackend(ControlRequests):
@@ -82,6 +114,7 @@ class LocalBackend(ControlRequests):
         self.loss = 0.0
         self.latency_ms = (0, 0)
         self.duplicate = 0.0
+        self.crash_points: CrashPoints | None = None
         self.stats = {"delivered": 0, "dropped": 0, "duplicated": 0, "delayed": 0, "client": 0}
         self._log = logger or (lambda m: log.info(m))
         self._init_control()
@@ -103,7 +136,7 @@ class LocalBackend(ControlRequests):
     def supports(self, ability: str) -> bool:
         if ability in ("clock", "lose-unsynced"):
             return self.in_house
-        return ability in ("kill", "pause", "partition", "network")
+        return ability in ("kill", "pause", "partition", "network", "crash-point")
 
     # ---- lifecycle ---------------------------------------------------------------------------
 
@@ -166,6 +199,7 @@ class LocalBackend(ControlRequests):
         p.up = False
         p.paused = False
         p.expected_exit = False
+        p.silenced = False
         p.inbuf = b""
         p.outbuf = bytearray()
         p.out_fd = p.proc.stdout.fileno()
@@ -246,6 +280,10 @@ class LocalBackend(ControlRequests):
     def partition(self, grudge: Grudge) -> None:
         g = {n: frozenset(v) for n, v in grudge.items()}
         self.loop.call(lambda: setattr(self, "grudge", g))
+
+    def arm_crash_points(self, points: CrashPoints | None) -> None:
+        """Arm (or, with None, disarm) crash points; see CrashPoints."""
+        self.loop.call(lambda: setattr(self, "crash_points", points))
 
     def heal(self) -> None:
         def do() -> None:
@@ -383,12 +421,16 @@ class LocalBackend(ControlRequests):
         if not chunk:
             self._exited(n)
             return
+        if p.silenced:
+            return                  # crashed at a crash point: what it wrote since is lost
         buf = p.inbuf + chunk
         if b"\n" not in chunk:
             p.inbuf = buf
             return
         *lines, p.inbuf = buf.split(b"\n")
         for line in lines:
+            if p.silenced:
+                break
             if line:
                 self._route(n, line)
 
@@ -414,7 +456,12 @@ class LocalBackend(ControlRequests):
             self._log(f"{src}: ignoring a malformed envelope: {line[:200]!r}")
             return
         if dest in self.procs:
-            self._peer(src, dest, line if env.get("src") == src else None, env)
+            cp = self.crash_points
+            when = self._crash_point(cp, src, body) if cp is not None else None
+            if when != "before":
+                self._peer(src, dest, line if env.get("src") == src else None, env)
+            if when is not None:
+                self._crash(cp, src, dest, body, when)
             return
         if dest == CONTROL_CLIENT:
             self._control_reply(body)
@@ -442,6 +489,30 @@ class LocalBackend(ControlRequests):
                 self.loop.call_later(delay, lambda d=dest, b=data: self._deliver(d, b))
             else:
                 self._deliver(dest, data)
+
+    def _crash_point(self, cp: CrashPoints, src: str, body: dict) -> str | None:
+        """"before" or "after" when this message is a crash point that fires, else None."""
+        if cp.types:
+            typ = body.get("type")
+            if typ not in cp.types and not any(
+                    t.startswith(f"{typ}.") and body.get(t[len(typ) + 1:]) for t in cp.types):
+                return None
+        if self.rng.random() >= cp.p or not cp.allow(src):
+            return None
+        return "before" if self.rng.random() < cp.before_p else "after"
+
+    def _crash(self, cp: CrashPoints, node: str, dest: str, body: dict, when: str) -> None:
+        p = self.procs[node]
+        if p.proc is None or p.silenced:
+            return
+        p.expected_exit = True
+        p.silenced = True
+        p.up = False
+        self._signal(node, signal.SIGKILL)
+        typ = str(body.get("type"))
+        cp.fired[typ] = cp.fired.get(typ, 0) + 1
+        self._log(f"{node}: crashed {when} sending {typ} to {dest} (crash point)")
+        cp.on_crash(node, {"node": node, "when": when, "type": typ, "dest": dest})
 
     def _deliver(self, dest: str, data: bytes) -> None:
         p = self.procs[dest]
