@@ -52,14 +52,19 @@ def isolate(nodes: Sequence[str], node: str) -> Grudge:
     return complete_grudge([[node], [n for n in nodes if n != node]])
 
 
-def bridge(nodes: Sequence[str], rng: random.Random) -> Grudge:
+def bridge(nodes: Sequence[str], rng: random.Random, mid: str | None = None) -> Grudge:
     """Two halves that cannot talk to each other, except through one bridge node in the middle.
 
-    Jepsen's bridge: with 5 nodes, {n1 n2} and {n4 n5} both see n3, who sees everyone.
+    Jepsen's bridge: with 5 nodes, {n1 n2} and {n4 n5} both see n3, who sees everyone. `mid`
+    chooses the bridge (the "bridge-leader" shape puts the current leader there: it keeps both
+    halves' logs equal, and when it fails each half elects on its own).
     """
     nodes = list(nodes)
     rng.shuffle(nodes)
     k = len(nodes) // 2
+    if mid is not None:
+        nodes.remove(mid)
+        nodes.insert(k, mid)
     left, mid, right = nodes[:k], nodes[k], nodes[k + 1:]
     out: Grudge = {}
     for n in left:
@@ -97,12 +102,14 @@ def majorities_ring(nodes: Sequence[str], rng: random.Random) -> Grudge:
     return {x: frozenset(nodes) - visible[x] for x in nodes}
 
 
-SHAPES = ("halves", "random-halves", "one", "bridge", "majorities-ring", "leader")
+SHAPES = ("halves", "random-halves", "one", "bridge", "majorities-ring", "leader",
+          "bridge-leader")
+LEADER_SHAPES = ("leader", "bridge-leader")     # shapes built around the current leader
 
 
 def shape(name: str, nodes: Sequence[str], rng: random.Random, leader: str | None = None) -> Grudge:
-    """A grudge by shape name. `leader` is needed (and only used) for the "leader" shape;
-    when no leader is known the shape falls back to isolating one random node."""
+    """A grudge by shape name. `leader` is needed (and only used) for the LEADER_SHAPES; when
+    no leader is known they fall back to one random node (isolated, or as the bridge)."""
     if name == "halves":
         return halves(nodes)
     if name == "random-halves":
@@ -115,6 +122,8 @@ def shape(name: str, nodes: Sequence[str], rng: random.Random, leader: str | Non
         return majorities_ring(nodes, rng)
     if name == "leader":
         return isolate(nodes, leader) if leader in nodes else one(nodes, rng)
+    if name == "bridge-leader":
+        return bridge(nodes, rng, mid=leader if leader in nodes else None)
     raise ValueError(f"unknown partition shape {name!r} (choose from {', '.join(SHAPES)})")
 
 

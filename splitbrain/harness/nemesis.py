@@ -29,10 +29,14 @@ rarely lands in the millisecond between a server granting a vote and the next me
 but the router sees the vote leave. Each system names its crash points (the `CRASH_POINTS` of its
 core class, listed by `splitbrain systems`): the messages after which a crash tests what the
 server wrote to disk. `--opt harness.crash_point_types=a,b` chooses others (for a --bin node the
-default is every message type), `harness.crash_point_p` the chance that one such message is its
+default is every message type; `a.f` means messages of type a whose field f is true, `a@0.05`
+gives type a its own chance), `harness.crash_point_p` the chance that one such message is its
 sender's last (default 0.2), `harness.crash_point_down_ms` how long the crashed node stays down
-before its restart from disk begins (default 10-50 ms; a start-up takes ~0.2 s more). At most a
-minority is down for crash points at once, and after each crash the next waits 50-300 ms.
+before its restart from disk begins (default 10-50 ms; a start-up takes ~0.2 s more),
+`harness.crash_point_before_p` the share of crashes before the message leaves (default 0.5). At
+most a minority is down for crash points at once (`harness.crash_point_down_max` changes that:
+raft's figure 8 in three nodes needs two servers down together), and after each crash the next
+waits 50-300 ms.
 
 The schedule is a pure generator (generators.nemesis_cycle): quiet for `interval`, one fault
 started, held for `interval`, stopped. With `overlapping_schedules` there is one such schedule per
@@ -155,12 +159,16 @@ class Nemesis:
 
     def __init__(self, backend, recorder: Recorder, *, seed: int, t0_ns: int,
                  on_op: Callable[[Any], None] | None = None, log: Callable[[str], None] = print,
-                 crash_point_types: frozenset[str] = frozenset(),
+                 crash_point_types: dict[str, float | None] | frozenset[str] = frozenset(),
                  crash_point_p: float = CRASH_POINT_P,
                  crash_point_down_ms: tuple[int, int] = CRASH_POINT_DOWN_MS,
+                 crash_point_before_p: float = CRASH_POINT_BEFORE_P,
+                 crash_point_down_max: int | None = None,
+                 crash_point_names: Callable[[dict], tuple[str, ...]] | None = None,
                  partition_shapes: tuple[str, ...] = grudges.SHAPES):
         """crash_point_types / crash_point_p: the crash-point fault's message types (empty:
-        every message between nodes) and per-message chance (see the module docstring).
+        every message between nodes), each with its own chance or None for crash_point_p (a
+        set means None for all); see the module docstring.
         partition_shapes: the shapes the partition fault draws from (default all of them)."""
         self.backend = backend
         self.recorder = recorder
@@ -180,9 +188,13 @@ class Nemesis:
             raise ValueError(f"unknown partition shape {sorted(unknown)[0] if unknown else ''!r} "
                              f"(choose from {', '.join(grudges.SHAPES)})")
         self.partition_shapes = tuple(partition_shapes)
-        self.crash_point_types = frozenset(crash_point_types)
+        self.crash_point_types = (dict(crash_point_types) if isinstance(crash_point_types, dict)
+                                  else dict.fromkeys(crash_point_types))
         self.crash_point_p = crash_point_p
         self.crash_point_down_ms = crash_point_down_ms
+        self.crash_point_before_p = crash_point_before_p
+        self.crash_point_down_max = crash_point_down_max
+        self.crash_point_names = crash_point_names
         self._crash_points: _CrashPointRun | None = None
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -253,13 +265,14 @@ class Nemesis:
         if f == "start-partition":
             shape = ("leader" if fault == "partition-leader"
                      else self.rng.choice(self.partition_shapes))
-            leader = b.leader() if shape == "leader" and hasattr(b, "leader") else None
+            leader = (b.leader() if shape in grudges.LEADER_SHAPES and hasattr(b, "leader")
+                      else None)
             g = grudges.shape(shape, self.nodes, self.rng, leader=leader)
 
             def part():
                 b.partition(g)
                 return {"shape": shape, "grudge": grudges.to_json(g),
-                        **({"leader": leader} if shape == "leader" else {})}
+                        **({"leader": leader} if shape in grudges.LEADER_SHAPES else {})}
             self._record(f, {"shape": shape}, part)
             self.partitioned = True
         elif f == "stop-partition":
@@ -357,7 +370,7 @@ class Nemesis:
             def arm():
                 run.arm()
                 self._crash_points = run
-                return {"types": sorted(self.crash_point_types) or "all", "p": self.crash_point_p}
+                return {"types": _types_json(self.crash_point_types), "p": self.crash_point_p}
             self._record(f, None, arm)
         elif f == "stop-crash-point":
             def disarm():
@@ -493,6 +506,11 @@ class Nemesis:
             self._storm[0].join(timeout=120)
 
 
+def _types_json(types: dict[str, float | None]):
+    """Crash-point types for the history: "all", or their names ("name@p" with a chance)."""
+    return sorted(t if p is None else f"{t}@{p}" for t, p in types.items()) or "all"
+
+
 class _CrashPointRun:
     """One crash-point fault in force: arms the backend's router, reaps and restarts the nodes it
     crashes (a thread per crash: a restart is a process start-up), counts them.
@@ -505,7 +523,7 @@ class _CrashPointRun:
         self.nemesis = nemesis
         self.rng = rng
         self.down: set[str] = set()
-        self.down_max = max(1, (len(nemesis.nodes) - 1) // 2)
+        self.down_max = nemesis.crash_point_down_max or max(1, (len(nemesis.nodes) - 1) // 2)
         self.quiet_until = 0.0
         self.threads: list[threading.Thread] = []
         self.points = None
@@ -514,8 +532,8 @@ class _CrashPointRun:
         from .backends.local import CrashPoints
         nem = self.nemesis
         self.points = CrashPoints(types=nem.crash_point_types, p=nem.crash_point_p,
-                                  before_p=CRASH_POINT_BEFORE_P, allow=self.allow,
-                                  on_crash=self.crashed)
+                                  before_p=nem.crash_point_before_p, allow=self.allow,
+                                  on_crash=self.crashed, names=nem.crash_point_names)
         nem.backend.arm_crash_points(self.points)
 
     def allow(self, node: str) -> bool:

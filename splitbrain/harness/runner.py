@@ -38,7 +38,7 @@ from ..checkers.result import Anomaly, Result
 from ..exitcodes import HARNESS_ERROR
 from .client import ClientPool
 from .generators import GenOp, Fn, Once, Seq, rate as rate_gen, time_limit as time_limit_gen
-from .nemesis import (CRASH_POINT_P, FAULTS, Nemesis, overlapping_schedules, parse_faults,
+from .nemesis import (CRASH_POINT_BEFORE_P, CRASH_POINT_P, FAULTS, Nemesis, overlapping_schedules, parse_faults,
                       schedule)
 from .store import RunStore, RunSummary
 from .workloads import check_history, make_workload
@@ -62,8 +62,12 @@ HARNESS_OPTIONS = {
     "crash_point_p": "chance that a crash-point message is its sender's last (default 0.2)",
     "crash_point_down_ms": "how long a node crashed at a crash point stays down before its "
                            "restart: MS or LO-HI (default 10-50)",
+    "crash_point_before_p": "share of crash-point crashes in which the message is dropped (the "
+                            "node crashed before sending it; default 0.5)",
+    "crash_point_down_max": "most nodes down for crash points at once (default a minority)",
     "partition_shapes": "shapes the partition nemesis draws from, comma-separated (default all: "
-                        "halves, random-halves, one, bridge, majorities-ring, leader)",
+                        "halves, random-halves, one, bridge, majorities-ring, leader, "
+                        "bridge-leader)",
 }
 FINAL_ATTEMPTS_MAX = 20          # re-invocations of a final read through the protocol that failed
 
@@ -85,9 +89,10 @@ def workload_machine(workload) -> str | None:
     return "kv" if workload.name == "lin-kv" else None
 
 
-def _crash_point_types(spec, system: str | None) -> frozenset[str]:
-    """The crash-point nemesis's message types: `harness.crash_point_types` (a comma-separated
-    string or a list; "all" for every type), else the system's CRASH_POINTS (every type for a
+def _crash_point_types(spec, system: str | None) -> dict[str, float | None]:
+    """The crash-point nemesis's message types, each with its own chance or None (the default
+    chance): `harness.crash_point_types` (a comma-separated string or a list of TYPE, TYPE.FIELD
+    or TYPE@P; "all" for every type), else the system's CRASH_POINTS (every type for a
     --bin node, whose messages we do not know, or a `module:Class` core the harness cannot
     import)."""
     from ..cli import UserError
@@ -96,16 +101,39 @@ def _crash_point_types(spec, system: str | None) -> frozenset[str]:
             return frozenset()
         from ..systems.node import load_system
         try:
-            return frozenset(getattr(load_system(system), "CRASH_POINTS", {}))
+            return dict.fromkeys(getattr(load_system(system), "CRASH_POINTS", {}))
         except ValueError as e:
             raise UserError(f"--system: {e}") from None
         except (ImportError, AttributeError):
-            return frozenset()
+            return {}
     items = spec.split(",") if isinstance(spec, str) else list(spec)
-    types = frozenset(str(t).strip() for t in items if str(t).strip())
-    if not types:
+    out: dict[str, float | None] = {}
+    for item in (str(t).strip() for t in items):
+        if not item:
+            continue
+        name, at, chance = item.partition("@")
+        try:
+            p = float(chance) if at else None
+        except ValueError:
+            p = -1.0
+        if not name or (p is not None and not 0.0 < p <= 1.0):
+            raise UserError(f"--opt harness.crash_point_types: {item!r} is not TYPE or TYPE@P "
+                            f"with 0 < P <= 1")
+        out[name] = p
+    if not out:
         raise UserError("--opt harness.crash_point_types: give message types, or 'all'")
-    return frozenset() if types == {"all"} else types
+    return {} if set(out) == {"all"} else out
+
+
+def _crash_point_names(system: str | None):
+    """The in-house system's own crash-point names (Core.crash_point_names), if it imports."""
+    if not system:
+        return None
+    from ..systems.node import load_system
+    try:
+        return load_system(system).crash_point_names
+    except (ImportError, AttributeError, ValueError):
+        return None
 
 
 def _partition_shapes(spec) -> tuple[str, ...]:
@@ -219,6 +247,13 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         recovery_s = float(hopts.get("recovery_s", test.get("recovery_s", RECOVERY_S)))
         overlap = hopts.get("nemesis_overlap", False) in (True, "true", 1)
         crash_point_p = float(hopts.get("crash_point_p", CRASH_POINT_P))
+        crash_point_before_p = float(hopts.get("crash_point_before_p", CRASH_POINT_BEFORE_P))
+        if not 0.0 <= crash_point_before_p <= 1.0:
+            raise ValueError(f"crash_point_before_p {crash_point_before_p}: need 0 <= P <= 1")
+        down_max = hopts.get("crash_point_down_max")
+        crash_point_down_max = int(down_max) if down_max is not None else None
+        if crash_point_down_max is not None and not 1 <= crash_point_down_max <= n_nodes:
+            raise ValueError(f"crash_point_down_max {crash_point_down_max}: need 1 to {n_nodes}")
         lo, _, hi = str(hopts.get("crash_point_down_ms", "10-50")).partition("-")
         crash_point_down_ms = (int(lo), int(hi or lo))
         if not 0 <= crash_point_down_ms[0] <= crash_point_down_ms[1]:
@@ -228,16 +263,19 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
     if not 0.0 < crash_point_p <= 1.0:
         raise UserError(f"--opt harness.crash_point_p={crash_point_p}: must be in (0, 1]")
     crash_point_types = (_crash_point_types(hopts.get("crash_point_types"), test.get("system"))
-                         if "crash-point" in faults else frozenset())
+                         if "crash-point" in faults else {})
     partition_shapes = _partition_shapes(hopts.get("partition_shapes"))
     test["local"] = {"nemesis_interval_s": interval_s, "client_timeout_s": client_timeout_s,
                      "recovery_s": recovery_s, "nemesis_overlap": overlap}
     if hopts.get("partition_shapes") is not None:
         test["local"]["partition_shapes"] = list(partition_shapes)
     if "crash-point" in faults:
-        test["local"].update(crash_point_types=sorted(crash_point_types) or "all",
+        from .nemesis import _types_json
+        test["local"].update(crash_point_types=_types_json(crash_point_types),
                              crash_point_p=crash_point_p,
-                             crash_point_down_ms=list(crash_point_down_ms))
+                             crash_point_down_ms=list(crash_point_down_ms),
+                             crash_point_before_p=crash_point_before_p,
+                             crash_point_down_max=crash_point_down_max)
 
     tmp = None
     if test.get("store"):
@@ -308,6 +346,9 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note,
                           crash_point_types=crash_point_types, crash_point_p=crash_point_p,
                           crash_point_down_ms=crash_point_down_ms,
+                          crash_point_before_p=crash_point_before_p,
+                          crash_point_down_max=crash_point_down_max,
+                          crash_point_names=_crash_point_names(test.get("system")),
                           partition_shapes=partition_shapes)
         if prog is not None:
             prog.__enter__()

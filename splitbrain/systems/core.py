@@ -110,6 +110,13 @@ class Core(ABC):
     OPTIONS: ClassVar[dict[str, tuple[str, Any]]] = {}
     CRASH_POINTS: ClassVar[dict[str, str]] = {}
 
+    @staticmethod
+    def crash_point_names(body: dict) -> tuple[str, ...]:
+        """Crash-point names of an outgoing peer message beyond its type and "type.field" (the
+        router matches those itself): a system names protocol points that a field cannot
+        express, e.g. Raft's "ae.own" (entries of the leader's own term). Default: none."""
+        return ()
+
     def __init__(self, node_id: str, node_ids: list[str], machine: StateMachine,
                  rng: random.Random, bugs: frozenset[str] | set[str] = frozenset(),
                  options: dict[str, Any] | None = None):

@@ -92,9 +92,21 @@ class RaftCore(Core):
     }
     CRASH_POINTS = {
         "rv_r.granted": "a vote granted: the vote must be on disk before it leaves",
-        "ae": "entries sent by a leader: its log is ahead of every follower's",
+        "ae.own": "entries of the leader's own term sent: its log is ahead of every follower's",
         "ae_r": "entries acknowledged: they must be on the follower's disk",
     }
+
+    @staticmethod
+    def crash_point_names(body: dict) -> tuple[str, ...]:
+        """"ae.own": an AppendEntries carrying entries of the sender's own term (new writes),
+        as opposed to older entries a new leader re-sends (figure 8 needs the second to arrive
+        and the first to be lost)."""
+        if body.get("type") == "ae":
+            ents = body.get("ents")
+            if ents and ents[-1].get("t") == body.get("term"):
+                return ("ae.own",)
+        return ()
+
     OPTIONS = {
         "reads": ("how reads are linearized: 'read-index' (confirm leadership with a heartbeat "
                   "round, answer once applied to the commit index) or 'log' (append the read)",

@@ -55,9 +55,11 @@ log = logging.getLogger("splitbrain.local")
 class CrashPoints:
     """When the router crashes a node at a protocol point (see the module docstring).
 
-    types: message types that are crash points (empty: every message between nodes); "t.f"
-    names messages of type t whose body field f is true (e.g. "rv_r.granted": granted votes).
-    p: the probability that one such message is its sender's last.
+    types: message type -> the probability that one such message is its sender's last (None:
+    `p`); empty means every message between nodes, with `p`. A key "t.f" names messages of
+    type t whose body field f is true (e.g. "rv_r.granted": granted votes); other keys are
+    matched against `names(body)`, the system's own crash-point names (Core.crash_point_names).
+    p: the default probability.
     before_p: the share of those crashes in which the message is dropped (crash before the send).
     allow(node): whether the node may crash now (called on the loop thread; must not block).
     on_crash(node, info): called on the loop thread right after the SIGKILL (must not block);
@@ -65,11 +67,12 @@ class CrashPoints:
     (`kill`) and restart it.
     """
 
-    types: frozenset[str]
+    types: dict[str, float | None]
     p: float
     before_p: float
     allow: Callable[[str], bool]
     on_crash: Callable[[str, dict], None]
+    names: Callable[[dict], tuple[str, ...]] | None = None   # the system's extra names
     fired: dict[str, int] = field(default_factory=dict)   # message type -> crashes
 
 
@@ -492,12 +495,21 @@ class LocalBackend(ControlRequests):
 
     def _crash_point(self, cp: CrashPoints, src: str, body: dict) -> str | None:
         """"before" or "after" when this message is a crash point that fires, else None."""
+        p = cp.p
         if cp.types:
             typ = body.get("type")
-            if typ not in cp.types and not any(
-                    t.startswith(f"{typ}.") and body.get(t[len(typ) + 1:]) for t in cp.types):
-                return None
-        if self.rng.random() >= cp.p or not cp.allow(src):
+            if typ in cp.types:
+                key = typ
+            else:
+                key = next((t for t in cp.types if t.startswith(f"{typ}.")
+                            and body.get(t[len(typ) + 1:])), None)
+                if key is None and cp.names is not None:
+                    key = next((t for t in cp.names(body) if t in cp.types), None)
+                if key is None:
+                    return None
+            if cp.types[key] is not None:
+                p = cp.types[key]
+        if self.rng.random() >= p or not cp.allow(src):
             return None
         return "before" if self.rng.random() < cp.before_p else "after"
 
