@@ -4,7 +4,9 @@ anomaly names, and the store path.
 
     python benchmarks/local_bug_matrix.py [--time-limit 10] [--seeds 3] [--systems raft,zab]
 
-A bug is tried with seeds 1..N (and each workload in BUG_WORKLOADS) until a run is invalid.
+A bug is tried first with its recipe (splitbrain/harness/recipes.py: the short run that exposes
+it, seeds 1..recipe.seeds), then with the storm below, seeds 1..N and each workload in
+BUG_WORKLOADS, until a run is invalid.
 """
 
 from __future__ import annotations
@@ -17,27 +19,29 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from splitbrain.harness import recipes  # noqa: E402
 from splitbrain.harness.runner import run_test  # noqa: E402
 from splitbrain.systems.registry import available_systems  # noqa: E402
 
 # A storm: every process fault, a new one every INTERVAL_S, and more workers than nodes so that
 # several clients stay bound to every node (a deposed leader keeps its clients).
-NEMESIS = ["partition", "partition-leader", "kill", "lost-writes", "pause", "clock"]
+NEMESIS = list(recipes.STORM_FAULTS)
 INTERVAL_S = 0.7
 OVERLAP = True       # one schedule per fault family, overlapping
-# Settings that expose a bug which the storm does not (found by hand, kept here as documentation).
-TARGETED = {
-    ("raft", "stale-reads"): dict(workload="kv", nemesis=["partition-leader"], interval=2.0,
-                                  opts={"check-quorum": False}),
-    # A crash storm (many SIGKILL + restart a second) under leader churn: an acceptor that
-    # forgets its promise accepts a deposed leader's lower ballot. Three nodes. Rare: one run
-    # in about ten (tests/test_local_backend.py, the comment above _bug_run).
-    ("multi-paxos", "forget-promise"): dict(workload="append-log", nodes=3, interval=0.5,
-                                            nemesis=["crash-storm", "partition",
-                                                     "partition-leader"],
-                                            opts={"election_timeout_ms": 100}),
-}
 BUG_WORKLOADS = ("append-log", "kv")
+
+
+def recipe_run(system, bug, seed, store):
+    """One run of the bug's recipe (splitbrain/harness/recipes.py); prints like `one`."""
+    t0 = time.monotonic()
+    try:
+        s = run_test(recipes.run_config(system, bug, seed, store), progress=False)
+    except Exception as e:  # noqa: BLE001 - one broken run must not end the matrix
+        print(f"{system:15} {bug:24} recipe     seed {seed}: ERROR {type(e).__name__}: {e}",
+              flush=True)
+        return None
+    _report(system, [bug], "recipe", seed, s, t0)
+    return s.valid
 
 
 def one(system, bugs, workload, seed, tl, store, nemesis=None, interval=None, opts=None,
@@ -55,12 +59,16 @@ def one(system, bugs, workload, seed, tl, store, nemesis=None, interval=None, op
         print(f"{system:15} {','.join(bugs) or '(no bug)':24} {workload:10} seed {seed}: "
               f"ERROR {type(e).__name__}: {e}", flush=True)
         return None
+    _report(system, bugs, workload, seed, s, t0)
+    return s.valid
+
+
+def _report(system, bugs, workload, seed, s, t0) -> None:
     bad = {k: sorted({a["name"] for a in v.get("anomalies", [])}) or v.get("error")
            for k, v in s.results["children"].items() if v["valid"] is not True}
     print(f"{system:15} {','.join(bugs) or '(no bug)':24} {workload:10} seed {seed}: "
           f"{ {True: 'valid', False: 'INVALID'}.get(s.valid, 'unknown'):8} {s.history_ops:6} events "
           f"{time.monotonic() - t0:5.1f}s {bad} {s.run_dir}", flush=True)
-    return s.valid
 
 
 def main() -> int:
@@ -85,10 +93,11 @@ def main() -> int:
             one(name, [], "append-log", 1, args.time_limit, store)
         for bug in cls.BUGS:
             found = False
-            tgt = TARGETED.get((name, bug))
-            if tgt is not None:
-                t = dict(tgt)
-                found = one(name, [bug], t.pop("workload"), 1, args.time_limit, store, **t) is False
+            if (name, bug) in recipes.RECIPES:
+                for seed in range(1, recipes.recipe(name, bug).seeds + 1):
+                    if recipe_run(name, bug, seed, store) is False:
+                        found = True
+                        break
             for seed in range(1, args.seeds + 1):
                 if found:
                     break

@@ -221,132 +221,58 @@ def test_router_applies_grudges_loss_duplication_and_latency(tmp_path):
 
 # ---- bug switches found by short real runs -------------------------------------------------
 #
-# Each entry: the system and bug, and the settings of a short real run that exposes it (tried
-# with seeds 1..3 until one run is invalid). Kept in sync with benchmarks/local_bug_matrix.py,
-# which also tries every bug switch with a storm of every fault.
-#
-# Bugs whose window is milliseconds wide (a crash between a promise and the next message) are
-# out of reach of wall-clock random kills: a crash storm (SIGKILL + restart 10-50 ms later, ~10
-# crashes a second) found multi-paxos forget-promise once in 10 runs and vr
-# recover-without-primary in none. The crash-point nemesis aims the crash instead: the router
-# SIGKILLs a node right after (or before) it sends a promise, a prepare-ok, ... (the system's
-# CRASH_POINTS), which is where the simulator's crashes land.
+# The settings of each run, and what its faults do to the bug, are the recipes of
+# splitbrain/harness/recipes.py (`splitbrain systems --recipes` prints them as commands). Each is
+# tried with seeds 1..N until one run is invalid; the `ci` ones run here in CI, the others in the
+# slow tier. Bugs whose window is milliseconds wide are aimed at with the crash-point nemesis:
+# random wall-clock kills (a crash storm of ~10 SIGKILLs a second) found multi-paxos
+# forget-promise once in 10 runs and raft commit-old-term, vote-not-persisted and vr
+# recover-without-primary in none.
 
-def _bug_run(tmp_path, system, bug, seed, *, workload, nemesis, nodes=5, time_limit=8,
-             interval=1.0, opts=None, bugs=None, overlap=False, harness=None, rate=200,
-             concurrency=20):
-    t = {"backend": "local", "system": system, "workload": workload, "nemesis": nemesis,
-         "time_limit": time_limit, "nodes": nodes, "concurrency": concurrency, "rate": rate,
-         "seed": seed,
-         "bugs": [bug] if bugs is None else bugs, "opts": dict(opts or {}),
-         "store": str(tmp_path / "store"),
-         "harness_opts": {"nemesis_interval_s": interval, "client_timeout_s": 0.5,
-                          "recovery_s": 0.5, "reports": False, "nemesis_overlap": overlap,
-                          **(harness or {})}}
-    return run_test(t, progress=False)
+from splitbrain.harness import recipes  # noqa: E402
+
+CI_RECIPES = [k for k, r in recipes.RECIPES.items() if r.ci]
+SLOW_RECIPES = [k for k, r in recipes.RECIPES.items() if not r.ci]
 
 
-FAST_BUG_RUNS = [
-    # A deposed leader answering reads from local state: isolate the leader, keep its clients.
-    ("raft", "stale-reads", dict(workload="kv", nemesis=["partition-leader"], nodes=3,
-                                 time_limit=5, interval=1.5, opts={"check-quorum": False})),
-    # A recovering replica takes the log of whichever backup answers first: crash backups right
-    # after a prepare-ok (and primaries after a prepare) while latency lets one backup lag.
-    # Found with seeds 1, 2, 3 and 4 (log: divergent-logs, lost-append).
-    ("vr", "recover-without-primary", dict(workload="append-log", nodes=3, time_limit=15,
-                                           interval=1.5, overlap=True,
-                                           nemesis=["crash-point", "latency"],
-                                           harness={"crash_point_p": 0.3})),
-    # An acceptor that forgets its promise: a bridge partition keeps two proposers alive on
-    # either side of the acceptor in the middle, which crashes right after each promise and
-    # then accepts the deposed proposer's lower ballot. Found with seeds 2, 3, 5, 6 of 1-6
-    # (log: divergent-logs; convergence: state-divergence).
-    ("multi-paxos", "forget-promise", dict(workload="append-log", nodes=3, time_limit=15,
-                                           interval=1.5, overlap=True,
-                                           nemesis=["crash-point", "partition"],
-                                           opts={"election_timeout_ms": 150, "heartbeat_ms": 25},
-                                           harness={"crash_point_types": "promise",
-                                                    "crash_point_p": 1.0,
-                                                    "partition_shapes": "bridge"})),
-    # A vote granted but not on disk: the leader is the bridge of a partition (both halves stay
-    # in sync through it) and crashes after a heartbeat now and then; each half elects on its
-    # own, and the voter in the middle crashes right after each granted vote, so it can grant
-    # the same term again. Low rate: the halves' logs must be equally up to date for both
-    # votes. Two leaders in one term in 5 of 5 runs, found with seeds 1, 2, 4, 5 of 1-5 (log:
-    # divergent-logs; convergence: state-divergence).
-    ("raft", "vote-not-persisted", dict(workload="append-log", nodes=3, time_limit=20,
-                                        interval=2.0, overlap=True, rate=20, concurrency=6,
-                                        nemesis=["crash-point", "partition"],
-                                        opts={"election-timeout-ms": 150,
-                                              "heartbeat-interval-ms": 25},
-                                        harness={"crash_point_types": "rv_r.granted@1,hb@0.02",
-                                                 "partition_shapes": "bridge-leader"})),
-    # Figure 8 in three nodes: a leader crashes before its new entry leaves (ae.own, dropped),
-    # the next leader too, with a higher term; the first comes back while the second is still
-    # down (two nodes down together: crash_point_down_max 2), commits its old entry by counting
-    # and crashes before an entry of its own term reaches the third node, which then votes for
-    # the second, who overwrites the committed entry. 5 of 5 runs (seeds 1-5) invalid (log:
-    # divergent-logs, inconsistent-offset).
-    ("raft", "commit-old-term", dict(workload="append-log", nodes=3, time_limit=30, interval=3.0,
-                                     rate=60, concurrency=10, nemesis=["crash-point"],
-                                     opts={"election-timeout-ms": 150,
-                                           "heartbeat-interval-ms": 25},
-                                     harness={"crash_point_types": "ae.own@0.7,hb@0.05",
-                                              "crash_point_before_p": 1.0,
-                                              "crash_point_down_ms": "500-1500",
-                                              "crash_point_down_max": 2})),
-]
-
-# The storm of benchmarks/local_bug_matrix.py: every process fault, one at a time, every 0.7 s.
-STORM = dict(workload="append-log", time_limit=10, interval=0.7,
-             nemesis=["partition", "partition-leader", "kill", "lost-writes", "pause", "clock"])
-
-SLOW_BUG_RUNS = [
-    # Followers acknowledge entries they have not fsynced: a machine crash of the leader and of
-    # those followers together loses them (overlapping faults make that likely).
-    ("raft", "ack-before-persist", dict(STORM, overlap=True)),
-    ("multi-paxos", "no-reproposal", STORM),
-    ("zab", "ack-before-fsync", STORM),
-    ("zab", "election-ignores-zxid", STORM),
-    ("primary-backup", "ack-before-replicate", STORM),
-    ("primary-backup", "no-fencing", STORM),
-    ("active-active", "arrival-order", STORM),
-    ("active-active", "sequencer-forgets", STORM),
-    # Three nodes (f = 1): the primary and one backup make the quorum, killed or cut off often.
-    ("vr", "commit-on-f", dict(workload="append-log", nodes=3,
-                               nemesis=["kill", "partition-leader"])),
-    ("vr", "highest-view-log", dict(workload="append-log", nodes=3,
-                                    nemesis=["kill", "partition", "partition-leader"])),
-]
+def _bug_run(tmp_path, system, bug, seed, bugs=None):
+    return run_test(recipes.run_config(system, bug, seed, str(tmp_path / "store"), bugs=bugs),
+                    progress=False)
 
 
-def _find(tmp_path, system, bug, settings, seeds=range(1, 4)):
-    for seed in seeds:
-        s = _bug_run(tmp_path, system, bug, seed, **settings)
+def _find(tmp_path, system, bug):
+    for seed in range(1, recipes.recipe(system, bug).seeds + 1):
+        s = _bug_run(tmp_path, system, bug, seed)
         if s.valid is False:
             return seed, s
     return None, None
 
 
-@pytest.mark.parametrize("system,bug,settings", FAST_BUG_RUNS,
-                         ids=[f"{s}-{b}" for s, b, _ in FAST_BUG_RUNS])
-def test_short_real_run_finds_the_bug(tmp_path, system, bug, settings):
-    seed, s = _find(tmp_path, system, bug, settings, seeds=range(1, 6))
-    assert seed is not None, f"{system} --bug {bug}: no invalid run in 5 seeds"
+def test_every_bug_switch_has_a_recipe():
+    from splitbrain.systems.registry import available_systems
+    switches = {(name, bug) for name, cls in available_systems().items() for bug in cls.BUGS}
+    assert switches == set(recipes.RECIPES)
+
+
+@pytest.mark.parametrize("system,bug", CI_RECIPES, ids=[f"{s}-{b}" for s, b in CI_RECIPES])
+def test_short_real_run_finds_the_bug(tmp_path, system, bug):
+    seed, s = _find(tmp_path, system, bug)
+    assert seed is not None, \
+        f"{system} --bug {bug}: no invalid run in {recipes.recipe(system, bug).seeds} seeds"
 
 
 def test_the_same_settings_without_the_bug_are_valid(tmp_path):
-    for system, bug, settings in FAST_BUG_RUNS:
-        s = _bug_run(tmp_path, system, bug, 1, bugs=[], **settings)
+    for system, bug in CI_RECIPES:
+        s = _bug_run(tmp_path, system, bug, 1, bugs=[])
         assert s.valid is not False, (system, bug, s.results)
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("system,bug,settings", SLOW_BUG_RUNS,
-                         ids=[f"{s}-{b}" for s, b, _ in SLOW_BUG_RUNS])
-def test_slow_real_run_finds_the_bug(tmp_path, system, bug, settings):
-    seed, s = _find(tmp_path, system, bug, settings)
-    assert seed is not None, f"{system} --bug {bug}: no invalid run in 3 seeds"
+@pytest.mark.parametrize("system,bug", SLOW_RECIPES, ids=[f"{s}-{b}" for s, b in SLOW_RECIPES])
+def test_slow_real_run_finds_the_bug(tmp_path, system, bug):
+    seed, s = _find(tmp_path, system, bug)
+    assert seed is not None, \
+        f"{system} --bug {bug}: no invalid run in {recipes.recipe(system, bug).seeds} seeds"
 
 
 SYSTEM_RUNS = ["raft", "multi-paxos", "zab", "vr", "primary-backup", "active-active"]
@@ -355,11 +281,22 @@ SYSTEM_RUNS = ["raft", "multi-paxos", "zab", "vr", "primary-backup", "active-act
 @pytest.mark.slow
 @pytest.mark.parametrize("system", SYSTEM_RUNS)
 def test_every_system_is_valid_without_bugs(tmp_path, system):
-    from splitbrain.systems.registry import available_systems
-    if system not in available_systems():
-        pytest.skip(f"{system} has not landed")
-    s = _bug_run(tmp_path, system, "", 1, bugs=[], **STORM)
+    """The storm of the storm recipes, no bug: valid."""
+    s = run_test(recipes.storm_config(system, 1, str(tmp_path / "store")), progress=False)
     assert s.valid is True, s.results
+
+
+def test_recipe_commands_carry_every_setting(capsys):
+    import shlex
+    from splitbrain.cli import main
+    argv = shlex.split(recipes.command("raft", "commit-old-term", seed=3))
+    assert argv[:2] == ["splitbrain", "test"] and argv[argv.index("--bug") + 1] == "commit-old-term"
+    assert "harness.crash_point_types=ae.own@0.7,hb@0.05" in argv
+    assert argv[argv.index("--seed") + 1] == "3" and "election-timeout-ms=150" in argv
+    # every option of the command is accepted: the only usage error is the one added here
+    with pytest.raises(SystemExit) as exit_:
+        main(["test", *argv[2:], "--opt", "harness.bogus=1", "--store", "/nonexistent/x"])
+    assert exit_.value.code == 2 and "harness.bogus" in capsys.readouterr().err
 
 
 def test_parse_faults_and_unknown_names():

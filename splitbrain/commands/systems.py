@@ -28,12 +28,28 @@ def _describe(name: str) -> dict:
     }
 
 
+def _recipes(infos: list[dict]) -> int:
+    from ..harness.recipes import RECIPES, command
+    for i in infos:
+        for bug in i["bugs"]:
+            r = RECIPES.get((i["name"], bug))
+            if r is None:
+                click.echo(f"# {i['name']} --bug {bug}: no recipe\n")
+                continue
+            click.echo(f"# {i['name']} --bug {bug}: {r.why}\n{command(i['name'], bug)}\n")
+    return 0
+
+
 @click.command("systems")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
-def command(as_json: bool) -> int:
+@click.option("--recipes", is_flag=True,
+              help="Print, for each bug switch, a short real run that exposes it.")
+def command(as_json: bool, recipes: bool) -> int:
     """List the in-house systems: replication model, what they log, and their bug switches."""
     infos = [_describe(n) for n in SYSTEM_PATHS]
     infos = [i for i in infos if i["available"]]
+    if recipes:
+        return _recipes(infos)
     if as_json:
         click.echo(json.dumps(infos, indent=2))
         return 0
