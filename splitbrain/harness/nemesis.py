@@ -398,13 +398,8 @@ class Nemesis:
         down_max = max(1, (len(self.nodes) - 1) // 2)
 
         def restart(node: str, delay_s: float) -> None:
-            time.sleep(delay_s)
             try:
-                if node not in self.killed:
-                    b.restart(node)
-            except BaseException as e:  # noqa: BLE001 - surfaced by stop()
-                self.error = e
-                self.log(f"crash storm: restart of {node} failed: {type(e).__name__}: {e}")
+                self._restart_later(node, delay_s, "crash storm")
             finally:
                 with self._lock:
                     down.discard(node)
@@ -436,6 +431,21 @@ class Nemesis:
         finally:
             for t in restarts:
                 t.join(timeout=120)
+
+    def _restart_later(self, node: str, delay_s: float, what: str, *, reap: bool = False) -> None:
+        """Restart a node that a storm or a crash point took down, `delay_s` later, unless the
+        kill fault has taken it meanwhile (that fault restarts it). `reap`: first reap the
+        process the router killed. A failure is kept in `error` (stop() surfaces it)."""
+        try:
+            if reap:
+                self.backend.kill(node)
+            time.sleep(delay_s)
+            with self._lock:
+                if node not in self.killed:
+                    self.backend.restart(node)
+        except BaseException as e:  # noqa: BLE001 - surfaced by stop()
+            self.error = e
+            self.log(f"{what}: restart of {node} failed: {type(e).__name__}: {e}")
 
     def _end_storm(self) -> dict:
         """Stop the crash storm (if any) and wait for its last restart; returns its counts."""
@@ -552,16 +562,8 @@ class _CrashPointRun:
         t.start()
 
     def _restart(self, node: str, delay_s: float) -> None:
-        nem, b = self.nemesis, self.nemesis.backend
         try:
-            b.kill(node)                  # reap the process the router killed
-            time.sleep(delay_s)
-            with nem._lock:
-                if node not in nem.killed:
-                    b.restart(node)
-        except BaseException as e:  # noqa: BLE001 - surfaced by stop()
-            nem.error = e
-            nem.log(f"crash point: restart of {node} failed: {type(e).__name__}: {e}")
+            self.nemesis._restart_later(node, delay_s, "crash point", reap=True)
         finally:
             self.down.discard(node)
 
