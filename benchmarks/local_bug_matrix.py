@@ -3,6 +3,10 @@ must be found. Prints one line per run: system, bug, seed, verdict, the failing 
 anomaly names, and the store path.
 
     python benchmarks/local_bug_matrix.py [--time-limit 10] [--seeds 3] [--systems raft,zab]
+    python benchmarks/local_bug_matrix.py --recipe-rate raft/commit-old-term,vr/commit-on-f
+
+`--recipe-rate` runs every seed of the named recipes (`ci` for the CI ones), each once more
+without the bug, and prints how many of the seeds found the bug: the figures in the recipes.
 
 A bug is tried first with its recipe (splitbrain/harness/recipes.py: the short run that exposes
 it, seeds 1..recipe.seeds), then with the storm below, seeds 1..N and each workload in
@@ -71,6 +75,26 @@ def _report(system, bugs, workload, seed, s, t0) -> None:
           f"{time.monotonic() - t0:5.1f}s {bad} {s.run_dir}", flush=True)
 
 
+def recipe_rate(spec: str, store: str) -> int:
+    """Every seed of each chosen recipe, and seed 1 without the bug; prints the hit rate."""
+    if spec == "ci":
+        chosen = [k for k, r in recipes.RECIPES.items() if r.ci]
+    else:
+        chosen = [tuple(item.split("/", 1)) for item in spec.split(",")]
+    rows = []
+    for system, bug in chosen:
+        r = recipes.recipe(system, bug)
+        hits = [seed for seed in range(1, r.seeds + 1)
+                if recipe_run(system, bug, seed, store) is False]
+        t0 = time.monotonic()
+        clean = run_test(recipes.run_config(system, bug, 1, store, bugs=[]), progress=False)
+        _report(system, [], "recipe", 1, clean, t0)
+        rows.append(f"{system}/{bug}: invalid in {len(hits)} of {r.seeds} seeds {hits}; "
+                    f"without the bug: {clean.valid}")
+    print("\n".join(rows))
+    return 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--time-limit", type=float, default=10)
@@ -80,7 +104,11 @@ def main() -> int:
     ap.add_argument("--bugs-only", action="store_true")
     ap.add_argument("--interval", type=float, default=INTERVAL_S, help="nemesis interval, s")
     ap.add_argument("--one-at-a-time", action="store_true", help="no overlapping faults")
+    ap.add_argument("--recipe-rate", default="",
+                    help="SYSTEM/BUG,...: every seed of these recipes ('ci': the CI ones)")
     args = ap.parse_args()
+    if args.recipe_rate:
+        return recipe_rate(args.recipe_rate, args.store or tempfile.mkdtemp(prefix="recipes-"))
     globals()["INTERVAL_S"] = args.interval
     globals()["OVERLAP"] = not args.one_at_a_time
     store = args.store or tempfile.mkdtemp(prefix="local-matrix-")
