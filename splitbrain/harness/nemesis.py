@@ -51,6 +51,7 @@ from __future__ import annotations
 import random
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from . import grudges
@@ -154,21 +155,41 @@ def overlapping_schedules(faults: list[str], interval_s: float, seed: int) -> li
     return out
 
 
+@dataclass(frozen=True)
+class CrashPointSettings:
+    """The crash-point fault's settings (see the module docstring).
+
+    types: message type -> its own chance, or None for `p`; empty means every message type.
+    names: the system's own crash-point names of a message (Core.crash_point_names), if any.
+    down_max: most nodes down for crash points at once; None means a minority.
+    """
+
+    types: dict[str, float | None] = field(default_factory=dict)
+    p: float = CRASH_POINT_P
+    before_p: float = CRASH_POINT_BEFORE_P
+    down_ms: tuple[int, int] = CRASH_POINT_DOWN_MS
+    down_max: int | None = None
+    names: Callable[[dict], tuple[str, ...]] | None = None
+
+    def types_json(self):
+        """The types for the history: "all", or their names ("name@p" with a chance)."""
+        return sorted(t if p is None else f"{t}@{p}" for t, p in self.types.items()) or "all"
+
+    def to_json(self) -> dict:
+        """The settings as recorded in test.json (`local`)."""
+        return {"crash_point_types": self.types_json(), "crash_point_p": self.p,
+                "crash_point_before_p": self.before_p, "crash_point_down_ms": list(self.down_ms),
+                "crash_point_down_max": self.down_max}
+
+
 class Nemesis:
     """Carries out nemesis ops on a backend and records them. Runs in its own thread."""
 
     def __init__(self, backend, recorder: Recorder, *, seed: int, t0_ns: int,
                  on_op: Callable[[Any], None] | None = None, log: Callable[[str], None] = print,
-                 crash_point_types: dict[str, float | None] | frozenset[str] = frozenset(),
-                 crash_point_p: float = CRASH_POINT_P,
-                 crash_point_down_ms: tuple[int, int] = CRASH_POINT_DOWN_MS,
-                 crash_point_before_p: float = CRASH_POINT_BEFORE_P,
-                 crash_point_down_max: int | None = None,
-                 crash_point_names: Callable[[dict], tuple[str, ...]] | None = None,
+                 crash_points: CrashPointSettings | None = None,
                  partition_shapes: tuple[str, ...] = grudges.SHAPES):
-        """crash_point_types / crash_point_p: the crash-point fault's message types (empty:
-        every message between nodes), each with its own chance or None for crash_point_p (a
-        set means None for all); see the module docstring.
+        """crash_points: the crash-point fault's settings (default CrashPointSettings()).
         partition_shapes: the shapes the partition fault draws from (default all of them)."""
         self.backend = backend
         self.recorder = recorder
@@ -188,13 +209,7 @@ class Nemesis:
             raise ValueError(f"unknown partition shape {sorted(unknown)[0] if unknown else ''!r} "
                              f"(choose from {', '.join(grudges.SHAPES)})")
         self.partition_shapes = tuple(partition_shapes)
-        self.crash_point_types = (dict(crash_point_types) if isinstance(crash_point_types, dict)
-                                  else dict.fromkeys(crash_point_types))
-        self.crash_point_p = crash_point_p
-        self.crash_point_down_ms = crash_point_down_ms
-        self.crash_point_before_p = crash_point_before_p
-        self.crash_point_down_max = crash_point_down_max
-        self.crash_point_names = crash_point_names
+        self.crash_point_settings = crash_points or CrashPointSettings()
         self._crash_points: _CrashPointRun | None = None
         self.stop_event = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -370,7 +385,8 @@ class Nemesis:
             def arm():
                 run.arm()
                 self._crash_points = run
-                return {"types": _types_json(self.crash_point_types), "p": self.crash_point_p}
+                cps = self.crash_point_settings
+                return {"types": cps.types_json(), "p": cps.p}
             self._record(f, None, arm)
         elif f == "stop-crash-point":
             def disarm():
@@ -516,11 +532,6 @@ class Nemesis:
             self._storm[0].join(timeout=120)
 
 
-def _types_json(types: dict[str, float | None]):
-    """Crash-point types for the history: "all", or their names ("name@p" with a chance)."""
-    return sorted(t if p is None else f"{t}@{p}" for t, p in types.items()) or "all"
-
-
 class _CrashPointRun:
     """One crash-point fault in force: arms the backend's router, reaps and restarts the nodes it
     crashes (a thread per crash: a restart is a process start-up), counts them.
@@ -533,18 +544,18 @@ class _CrashPointRun:
         self.nemesis = nemesis
         self.rng = rng
         self.down: set[str] = set()
-        self.down_max = nemesis.crash_point_down_max or max(1, (len(nemesis.nodes) - 1) // 2)
+        self.settings = nemesis.crash_point_settings
+        self.down_max = self.settings.down_max or max(1, (len(nemesis.nodes) - 1) // 2)
         self.quiet_until = 0.0
         self.threads: list[threading.Thread] = []
         self.points = None
 
     def arm(self) -> None:
         from .backends.local import CrashPoints
-        nem = self.nemesis
-        self.points = CrashPoints(types=nem.crash_point_types, p=nem.crash_point_p,
-                                  before_p=nem.crash_point_before_p, allow=self.allow,
-                                  on_crash=self.crashed, names=nem.crash_point_names)
-        nem.backend.arm_crash_points(self.points)
+        cps = self.settings
+        self.points = CrashPoints(types=dict(cps.types), p=cps.p, before_p=cps.before_p,
+                                  allow=self.allow, on_crash=self.crashed, names=cps.names)
+        self.nemesis.backend.arm_crash_points(self.points)
 
     def allow(self, node: str) -> bool:
         nem = self.nemesis
@@ -555,7 +566,7 @@ class _CrashPointRun:
         self.down.add(node)
         self.quiet_until = time.monotonic() + self.rng.uniform(
             CRASH_POINT_GAP_MS_MIN, CRASH_POINT_GAP_MS_MAX) / 1e3
-        delay_s = self.rng.uniform(*self.nemesis.crash_point_down_ms) / 1e3
+        delay_s = self.rng.uniform(*self.settings.down_ms) / 1e3
         t = threading.Thread(target=self._restart, args=(node, delay_s), daemon=True,
                              name=f"splitbrain-crash-point-{node}")
         self.threads.append(t)

@@ -38,8 +38,8 @@ from ..checkers.result import Anomaly, Result
 from ..exitcodes import HARNESS_ERROR
 from .client import ClientPool
 from .generators import GenOp, Fn, Once, Seq, rate as rate_gen, time_limit as time_limit_gen
-from .nemesis import (CRASH_POINT_BEFORE_P, CRASH_POINT_P, FAULTS, Nemesis, overlapping_schedules, parse_faults,
-                      schedule)
+from .nemesis import (CRASH_POINT_BEFORE_P, CRASH_POINT_P, FAULTS, CrashPointSettings, Nemesis,
+                      overlapping_schedules, parse_faults, schedule)
 from .store import RunStore, RunSummary
 from .workloads import check_history, make_workload
 
@@ -89,23 +89,29 @@ def workload_machine(workload) -> str | None:
     return "kv" if workload.name == "lin-kv" else None
 
 
-def _crash_point_types(spec, system: str | None) -> dict[str, float | None]:
+def _system_class(system: str | None):
+    """The in-house system's Core class, None for a --bin node or a `module:Class` core the
+    harness cannot import (its node processes may have another PYTHONPATH)."""
+    if not system:
+        return None
+    from ..cli import UserError
+    from ..systems.node import load_system
+    try:
+        return load_system(system)
+    except ValueError as e:
+        raise UserError(f"--system: {e}") from None
+    except (ImportError, AttributeError):
+        return None
+
+
+def _crash_point_types(spec, cls) -> dict[str, float | None]:
     """The crash-point nemesis's message types, each with its own chance or None (the default
     chance): `harness.crash_point_types` (a comma-separated string or a list of TYPE, TYPE.FIELD
-    or TYPE@P; "all" for every type), else the system's CRASH_POINTS (every type for a
-    --bin node, whose messages we do not know, or a `module:Class` core the harness cannot
-    import)."""
+    or TYPE@P; "all" for every type), else the system's CRASH_POINTS (every type when there is
+    no class: a --bin node, whose messages we do not know)."""
     from ..cli import UserError
     if spec is None:
-        if not system:
-            return frozenset()
-        from ..systems.node import load_system
-        try:
-            return dict.fromkeys(getattr(load_system(system), "CRASH_POINTS", {}))
-        except ValueError as e:
-            raise UserError(f"--system: {e}") from None
-        except (ImportError, AttributeError):
-            return {}
+        return dict.fromkeys(getattr(cls, "CRASH_POINTS", {}))
     items = spec.split(",") if isinstance(spec, str) else list(spec)
     out: dict[str, float | None] = {}
     for item in (str(t).strip() for t in items):
@@ -125,15 +131,30 @@ def _crash_point_types(spec, system: str | None) -> dict[str, float | None]:
     return {} if set(out) == {"all"} else out
 
 
-def _crash_point_names(system: str | None):
-    """The in-house system's own crash-point names (Core.crash_point_names), if it imports."""
-    if not system:
-        return None
-    from ..systems.node import load_system
+def _crash_point_settings(hopts: dict, system: str | None, n_nodes: int) -> CrashPointSettings:
+    """The crash-point fault's settings from the harness options (UserError naming a bad one)."""
+    from ..cli import UserError
     try:
-        return load_system(system).crash_point_names
-    except (ImportError, AttributeError, ValueError):
-        return None
+        p = float(hopts.get("crash_point_p", CRASH_POINT_P))
+        before_p = float(hopts.get("crash_point_before_p", CRASH_POINT_BEFORE_P))
+        down_max = hopts.get("crash_point_down_max")
+        down_max = int(down_max) if down_max is not None else None
+        lo, _, hi = str(hopts.get("crash_point_down_ms", "10-50")).partition("-")
+        down_ms = (int(lo), int(hi or lo))
+    except (TypeError, ValueError) as e:
+        raise UserError(f"--opt harness.*: {e}") from None
+    for ok, what in ((0.0 < p <= 1.0, f"crash_point_p={p}: must be in (0, 1]"),
+                     (0.0 <= before_p <= 1.0, f"crash_point_before_p={before_p}: need 0 <= P <= 1"),
+                     (down_max is None or 1 <= down_max <= n_nodes,
+                      f"crash_point_down_max={down_max}: need 1 to {n_nodes}"),
+                     (0 <= down_ms[0] <= down_ms[1],
+                      f"crash_point_down_ms={lo}-{hi}: need 0 <= LO <= HI")):
+        if not ok:
+            raise UserError(f"--opt harness.{what}")
+    cls = _system_class(system)
+    return CrashPointSettings(types=_crash_point_types(hopts.get("crash_point_types"), cls),
+                              p=p, before_p=before_p, down_ms=down_ms, down_max=down_max,
+                              names=getattr(cls, "crash_point_names", None))
 
 
 def _partition_shapes(spec) -> tuple[str, ...]:
@@ -246,36 +267,17 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         client_timeout_s = float(hopts.get("client_timeout_s") or CLIENT_TIMEOUT_S)
         recovery_s = float(hopts.get("recovery_s", test.get("recovery_s", RECOVERY_S)))
         overlap = hopts.get("nemesis_overlap", False) in (True, "true", 1)
-        crash_point_p = float(hopts.get("crash_point_p", CRASH_POINT_P))
-        crash_point_before_p = float(hopts.get("crash_point_before_p", CRASH_POINT_BEFORE_P))
-        if not 0.0 <= crash_point_before_p <= 1.0:
-            raise ValueError(f"crash_point_before_p {crash_point_before_p}: need 0 <= P <= 1")
-        down_max = hopts.get("crash_point_down_max")
-        crash_point_down_max = int(down_max) if down_max is not None else None
-        if crash_point_down_max is not None and not 1 <= crash_point_down_max <= n_nodes:
-            raise ValueError(f"crash_point_down_max {crash_point_down_max}: need 1 to {n_nodes}")
-        lo, _, hi = str(hopts.get("crash_point_down_ms", "10-50")).partition("-")
-        crash_point_down_ms = (int(lo), int(hi or lo))
-        if not 0 <= crash_point_down_ms[0] <= crash_point_down_ms[1]:
-            raise ValueError(f"crash_point_down_ms {lo}-{hi}: need 0 <= LO <= HI")
     except (TypeError, ValueError) as e:
         raise UserError(f"--opt harness.*: {e}") from None
-    if not 0.0 < crash_point_p <= 1.0:
-        raise UserError(f"--opt harness.crash_point_p={crash_point_p}: must be in (0, 1]")
-    crash_point_types = (_crash_point_types(hopts.get("crash_point_types"), test.get("system"))
-                         if "crash-point" in faults else {})
+    crash_points = (_crash_point_settings(hopts, test.get("system"), n_nodes)
+                    if "crash-point" in faults else None)
     partition_shapes = _partition_shapes(hopts.get("partition_shapes"))
     test["local"] = {"nemesis_interval_s": interval_s, "client_timeout_s": client_timeout_s,
                      "recovery_s": recovery_s, "nemesis_overlap": overlap}
     if hopts.get("partition_shapes") is not None:
         test["local"]["partition_shapes"] = list(partition_shapes)
-    if "crash-point" in faults:
-        from .nemesis import _types_json
-        test["local"].update(crash_point_types=_types_json(crash_point_types),
-                             crash_point_p=crash_point_p,
-                             crash_point_down_ms=list(crash_point_down_ms),
-                             crash_point_before_p=crash_point_before_p,
-                             crash_point_down_max=crash_point_down_max)
+    if crash_points is not None:
+        test["local"].update(crash_points.to_json())
 
     tmp = None
     if test.get("store"):
@@ -344,12 +346,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         pool = ClientPool(backend, workload, recorder, int(test["concurrency"]), t0_ns=t0,
                           timeout_s=client_timeout_s, on_op=on_op, local_reads=in_house)
         nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note,
-                          crash_point_types=crash_point_types, crash_point_p=crash_point_p,
-                          crash_point_down_ms=crash_point_down_ms,
-                          crash_point_before_p=crash_point_before_p,
-                          crash_point_down_max=crash_point_down_max,
-                          crash_point_names=_crash_point_names(test.get("system")),
-                          partition_shapes=partition_shapes)
+                          crash_points=crash_points, partition_shapes=partition_shapes)
         if prog is not None:
             prog.__enter__()
             prog_entered = True
