@@ -149,7 +149,7 @@ class ConvergenceChecker:
         return self._judge(statuses, final, machine, factory, broken)
 
     def _judge(self, statuses: list, final: dict, machine: str, factory,
-               broken: dict | None = None) -> Result:
+               broken: dict) -> Result:
         anomalies: list[Anomaly] = []
         count = 0
 
@@ -233,14 +233,14 @@ class ConvergenceChecker:
                                      "expected": want, "status": op_json(s), "log_op": i}))
         diverged = count
         # 3. invariants a node saw broken
-        for node, (idx, seen) in (broken or {}).items():
+        for node, (idx, seen) in broken.items():
             add(Anomaly("invariant-violation",
                         f"op {idx}: node {node} reports a broken protocol invariant: {seen[0]}"
                         + (f" (and {len(seen) - 1} more)" if len(seen) > 1 else ""), [idx],
                         {"node": node, "violations": [str(x) for x in seen[:20]]}))
         stats.update({"replayed": replayed, "unreplayable": unreplayable,
                       "final-logs": len(final), "state-divergence": diverged,
-                      "invariant-violation": len(broken or {})})
+                      "invariant-violation": len(broken)})
         return Result(valid=not anomalies, checker=NAME, anomalies=anomalies, stats=stats)
 
 
