@@ -32,7 +32,7 @@ def names(r: Result) -> set[str]:
 
 
 def test_every_registry_checker_builds():
-    for name in ("log", "convergence", "set", "counter", "stats", "unique-ids"):
+    for name in ("log", "convergence", "set", "counter", "stats", "unique-ids", "kafka"):
         c = registry.make_checker(name, {"model": "x", "out_dir": None})
         assert c.name == name and callable(c.check)
 

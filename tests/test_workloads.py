@@ -112,4 +112,5 @@ def test_workloads_command_lists_every_workload():
     names = {w["name"] for w in _json.loads(out.output)}
     assert names == set(workload_names())
     table = CliRunner().invoke(command, [])
-    assert "[from, to]" in table.output and "append-log" in table.output
+    assert "cas [from," in table.output and "append-log" in table.output
+    assert "kafka" in table.output and "send poll assign commit" in table.output

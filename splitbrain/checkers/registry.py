@@ -19,6 +19,7 @@ CHECKER_PATHS: dict[str, str] = {
     "counter": "splitbrain.checkers.counter:make_checker",
     "stats": "splitbrain.checkers.stats:make_checker",
     "unique-ids": "splitbrain.checkers.unique_ids:make_checker",
+    "kafka": "splitbrain.checkers.kafka:make_checker",
 }
 
 

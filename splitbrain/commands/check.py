@@ -16,7 +16,8 @@ Which model and checkers (first that applies):
      that dict is also what checkers receive as `test`, minus the run's own `time_limit` (the
      test's duration), `out_dir`, `run_dir` and `workers`: only --time-limit, --out and
      --workers set those for a check (`splitbrain analyze` re-checks a stored run as it ran);
-  3. the model is inferred from the operations (`infer_model`); the checker is `linearizable`.
+  3. the model is inferred from the operations (`infer_model`); the checker is `linearizable`,
+     or `kafka` for a history of send / poll operations (`infer_checkers`).
 
 Exit code (splitbrain/exitcodes.py): the composed validity of every checker on every history
 (False > "unknown" > True): 0 valid, 1 invalid, 3 unknown; 2 for bad input or usage, 4 when a
@@ -93,6 +94,15 @@ def infer_model(history: Sequence[Op]) -> str | None:
             return "kv"
         return "cas-register" if "cas" in fs else "register"
     return None
+
+
+def infer_checkers(history: Sequence[Op]) -> list[str]:
+    """The checkers when neither --checker nor a sidecar names them: `kafka` for a history of
+    Maelstrom's kafka workload (send / poll), else the linearizability checker."""
+    fs = {op.f for op in history if op.process != NEMESIS}
+    if fs & {"send", "poll"} and not fs & {"read", "write", "cas", "append", "add"}:
+        return ["kafka"]
+    return list(DEFAULT_CHECKERS)
 
 
 def _sidecar(path: str) -> tuple[dict, str | None]:
@@ -190,7 +200,7 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
             loaded.append((path, real, used_fmt, ops, {}, [], model or "-"))
             continue
         test, test_path = _sidecar(real)
-        names = list(checkers) or list(test.get("checkers") or DEFAULT_CHECKERS)
+        names = list(checkers) or list(test.get("checkers") or infer_checkers(ops))
         for name in names:
             if name not in checker_names():
                 raise HistoryError(f"unknown checker {name!r} (choose from "

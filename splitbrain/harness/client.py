@@ -182,10 +182,11 @@ class ClientPool:
     def _invoke(self, w: Worker, o: GenOp, attempt: int = 0) -> None:
         w.attempt = attempt
         w.op = o
-        w.inv = Invocation(o.f, o.value, o.key)
+        # The process's own client state may shape the op (kafka's consumer offsets).
+        w.inv = inv = self.workload.prepare(w.process, Invocation(o.f, o.value, o.key))
         w.redirects = 0
         target = o.node or w.node
-        op = self.recorder.invoke(w.process, o.f, o.value, time_ns=self.now_ns(), key=o.key,
+        op = self.recorder.invoke(w.process, inv.f, inv.value, time_ns=self.now_ns(), key=inv.key,
                                   node=o.node)
         if self.on_op:
             self.on_op(op)
@@ -235,6 +236,7 @@ class ClientPool:
         if self.on_op:
             self.on_op(op)
         self.completed += 1
+        self.workload.observe(w.process, w.inv, c)
         if c.type == "info":
             w.process += self.n
             w.node = w.home

@@ -15,6 +15,14 @@ same objects, so a history means the same thing whatever ran it. A workload answ
                           `node` set means "this node's own state" (append-log's per-node read and
                           every node's status), None means "any node, through the protocol"
   checkers(test)          the checkers to run (splitbrain.checkers.registry.make_checker)
+  prepare(process, inv)   the invocation a process actually performs, from its own client state
+                          (identity for stateless workloads; kafka's consumers fill in the offsets
+                          they poll from); called before the invoke is recorded, so the history
+                          holds what was sent
+  observe(process, inv, c) the completion `c` of `inv` by `process` updates that process's client
+                          state (a no-op for stateless workloads). After an `info` the process is
+                          never used again (Jepsen: a crashed client is replaced), so its state
+                          can be dropped
 
 Completion rules (Jepsen's, with Maelstrom's codes): a reply `<type>_ok` is `ok`; an error with a
 definite code (machines.DEFINITE_ERRORS) is `fail` (it certainly did not happen); an indefinite
@@ -136,6 +144,15 @@ class Workload:
     def keys(self) -> list[Any]:
         """The keys this workload's ops use ([None] for a single-object workload)."""
         return [None]
+
+    # ---- per-process client state (Jepsen's stateful clients) --------------------------------
+
+    def prepare(self, process: int, inv: Invocation) -> Invocation:
+        """What `process` performs for the generated `inv`; stateless workloads: `inv` itself."""
+        return inv
+
+    def observe(self, process: int, inv: Invocation, c: Completion) -> None:
+        """`process`'s op `inv` ended as `c`; stateless workloads keep nothing."""
 
     # ---- encoding ---------------------------------------------------------------------------
 
@@ -388,9 +405,157 @@ class CounterWorkload(Workload):
         return [("counter", {}), ("stats", {})]
 
 
+class KafkaWorkload(Workload):
+    """Maelstrom's kafka workload: append-only logs by string key, consumers with offsets.
+
+    Operations (history `f`, the Maelstrom request it sends, and the history values):
+      send    {"type": "send", "key": k, "msg": m}; invoke value m (unique), key k;
+              ok value [offset, m]
+      poll    {"type": "poll", "offsets": {k: o}}; invoke value the offsets polled from;
+              ok value the reply's msgs {k: [[offset, m], ...]}
+      assign  {"type": "list_committed_offsets", "keys": [k...]}; invoke value the keys;
+              ok value the committed offsets {k: o}
+      commit  {"type": "commit_offsets", "offsets": {k: o}}; invoke and ok value the offsets
+
+    Each process is a consumer, as a Maelstrom client is (Jepsen's kafka client with `assign`):
+    it polls the keys it was assigned from the next offset it has not seen, and commits the
+    highest offset it polled. An assign starts each newly assigned key at its committed offset
+    + 1 (a commit means "processed up to and including"), or 0 when none is committed; a key it
+    already consumed keeps its own position. A process that has no assignment yet (every fresh
+    process, so also every process that replaced a crashed one) assigns all keys before its
+    first poll or commit; a commit with nothing polled yet is a poll instead.
+
+    The final phase polls every key from offset 0 on every node. The `kafka` checker judges the
+    history (splitbrain/checkers/kafka.py); third-party nodes only (no in-house machine).
+    """
+
+    name = "kafka"
+    machine = None
+    ops = ("send", "poll", "assign", "commit")
+    description = ("Maelstrom's kafka for any Maelstrom node: send / poll / commit offsets / "
+                   "list committed offsets on logs by key; lost writes, skips, nonmonotonic "
+                   "offsets, inconsistent offsets, duplicates")
+    OPTIONS = {"key_count": ("number of logs (keys k0, k1, ...)", 3)}
+    MIX = (("send", 6), ("poll", 4), ("commit", 1), ("assign", 1))
+    REPLY_TYPES = {"send": "send_ok", "poll": "poll_ok", "assign": "list_committed_offsets_ok",
+                   "commit": "commit_offsets_ok"}
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        super().__init__(options)
+        # process -> {key: next offset to poll}; a process absent here has no assignment.
+        self._next: dict[int, dict[str, int]] = {}
+        # process -> {key: highest offset it polled} (what it may commit).
+        self._polled: dict[int, dict[str, int]] = {}
+
+    def keys(self) -> list[Any]:
+        return [f"k{i}" for i in range(self.options["key_count"])]
+
+    def next_invocation(self, rng: random.Random) -> Invocation:
+        f = _weighted(rng, self.MIX)
+        keys = self.keys()
+        if f == "send":
+            return Invocation("send", self.unique_value(), rng.choice(keys))
+        if f == "assign":
+            return Invocation("assign", sorted(rng.sample(keys, rng.randint(1, len(keys)))))
+        return Invocation(f)   # poll / commit: the offsets come from the process (prepare)
+
+    def prepare(self, process: int, inv: Invocation) -> Invocation:
+        if inv.f == "send" or inv.value is not None:
+            return inv              # a send, an assign, or a poll with given offsets (final)
+        offsets = self._next.get(process)
+        if offsets is None:
+            return Invocation("assign", self.keys())
+        if inv.f == "commit":
+            polled = {k: o for k, o in self._polled.get(process, {}).items() if k in offsets}
+            if polled:
+                return Invocation("commit", polled)
+        return Invocation("poll", dict(offsets))
+
+    def observe(self, process: int, inv: Invocation, c: Completion) -> None:
+        if c.type == INFO:
+            self._next.pop(process, None)
+            self._polled.pop(process, None)
+            return
+        if c.type != OK:
+            return
+        if inv.f == "assign":
+            old = self._next.get(process, {})
+            committed = c.value or {}
+            self._next[process] = {
+                k: old[k] if k in old else
+                (committed[k] + 1 if isinstance(committed.get(k), int) else 0)
+                for k in inv.value}
+        elif inv.f == "poll":
+            nxt = self._next.get(process)
+            polled = self._polled.setdefault(process, {})
+            for k, pairs in c.value.items():
+                if not pairs:
+                    continue
+                top = max(o for o, _ in pairs)
+                polled[k] = max(polled.get(k, -1), top)
+                if nxt is not None and k in nxt:
+                    nxt[k] = max(nxt[k], top + 1)
+
+    def request(self, inv: Invocation) -> dict:
+        if inv.f == "send":
+            return {"type": "send", "key": inv.key, "msg": inv.value}
+        if inv.f == "poll":
+            return {"type": "poll", "offsets": inv.value}
+        if inv.f == "assign":
+            return {"type": "list_committed_offsets", "keys": inv.value}
+        if inv.f == "commit":
+            return {"type": "commit_offsets", "offsets": inv.value}
+        raise ValueError(f"kafka: no request for {inv.f!r}")
+
+    def completion(self, inv: Invocation, reply: dict) -> Completion:
+        t = reply.get("type")
+        if t == "error":
+            return super().completion(inv, reply)
+        if t != self.REPLY_TYPES.get(inv.f):
+            return Completion(INFO, inv.value, f"unexpected-reply-{t}")
+        value = self._reply_value(inv, reply)
+        if value is None:
+            # The node answered with a reply we cannot read: it may have done the op.
+            return Completion(INFO, inv.value, "malformed-reply")
+        return Completion(OK, value)
+
+    @staticmethod
+    def _reply_value(inv: Invocation, reply: dict) -> Any:
+        """The history value of a well-formed `_ok` reply; None when its shape is wrong."""
+        def offset(o: Any) -> bool:
+            return isinstance(o, int) and not isinstance(o, bool) and o >= 0
+        if inv.f == "send":
+            o = reply.get("offset")
+            return [o, inv.value] if offset(o) else None
+        if inv.f == "poll":
+            msgs = reply.get("msgs", {})
+            if not isinstance(msgs, dict):
+                return None
+            out = {}
+            for k, pairs in msgs.items():
+                if not isinstance(pairs, list) or not all(
+                        isinstance(p, list) and len(p) == 2 and offset(p[0]) for p in pairs):
+                    return None
+                out[k] = [list(p) for p in pairs]
+            return out
+        if inv.f == "assign":
+            offs = reply.get("offsets", {})
+            if not isinstance(offs, dict) or not all(offset(o) for o in offs.values()):
+                return None
+            return dict(offs)
+        return inv.value   # commit
+
+    def final_invocations(self, nodes: Iterable[str]) -> list[FinalOp]:
+        # Every node's view of every log from the start: the checker's durability evidence.
+        return [FinalOp(n, Invocation("poll", {k: 0 for k in self.keys()})) for n in nodes]
+
+    def checker_names(self) -> list[tuple[str, dict]]:
+        return [("kafka", {}), ("stats", {})]
+
+
 WORKLOADS: dict[str, type[Workload]] = {
     w.name: w for w in (RegisterWorkload, KvWorkload, ArithWorkload, SetWorkload,
-                        AppendLogWorkload, LinKvWorkload, CounterWorkload)
+                        AppendLogWorkload, LinKvWorkload, CounterWorkload, KafkaWorkload)
 }
 # Maelstrom's own names for the same workloads.
 ALIASES = {"g-counter": "counter"}

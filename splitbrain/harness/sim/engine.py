@@ -47,7 +47,7 @@ from ...systems.core import Core
 from ...systems.machines import make_machine
 from ...systems.registry import get_system
 from ..store import Recorder
-from ..workloads import (FAIL, INFO, NODE_DOWN, OK, FinalOp, Invocation, Workload,
+from ..workloads import (FAIL, INFO, NODE_DOWN, OK, Completion, FinalOp, Invocation, Workload,
                          make_workload)
 from .schedule import (Fault, Settings, grudge_bridge, grudge_ring, grudge_split,
                        merge_grudges, random_schedule)
@@ -335,7 +335,7 @@ class Simulator:
 
     def _invoke(self, w: _Worker, inv: Invocation, node_id: str) -> None:
         self.invocations += 1
-        w.inv = inv
+        w.inv = inv = self.workload.prepare(w.process, inv)
         w.node = node_id
         w.msg_id += 1
         w.sent_ns = self.now
@@ -360,6 +360,8 @@ class Simulator:
     def _complete(self, w: _Worker, ctype: str, value: Any, error: str | None) -> None:
         self.recorder.complete(w.process, ctype, value, time_ns=self.now, error=error,
                                node=w.node)
+        if w.inv is not None:
+            self.workload.observe(w.process, w.inv, Completion(ctype, value, error))
         w.inv = None
         if ctype == INFO:
             w.process += self.config.concurrency
