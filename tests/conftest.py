@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 
@@ -34,6 +35,15 @@ def docker_available() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+def default_sigint() -> None:
+    """`preexec_fn` for a child that a test interrupts with SIGINT: Ctrl-C's default action.
+
+    A shell without job control starts background jobs with SIGINT ignored, and children inherit
+    that; a Python started so never turns SIGINT into KeyboardInterrupt. Tests of Ctrl-C must
+    not depend on how the test run itself was launched."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 @pytest.fixture

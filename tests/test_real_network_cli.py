@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import REPO, docker_available, require
+from conftest import REPO, default_sigint, docker_available, require
 
 
 def _require(backend: str) -> None:
@@ -88,7 +88,7 @@ def test_sigint_leaves_nothing_behind(backend, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "splitbrain", "test", "--backend", backend,
                              "--system", "raft", "--nemesis", "partition,kill", "--time-limit",
                              "60", "--store", str(store)], cwd=REPO, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 120
         up = False

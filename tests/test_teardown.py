@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import default_sigint
+
 
 def _pids_mentioning(marker: str) -> list[int]:
     out = []
@@ -36,7 +38,7 @@ def _start_run(store: Path) -> subprocess.Popen:
         [sys.executable, "-m", "splitbrain.cli", "test", "--system", "raft", "--workload",
          "append-log", "--nodes", "3", "--time-limit", "60", "--nemesis", "pause,kill",
          "--seed", "1", "--store", str(store)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=default_sigint)
 
 
 def _wait_for_nodes(marker: str, n: int, p: subprocess.Popen, timeout_s: float = 30) -> None:
