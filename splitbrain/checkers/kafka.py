@@ -74,13 +74,20 @@ class _Log:
 class _Poll:
     index: int          # the ok completion's op index
     process: Any
-    node: Any
     asked: dict         # {key: offset} of the invocation (may be empty for foreign histories)
     msgs: dict          # {key: [[offset, message], ...]}
 
 
-def _offset(x: Any) -> bool:
-    return isinstance(x, int) and not isinstance(x, bool)
+def is_offset(x: Any) -> bool:
+    """An offset: a non-negative integer (not a bool)."""
+    return isinstance(x, int) and not isinstance(x, bool) and x >= 0
+
+
+def offset_pairs(pairs: Any) -> bool:
+    """Is `pairs` a poll's answer for one log, [[offset, message], ...]? (The workload checks
+    replies with it too.)"""
+    return isinstance(pairs, list) and all(
+        isinstance(p, list) and len(p) == 2 and is_offset(p[0]) for p in pairs)
 
 
 KAFKA_FS = ("send", "poll", "txn", "assign", "subscribe", "commit")
@@ -121,11 +128,10 @@ def _poll(op, msgs: Any, asked: dict) -> _Poll:
         raise HistoryError(f"op {op.index}: an ok poll must have a map of key to "
                            f"[[offset, message], ...], got {type(msgs).__name__}", field="value")
     for k, pairs in msgs.items():
-        if not isinstance(pairs, list) or not all(
-                isinstance(p, list) and len(p) == 2 and _offset(p[0]) for p in pairs):
+        if not offset_pairs(pairs):
             raise HistoryError(f"op {op.index}: key {k!r} of an ok poll must hold "
                                f"[[offset, message], ...], got {pairs!r}", field="value")
-    return _Poll(op.index, op.process, op.node, asked, msgs)
+    return _Poll(op.index, op.process, asked, msgs)
 
 
 class KafkaChecker:
@@ -166,7 +172,7 @@ class KafkaChecker:
                      if f == "poll-from"}
             for f, key, value in _micro_ops(op, inv):
                 if f == "send":
-                    if not (isinstance(value, list) and len(value) == 2 and _offset(value[0])):
+                    if not (isinstance(value, list) and len(value) == 2 and is_offset(value[0])):
                         raise HistoryError(f"op {op.index}: an ok send must have value [offset, "
                                            f"message], got {value!r}", field="value")
                     lg = log_of(key)
@@ -234,14 +240,6 @@ class KafkaChecker:
                         f"read offset {top}", [i, top_op], key=k, message=unkey(h), offset=o)
                 else:
                     counts["unseen"] = counts.get("unseen", 0) + 1
-        for p in polls:
-            for k, pairs in p.msgs.items():
-                offs = [o for o, _ in pairs]
-                for a, b in zip(offs, offs[1:]):
-                    if b <= a:
-                        add("nonmonotonic-poll", f"poll op {p.index} (process {p.process}) read "
-                            f"log {k!r} at offset {a} and then at {b}", [p.index], key=k,
-                            offsets=[a, b])
         for process, events in by_process.items():
             self._process_order(process, events, logs, add)
         stats = {"logs": len(logs),
@@ -287,12 +285,12 @@ class KafkaChecker:
                 first, last = pairs[0][0], pairs[-1][0]
                 asked = p.asked.get(k)
                 prev = last_poll.get(hk)
-                if prev is not None and _offset(asked) and asked <= prev[0]:
+                if prev is not None and is_offset(asked) and asked <= prev[0]:
                     prev = None         # the client asked to read again (a rewind, a final poll)
-                start = asked if _offset(asked) else 0
+                start = asked if is_offset(asked) else 0
                 if prev is not None:
                     start = max(start, prev[0] + 1)
-                if _offset(asked) and first < asked:
+                if is_offset(asked) and first < asked:
                     add("nonmonotonic-poll", f"poll op {p.index} (process {process}) asked log "
                         f"{k!r} from offset {asked} and got offset {first} first", [p.index],
                         key=k, offsets=[asked, first])
@@ -300,11 +298,15 @@ class KafkaChecker:
                     add("nonmonotonic-poll", f"process {process} polled log {k!r} up to offset "
                         f"{prev[0]} (op {prev[1]}) and then from offset {first} (op "
                         f"{p.index})", [prev[1], p.index], key=k, offsets=[prev[0], first])
-                elif _offset(asked) or prev is not None:
+                elif is_offset(asked) or prev is not None:
                     _skips(k, known, start, first, p, add, first_gap=True)
-                steps = list(zip(pairs, pairs[1:]))
-                if all(b > a for (a, _), (b, _) in steps):   # else nonmonotonic-poll says it
-                    for (a, _), (b, _) in steps:
+                steps = [(a, b) for (a, _), (b, _) in zip(pairs, pairs[1:])]
+                backwards = [(a, b) for a, b in steps if b <= a]
+                for a, b in backwards:
+                    add("nonmonotonic-poll", f"poll op {p.index} (process {process}) read log "
+                        f"{k!r} at offset {a} and then at {b}", [p.index], key=k, offsets=[a, b])
+                if not backwards:       # skips inside an answer only when its order holds
+                    for a, b in steps:
                         if b > a + 1:
                             _skips(k, known, a + 1, b, p, add)
                 last_poll[hk] = (max(last, prev[0]) if prev else last, p.index)

@@ -522,8 +522,7 @@ class KafkaWorkload(Workload):
     @staticmethod
     def _reply_value(inv: Invocation, reply: dict) -> Any:
         """The history value of a well-formed `_ok` reply; None when its shape is wrong."""
-        def offset(o: Any) -> bool:
-            return isinstance(o, int) and not isinstance(o, bool) and o >= 0
+        from ..checkers.kafka import is_offset as offset, offset_pairs  # lazy: checkers late
         if inv.f == "send":
             o = reply.get("offset")
             return [o, inv.value] if offset(o) else None
@@ -533,8 +532,7 @@ class KafkaWorkload(Workload):
                 return None
             out = {}
             for k, pairs in msgs.items():
-                if not isinstance(pairs, list) or not all(
-                        isinstance(p, list) and len(p) == 2 and offset(p[0]) for p in pairs):
+                if not offset_pairs(pairs):
                     return None
                 out[k] = [list(p) for p in pairs]
             return out
