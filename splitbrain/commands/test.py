@@ -75,6 +75,8 @@ def replay_command(test: dict) -> str:
         args += ["--system", test["system"]]
     if test.get("bin"):
         args += ["--bin", test["bin"]]
+    if test.get("db"):
+        args += ["--db", test["db"]]
     args += ["--workload", test["workload"]]
     args += ["--nemesis", ",".join(test.get("nemesis") or []) or "none"]
     for flag, key in (("--time-limit", "time_limit"), ("--nodes", "nodes"),
@@ -94,13 +96,22 @@ def replay_command(test: dict) -> str:
 
 
 def build_test(*, system, bin_path, workload, nemesis, time_limit, nodes, concurrency, rate,
-               seed, bugs, opts, backend, store, name, schedule) -> dict:
+               seed, bugs, opts, backend, store, name, schedule, db=None) -> dict:
     """Validate the options (UserError naming the option) and return the test dict."""
     from ..harness.workloads import WORKLOADS, make_workload
+    if db:       # a real database: splitbrain/dbs/options.py (its own defaults and checks)
+        from ..dbs.options import build_db_test
+        return build_db_test(db=db, system=system, bin_path=bin_path, workload=workload,
+                             nemesis=nemesis, time_limit=time_limit, nodes=nodes,
+                             concurrency=concurrency, rate=rate, seed=seed, bugs=list(bugs),
+                             opts=opts, backend=backend, store=store, name=name,
+                             schedule=schedule)
+    backend = backend or "local"
     if backend not in BACKENDS:
         raise UserError(f"--backend {backend!r}: choose from {', '.join(BACKENDS)}")
     if not system and not bin_path:
-        raise UserError("give --system NAME (an in-house system) or --bin PATH (a Maelstrom node)")
+        raise UserError("give --system NAME (an in-house system), --bin PATH (a Maelstrom node) "
+                        "or --db NAME (a real database)")
     if system and bin_path:
         raise UserError("give either --system or --bin, not both")
     if backend == "sim" and bin_path:
@@ -236,20 +247,21 @@ def print_summary(summary) -> None:
 @click.option("--bug", "bugs", multiple=True, help="Switch a bug on (repeatable).")
 @click.option("--opt", "opts", multiple=True, help="k=v: a system option; workload.k=v, sim.k=v, "
               "harness.k=v.")
-@click.option("--backend", default="local", show_default=True,
-              help="local (processes + router), sim (simulated), netns (namespaces, root), docker.")
+@click.option("--db", help="A real database (splitbrain dbs): etcd, zookeeper.")
+@click.option("--backend", help="local (processes + router; default), sim (simulated), netns "
+              "(namespaces, root; default for --db), docker.")
 @click.option("--store", default="store", show_default=True, help="The store root directory.")
 @click.option("--name", help="Test name in the store (default SYSTEM-WORKLOAD).")
 @click.option("--schedule", help="sim: an explicit fault schedule, JSON or @FILE (replays a "
               "shrunk schedule).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 def command(system, bin_path, workload, nemesis, time_limit, nodes, concurrency, rate, seed, bugs,
-            opts, backend, store, name, schedule, as_json) -> int:
+            opts, db, backend, store, name, schedule, as_json) -> int:
     """Run a test: drive clients and faults at a cluster, record and check the history."""
     test = build_test(system=system, bin_path=bin_path, workload=workload, nemesis=nemesis,
                       time_limit=time_limit, nodes=nodes, concurrency=concurrency, rate=rate,
                       seed=seed, bugs=bugs, opts=opts, backend=backend, store=store, name=name,
-                      schedule=parse_schedule(schedule))
+                      schedule=parse_schedule(schedule), db=db)
     summary = run(test)
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2, default=str))

@@ -238,7 +238,11 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
     if backend_name not in REAL_BACKENDS:
         raise UserError(f"--backend {backend_name}: this runner drives {', '.join(REAL_BACKENDS)}")
     try:
-        workload = make_workload(test["workload"], test.get("workload_opts") or {})
+        if test.get("db"):     # a real database (splitbrain/dbs): its own reply decoding
+            from ..dbs.workloads import make_db_workload
+            workload = make_db_workload(test["db"], test["workload"], test.get("workload_opts"))
+        else:
+            workload = make_workload(test["workload"], test.get("workload_opts") or {})
         faults = parse_faults(test.get("nemesis") or [])
     except ValueError as e:
         raise UserError(str(e)) from None
@@ -299,10 +303,17 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
     if store is not None:
         store.write_test(test)
     try:
-        backend = make_backend(backend_name, nodes, run_dir, system=test.get("system"),
-                               machine=workload_machine(workload), bin_path=test.get("bin"),
-                               bugs=test.get("bugs") or (), options=test.get("opts") or {},
-                               seed=seed, logger=note)
+        if test.get("db"):
+            from ..dbs.cluster import make_db_backend
+            backend = make_db_backend(backend_name, test["db"], nodes, run_dir,
+                                      options=test.get("opts") or {}, workload=workload.name,
+                                      logger=note)
+            backend.client_timeout_s = client_timeout_s
+        else:
+            backend = make_backend(backend_name, nodes, run_dir, system=test.get("system"),
+                                   machine=workload_machine(workload), bin_path=test.get("bin"),
+                                   bugs=test.get("bugs") or (), options=test.get("opts") or {},
+                                   seed=seed, logger=note)
     except RuntimeError as e:
         if store is not None:
             store.finish()
@@ -344,7 +355,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         note(f"cluster up: {', '.join(nodes)}")
         t0 = time.monotonic_ns()
         pool = ClientPool(backend, workload, recorder, int(test["concurrency"]), t0_ns=t0,
-                          timeout_s=client_timeout_s, on_op=on_op, local_reads=in_house)
+                          timeout_s=client_timeout_s, on_op=on_op,
+                          local_reads=in_house or bool(test.get("db")))
         nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note,
                           crash_points=crash_points, partition_shapes=partition_shapes)
         if prog is not None:
@@ -416,5 +428,6 @@ def _progress(test: dict, enabled: bool | None):
         from .report import Progress
     except ImportError:
         return None
-    title = f"{test.get('system') or Path(test.get('bin') or 'node').name} {test['workload']}"
+    title = (f"{test.get('system') or test.get('db') or Path(test.get('bin') or 'node').name} "
+             f"{test['workload']}")
     return Progress(title, enabled=True if enabled is None else enabled)

@@ -1,0 +1,382 @@
+"""Real database clusters as harness backends: the same cluster operations as every backend
+(start, kill, restart, pause, resume, partition, heal, loss, teardown; harness/backends/base.py),
+with database processes instead of node-protocol programs.
+
+Three places to run them (`--backend`):
+  netns    (the default for --db) each node in its own network namespace with its own address on
+           a bridge (harness/backends/netns.py makes and removes them); partitions and loss are
+           iptables rules in each namespace, so they cut the database's own peer traffic
+  docker   each node a container of the database's image (dbs/image.py: the offline base image
+           plus the database's Debian packages, cached per database), iptables inside it
+  local    the loopback variant: processes on this machine on 127.R.S.(10+K), no network faults
+           (kill, pause and restart only): quick runs without root
+
+How clients run: the harness's ClientPool sends Maelstrom-shaped request bodies on the loop thread
+(`send_client`); here each is handed to a thread pool, where the database's DbClient performs it
+against the node with the harness's client timeout as its deadline, and the reply body comes back
+to the loop thread (`on_client_message`). A worker's thread is never blocked past that deadline.
+
+Start-up: nodes set up (config, ids, a wiped data directory), launched, every node probed, then
+`cluster_ready()` (a write acknowledged by the cluster) within START_TIMEOUT_S; the time from the
+first launch to that write is `ready_s` (benchmarks/bench_dbs.py). A restart launches the same
+command on the kept data directory and waits (at most RESTART_PROBE_S) for the server to answer;
+a node that cannot rejoin yet (cut off by a partition) is still restarted.
+
+Teardown (always, in `finally`): clients closed, processes killed, namespaces or containers
+removed, then each node's data directory compressed into nodes/<n>/data.tar.gz and deleted (the
+node log stays). Loopback runs record their processes in /run/splitbrain/dbloop-ID.json with the
+owner pid, so a harness killed outright leaves nothing that the next run does not remove.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Callable, Sequence
+
+from ..harness.backends.tcp_cluster import TcpClusterBackend
+from .base import Database, DbNode
+
+START_TIMEOUT_S = 60.0
+PROBE_INTERVAL_S = 0.05
+RESTART_PROBE_S = 10.0
+CLIENT_THREADS_MAX = 64
+KILL_WAIT_S = 10.0
+STATE_DIR = Path("/run/splitbrain") if os.geteuid() == 0 else Path("/tmp/splitbrain-run")
+
+
+class DbCluster:
+    """The database side of a backend (mixed in before a TcpClusterBackend subclass)."""
+
+    db: Database
+    client_timeout_s: float = 1.0
+
+    def _db_init(self, db_cls: type[Database], hosts: dict[str, str], options: dict,
+                 workload: str, run_id: str) -> None:
+        nodes = [DbNode(n, k + 1, hosts[n], self.node_dir(n)) for k, n in enumerate(self.nodes)]
+        self.db = db_cls(nodes, options, workload=workload, run_id=run_id, log=self._log)
+        self.addr = {n: self.db.client_addr(n) for n in self.nodes}
+        self.client = None
+        self._exec: ThreadPoolExecutor | None = None
+        self.ready_s: float | None = None
+        self.stats = {"client": 0, "refused": 0}
+
+    # ---- lifecycle ----------------------------------------------------------------------------
+
+    def supports(self, ability: str) -> bool:
+        return ability in ("kill", "pause", "partition", "network")
+
+    def start(self) -> None:
+        self.loop.start()
+        self._started_infra = True
+        self._setup_infra()
+        for n in self.nodes:
+            self.db.setup_node(n)
+        t0 = time.monotonic()
+        for n in self.nodes:
+            self._launch(n)
+            self._install_chain(n)
+        deadline = t0 + START_TIMEOUT_S
+        pending = list(self.nodes)
+        while pending:
+            pending = [n for n in pending if not self.db.probe(n, 0.5)]
+            for n in pending:
+                if not self._process_alive(n):
+                    raise RuntimeError(f"{self.db.name} on {n} exited at start (see "
+                                       f"{self.node_dir(n) / 'node.log'})")
+            if pending and time.monotonic() > deadline:
+                raise RuntimeError(f"{self.db.name} on {pending[0]} did not answer within "
+                                   f"{START_TIMEOUT_S:.0f} s (see "
+                                   f"{self.node_dir(pending[0]) / 'node.log'})")
+            if pending:
+                time.sleep(PROBE_INTERVAL_S)
+        while not self.db.cluster_ready(1.0):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {self.db.name} cluster did not acknowledge a write "
+                                   f"within {START_TIMEOUT_S:.0f} s (see nodes/*/node.log)")
+            time.sleep(PROBE_INTERVAL_S)
+        self.ready_s = time.monotonic() - t0
+        self.client = self.db.client()
+        self.client.open()
+        if hasattr(self.client, "wait_connected"):
+            self.client.wait_connected(5.0)
+        self._exec = ThreadPoolExecutor(CLIENT_THREADS_MAX, thread_name_prefix="splitbrain-db")
+        self._log(f"{self.db.name}: {len(self.nodes)} nodes ready in {self.ready_s:.2f} s")
+
+    def restart(self, node: str) -> None:
+        if self._process_alive(node):
+            return
+        self._launch(node)
+        self._install_chain(node)
+        deadline = time.monotonic() + RESTART_PROBE_S
+        while not self.db.probe(node, 0.5) and time.monotonic() < deadline:
+            if not self._process_alive(node):
+                self._log(f"{node}: {self.db.name} exited after its restart (see node.log)")
+                return
+            time.sleep(PROBE_INTERVAL_S)
+
+    def kill(self, node: str, lose_unsynced: bool = False) -> dict:
+        self._kill_process(node)
+        self._log(f"{node}: killed")
+        return {"node": node}
+
+    def set_network(self, loss: float = 0.0, latency_ms: tuple[int, int] = (0, 0),
+                    duplicate: float = 0.0) -> None:
+        """Loss by iptables in each node's stack. Latency and duplication cannot be made for a
+        database (no netem here; its peer traffic never passes through the harness): refused,
+        never silently ignored."""
+        if tuple(latency_ms) != (0, 0) or duplicate:
+            raise RuntimeError(f"{self.db.name}: latency and duplication are not available")
+        assert 0.0 <= loss <= 1.0
+        self.loss = loss
+        for n in self.nodes:
+            if self._process_alive(n):
+                self._apply_rules(n)
+
+    def set_clock(self, node: str, offset_ms: int) -> None:
+        raise RuntimeError(self.db.REFUSED_FAULTS.get("clock", "no clock faults"))
+
+    def status(self, node: str, timeout_s: float = 2.0) -> dict | None:
+        return None
+
+    def leader(self) -> str | None:
+        return self.db.leader()
+
+    # ---- client operations --------------------------------------------------------------------
+
+    def send_client(self, client: str, node: str, body: dict) -> bool:
+        """LOOP THREAD: hand the request to a client thread; the reply comes back on the loop."""
+        if self._exec is None or self._torn_down:
+            self.stats["refused"] += 1
+            return False
+        self.stats["client"] += 1
+        timeout_s = self.client_timeout_s
+        self._exec.submit(self._perform, client, node, body, timeout_s)
+        return True
+
+    def _perform(self, client: str, node: str, body: dict, timeout_s: float) -> None:
+        try:
+            reply = self.client.invoke(node, body, timeout_s)
+        except Exception as e:  # noqa: BLE001 - an adapter bug: the op may have happened
+            reply = {"type": "error", "error": "client-crashed", "definite": False,
+                     "text": f"{type(e).__name__}: {e}"}
+        reply["in_reply_to"] = body.get("msg_id")
+
+        def deliver() -> None:
+            if self.on_client_message is not None:
+                self.on_client_message(node, client, reply)
+        try:
+            self.loop.call_soon(deliver)
+        except OSError:
+            pass     # the loop is gone (teardown): the pool's timeout already recorded it
+
+    # ---- teardown -----------------------------------------------------------------------------
+
+    def teardown(self) -> None:
+        if self._torn_down:
+            return
+        self._torn_down = True
+        try:
+            if self._exec is not None:
+                self._exec.shutdown(wait=False, cancel_futures=True)
+            if self.client is not None:
+                self.client.close()
+            self.loop.stop()
+        finally:
+            t0 = time.monotonic()
+            if self._started_infra:
+                self._teardown_infra()
+            t1 = time.monotonic()
+            self._archive_all()
+            self._log(f"teardown: nodes and network removed in {t1 - t0:.2f} s, data "
+                      f"archived in {time.monotonic() - t1:.2f} s")
+            self._fail_controls()
+
+    def _archive_all(self) -> None:
+        """Archive every node's data directory, in parallel (gzip releases the GIL)."""
+        def one(n: str) -> None:
+            try:
+                self.db.archive(n)
+            except OSError as e:
+                self._log(f"{n}: could not archive the data directory: {e}")
+        threads = [threading.Thread(target=one, args=(n,), name=f"splitbrain-archive-{n}")
+                   for n in self.nodes]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+            self._fail_controls()
+
+
+# ---- loopback --------------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+        return True
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+
+
+def cleanup_loopback(log: Callable[[str], None] = lambda m: None) -> int:
+    """Kill the processes of loopback runs whose owner is gone. Returns how many."""
+    killed = 0
+    for f in STATE_DIR.glob("dbloop-*.json") if STATE_DIR.is_dir() else ():
+        try:
+            state = json.loads(f.read_text())
+        except (OSError, ValueError):
+            state = {}
+        if state.get("pid") and _pid_alive(state["pid"]):
+            continue
+        for pid in state.get("pids", []):
+            try:
+                os.killpg(pid, signal.SIGKILL)
+                killed += 1
+                log(f"killed process group {pid} of a dead loopback run")
+            except (ProcessLookupError, PermissionError):
+                pass
+        f.unlink(missing_ok=True)
+    return killed
+
+
+class LoopbackDb(DbCluster, TcpClusterBackend):
+    """Database processes on loopback addresses 127.R.S.(10+K): no partitions, no loss."""
+
+    name = "local"
+
+    def __init__(self, nodes: Sequence[str], run_dir, db_cls, options, workload: str, *,
+                 logger=None):
+        super().__init__(nodes, run_dir, in_house=False, logger=logger)
+        rng = random.Random()
+        self.id = f"{rng.randrange(16 ** 4):04x}"
+        base = f"127.{rng.randrange(1, 255)}.{rng.randrange(0, 256)}"
+        hosts = {n: f"{base}.{10 + k}" for k, n in enumerate(self.nodes)}
+        self._db_init(db_cls, hosts, options, workload, self.id)
+        self.procs: dict[str, subprocess.Popen] = {}
+        self.state_file = STATE_DIR / f"dbloop-{self.id}.json"
+
+    def supports(self, ability: str) -> bool:
+        return ability in ("kill", "pause")
+
+    def _save_state(self) -> None:
+        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        self.state_file.write_text(json.dumps({
+            "id": self.id, "pid": os.getpid(), "run_dir": str(self.run_dir),
+            "pids": [p.pid for p in self.procs.values()]}))
+
+    def _setup_infra(self) -> None:
+        cleanup_loopback(self._log)
+        self._save_state()
+
+    def _launch(self, n: str) -> None:
+        assert n not in self.procs or self.procs[n].poll() is not None, f"{n} is running"
+        with open(self.node_dir(n) / "node.log", "ab") as out:
+            self.procs[n] = subprocess.Popen(self.db.command(n), stdin=subprocess.DEVNULL,
+                                             stdout=out, stderr=out, cwd=self.node_dir(n),
+                                             start_new_session=True)
+        self._save_state()
+        self._log(f"{n}: {self.db.name} started, pid {self.procs[n].pid}")
+
+    def _install_chain(self, node: str) -> None:
+        pass
+
+    def _apply_rules(self, node: str) -> None:
+        if self.loss or self.grudge:
+            raise RuntimeError("the loopback variant has no network faults (use --backend netns)")
+
+    def partition(self, grudge) -> None:
+        raise RuntimeError("the loopback variant cannot partition (use --backend netns)")
+
+    def heal(self) -> None:
+        self.grudge = {}
+
+    def _signal(self, n: str, sig: int) -> None:
+        p = self.procs.get(n)
+        if p is not None and p.poll() is None:
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def _kill_process(self, n: str) -> None:
+        p = self.procs.get(n)
+        if p is None:
+            return
+        self._signal(n, signal.SIGKILL)
+        try:
+            p.wait(timeout=KILL_WAIT_S)
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{n}: still alive {KILL_WAIT_S} s after SIGKILL") from None
+
+    def _pause_process(self, n: str) -> None:
+        self._signal(n, signal.SIGSTOP)
+
+    def _resume_process(self, n: str) -> None:
+        self._signal(n, signal.SIGCONT)
+
+    def _process_alive(self, n: str) -> bool:
+        p = self.procs.get(n)
+        return p is not None and p.poll() is None
+
+    def _teardown_infra(self) -> None:
+        for n in self.nodes:
+            self._kill_process(n)
+        self.state_file.unlink(missing_ok=True)
+
+    def alive(self) -> list[int]:
+        return [p.pid for p in self.procs.values() if p.poll() is None]
+
+
+# ---- network namespaces ----------------------------------------------------------------------
+
+
+def _netns_class():
+    from ..harness.backends.netns import NetnsBackend
+
+    class NetnsDb(DbCluster, NetnsBackend):
+        """Database processes in network namespaces (harness/backends/netns.py)."""
+
+        def __init__(self, nodes, run_dir, db_cls, options, workload: str, *, logger=None):
+            NetnsBackend.__init__(self, nodes, lambda n, d, data: [], run_dir, in_house=False,
+                                  logger=logger)
+            hosts = {n: a[0] for n, a in self.addr.items()}
+            self._db_init(db_cls, hosts, options, workload, self.id)
+
+        def _argv(self, n: str) -> list[str]:
+            return self.db.command(n)
+
+        def _teardown_infra(self) -> None:
+            NetnsBackend._teardown_infra(self)
+
+    return NetnsDb
+
+
+def make_db_backend(backend: str, db: str, nodes: Sequence[str], run_dir, *, options: dict,
+                    workload: str, logger: Callable[[str], None] | None = None):
+    """The backend running database `db` on `backend` (netns, docker, local = loopback).
+    RuntimeError with a one-line reason when it cannot run here."""
+    from . import get_db
+    db_cls = get_db(db)
+    db_cls.require_installed()
+    if backend == "local":
+        return LoopbackDb(nodes, run_dir, db_cls, options, workload, logger=logger)
+    if backend == "netns":
+        from ..harness.backends.netns import NetnsError
+        try:
+            return _netns_class()(nodes, run_dir, db_cls, options, workload, logger=logger)
+        except NetnsError as e:
+            raise RuntimeError(str(e)) from None
+    if backend == "docker":
+        from .docker_db import make_docker_db
+        return make_docker_db(nodes, run_dir, db_cls, options, workload, logger=logger)
+    raise RuntimeError(f"--backend {backend}: a database runs on netns, docker or local")
