@@ -27,6 +27,7 @@ COMMANDS = {
     "campaign": "campaign",
     "serve": "serve",
     "systems": "systems",
+    "dbs": "dbs",
     "workloads": "workloads",
     "nemeses": "nemeses",
     "cleanup": "cleanup",

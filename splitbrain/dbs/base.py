@@ -31,6 +31,9 @@ DbClient (one per test, shared by every worker; thread-safe):
 `write`, `cas`, `add`, `append`, and {"type": "splitbrain_local_read", "op": {...}} for a read of
 the node's OWN state in the final phase) and returns `ok(...)` or `error(...)` below.
 
+A request that never left (connection refused, no session) is error "node-down" (definite): the
+harness's ClientPool then backs the worker off briefly, as for a node-protocol node that is down.
+
 THE rule of a client (Jepsen's): `error(..., definite=True)` only when the error proves the
 operation did not happen (the request never left: connection refused; the database refused it
 before doing anything: a failed compare, a bad version); everything that may have happened (a

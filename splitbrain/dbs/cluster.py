@@ -48,6 +48,8 @@ START_TIMEOUT_S = 60.0
 PROBE_INTERVAL_S = 0.05
 RESTART_PROBE_S = 10.0
 CLIENT_THREADS_MAX = 64
+CLIENT_DEADLINE_MARGIN_S = 0.1
+CLIENT_DEADLINE_MIN_S = 0.05
 KILL_WAIT_S = 10.0
 STATE_DIR = Path("/run/splitbrain") if os.geteuid() == 0 else Path("/tmp/splitbrain-run")
 
@@ -157,7 +159,9 @@ class DbCluster:
             self.stats["refused"] += 1
             return False
         self.stats["client"] += 1
-        timeout_s = self.client_timeout_s
+        # The client's own deadline ends a little before the pool's timeout, so that its answer
+        # (a definite fail for a read) normally arrives before the pool records `info`.
+        timeout_s = max(CLIENT_DEADLINE_MIN_S, self.client_timeout_s - CLIENT_DEADLINE_MARGIN_S)
         self._exec.submit(self._perform, client, node, body, timeout_s)
         return True
 

@@ -33,6 +33,7 @@ import socket
 import time
 from typing import Any
 
+from ..harness.workloads import NODE_DOWN
 from .base import (Database, DbClient, Indefinite, NotSent, deadline_left, error, ok)
 
 APPEND_ATTEMPTS_MAX = 20        # guarded appends retried after a lost race, within the deadline
@@ -81,8 +82,9 @@ class Etcd(Database):
     KNOWN_BAD = {"reads=serializable": "a member cut off from the majority answers reads from "
                                        "its own stale state: INVALID (stale read) under partitions"}
     REFUSED_FAULTS = {
-        "clock": "etcd is a Go binary (static syscalls, no libc time calls): libfaketime does not "
-                 "reach it, and this harness has no other per-process clock",
+        "clock": "etcd is a Go binary: its runtime reads the clock through the vDSO, not libc, so "
+                 "libfaketime (LD_PRELOAD) does not reach it, and the harness has no other "
+                 "per-process clock",
         "lost-writes": "etcd fsyncs its WAL itself; cutting files to the last fsync is for the "
                        "in-house runtime's records file",
         "latency": "no netem in this kernel, and etcd's peer traffic bypasses the harness",
@@ -213,7 +215,7 @@ class EtcdClient(DbClient):
             if f == "append":
                 return self._append(node, body["value"], deadline)
         except NotSent as e:
-            return error("not-sent", True, str(e))
+            return error(NODE_DOWN, True, str(e))
         except Indefinite as e:
             return error("timed-out" if str(e) == "timed-out" else "connection-lost",
                          f == "read", str(e))

@@ -11,7 +11,7 @@ Client: kazoo, one session per node (each worker talks to its home node, as Jeps
 kazoo's session is thread-safe), created with `command_retry=None` (kazoo never retries an
 operation) and used only through the async calls with a deadline on `.get(timeout=...)`: kazoo's
 synchronous calls block for as long as a session is suspended. A call made while the session is
-not connected is refused here (`not-connected`, definite: kazoo would queue it and send it
+not connected is refused here (`node-down`, definite: kazoo would queue it and send it
 whenever the session comes back). After the call was handed to kazoo: ConnectionLoss, a session
 expiry, an operation timeout or our deadline are indefinite for writes; NoNode, NodeExists and
 BadVersion are answers of the server that prove nothing was written (definite). Any failed read
@@ -19,7 +19,9 @@ is definite.
 
 Mapping: register /r and kv /kv/<key> hold JSON text (a missing znode reads as null); write =
 setData (NoNode: create; NodeExists: setData again); cas = read the data and its version, compare,
-then setData with that version (BadVersion: another write won, nothing happened: fail). set =
+then setData with that version (a value other than `from` is `precondition-failed`, an
+observation the cas-register model uses; BadVersion, another write won, is `cas-conflict`: nothing
+happened, nothing observed). set =
 children of /set (add creates /set/<v>). append-log = sequential znodes /log/v<value>- : the
 sequence number ZooKeeper appends is the offset, and a read is one getChildren (names carry
 values and offsets), so it is atomic.
@@ -40,6 +42,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..harness.workloads import NODE_DOWN
 from .base import Database, DbClient, deadline_left, error, ok
 
 ZK_JAR_DIR = Path("/usr/share/java")
@@ -226,7 +229,7 @@ class ZkClient(DbClient):
         f = body["type"]
         zk = self.sessions[node]
         if not zk.connected:
-            return error("not-connected", True, f"no session with {node} (the call was not made)")
+            return error(NODE_DOWN, True, f"no session with {node} (the call was not made)")
         read = f == "read"
 
         def wait(async_result):
@@ -253,14 +256,17 @@ class ZkClient(DbClient):
                 try:
                     data, stat = wait(zk.get_async(path))
                 except NoNodeError:
-                    return error("precondition-failed", True, "no value yet")
+                    return error("key-does-not-exist", True, "no value yet")
                 if _decode(data) != body["from"]:
                     return error("precondition-failed", True, f"value is not {body['from']!r}")
                 try:
                     wait(zk.set_async(path, json.dumps(body["to"]).encode(),
                                       version=stat.version))
                 except BadVersionError:
-                    return error("precondition-failed", True, "a concurrent write won (version)")
+                    # Another write came between our read and our setData: nothing happened,
+                    # but the value may well have been `from` (so not precondition-failed, which
+                    # the cas-register model reads as "the value was not `from`").
+                    return error("cas-conflict", True, "a concurrent write won (version)")
                 return ok("cas")
             if f == "add":
                 try:
