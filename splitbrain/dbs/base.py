@@ -15,7 +15,8 @@ Database (one object per test run, built from the db options of the test):
   setup_node(n)     write config files and ids into nodes/<n>/, wipe nodes/<n>/data (a fresh run)
   command(n)        the node's argv: runs in the foreground, logs on stdout/stderr (the cluster
                     sends both to nodes/<n>/node.log); the same argv restarts it from its data
-  probe(n)          True when the node's server answers at all (used after a restart)
+  probe(n)          True when the node's server process listens (its client port accepts a
+                    connection; a node cut off by a partition still counts)
   cluster_ready()   True once the cluster acknowledged a write (the end of start-up)
   leader()          the node that says it leads, or None
   archive(n)        after the nodes stopped: keep what a person debugging needs (the logs stay;
