@@ -25,7 +25,8 @@ Database (one object per test run, built from the db options of the test):
 
 DbClient (one per test, shared by every worker; thread-safe):
   open()                      connect (never blocking past its own deadline)
-  invoke(node, body, timeout_s) -> reply body
+  invoke(node, body, timeout_s, client) -> reply body   (`client`: the history process's
+                              client id "c<N>", for per-client state such as a held lock)
   close()                     drop connections; never blocks without a deadline
 
 `invoke` gets the workload's Maelstrom-shaped request body ({"type": "read", "key": ...},
@@ -247,7 +248,7 @@ class DbClient:
     def open(self) -> None:
         pass
 
-    def invoke(self, node: str, body: dict, timeout_s: float) -> dict:
+    def invoke(self, node: str, body: dict, timeout_s: float, client: str = "") -> dict:
         raise NotImplementedError
 
     def close(self) -> None:

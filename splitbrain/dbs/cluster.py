@@ -167,7 +167,7 @@ class DbCluster:
 
     def _perform(self, client: str, node: str, body: dict, timeout_s: float) -> None:
         try:
-            reply = self.client.invoke(node, body, timeout_s)
+            reply = self.client.invoke(node, body, timeout_s, client)
         except Exception as e:  # noqa: BLE001 - an adapter bug: the op may have happened
             reply = {"type": "error", "error": "client-crashed", "definite": False,
                      "text": f"{type(e).__name__}: {e}"}

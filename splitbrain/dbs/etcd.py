@@ -16,7 +16,8 @@ Values are stored as JSON text. Keys: the register is "r", the kv workload's key
 set's elements "s/<v>" (one key per element; a read is a prefix range), the append-log is one key
 "log" holding a JSON list, appended to by a txn guarded on the key's mod revision (a read, then
 the guarded put; a guard that failed proves nothing was written and the append is retried while
-the deadline allows, else `fail`).
+the deadline allows, else `fail`). The mutex is etcd's lock service (`/v3/lock/lock` with a lease
+per acquisition, renewed while held; see `_acquire`).
 
 Reads are linearizable (`serializable=false`, a ReadIndex through the leader) unless the known-bad
 option `reads=serializable` is set: then every member answers from its own state, and a member cut
@@ -30,12 +31,14 @@ import base64
 import http.client
 import json
 import socket
+import threading
 import time
 from typing import Any
 
 from ..harness.workloads import NODE_DOWN
 from .base import (Database, DbClient, Indefinite, NotSent, deadline_left, error, ok)
 
+REVOKE_TIMEOUT_S = 2.0
 APPEND_ATTEMPTS_MAX = 20        # guarded appends retried after a lost race, within the deadline
 PROBE_KEY = "splitbrain/ready"
 
@@ -71,13 +74,15 @@ class Etcd(Database):
     PACKAGES = ("etcd-server", "etcd-client")
     BINARIES = ("etcd",)
     PORTS = {"client": 2379, "peer": 2380}
-    WORKLOADS = ("register", "kv", "set", "append-log")
+    WORKLOADS = ("register", "kv", "set", "append-log", "mutex")
     OPTIONS = {
         "reads": ("linearizable: ReadIndex reads (serializable=false); serializable: each "
                   "member's local state (known-bad: stale reads)", "linearizable",
                   ("linearizable", "serializable")),
         "heartbeat_ms": ("etcd --heartbeat-interval", 100, None),
         "election_ms": ("etcd --election-timeout", 1000, None),
+        "lease_ttl_s": ("mutex: the TTL of the lease each acquisition holds the lock with, "
+                        "renewed every third of it while held", 2, None),
     }
     KNOWN_BAD = {"reads=serializable": "a member cut off from the majority answers reads from "
                                        "its own stale state: INVALID (stale read) under partitions"}
@@ -157,6 +162,12 @@ class EtcdClient(DbClient):
     def __init__(self, db: Etcd):
         super().__init__(db)
         self.serializable = db.options.get("reads") == "serializable"
+        # mutex: client id -> (node, lease, lock key) held; (node, lease) of acquires under way
+        self._held: dict[str, tuple[str, str, str]] = {}
+        self._pending: dict[str, tuple[str, str]] = {}
+        self._lock = threading.Lock()
+        self._keepalive: threading.Thread | None = None
+        self._closed = False
 
     # ---- one HTTP call --------------------------------------------------------------------
 
@@ -195,7 +206,7 @@ class EtcdClient(DbClient):
 
     # ---- operations -------------------------------------------------------------------------
 
-    def invoke(self, node: str, body: dict, timeout_s: float) -> dict:
+    def invoke(self, node: str, body: dict, timeout_s: float, client: str = "") -> dict:
         deadline = time.monotonic() + timeout_s
         local = body.get("type") == "splitbrain_local_read"
         if local:
@@ -214,15 +225,100 @@ class EtcdClient(DbClient):
                 return ok("add")
             if f == "append":
                 return self._append(node, body["value"], deadline)
+            if f == "acquire":
+                return self._acquire(node, client, deadline)
+            if f == "release":
+                return self._release(node, client, deadline)
         except NotSent as e:
+            if f == "acquire":
+                self._abandon(client)
             return error(NODE_DOWN, True, str(e))
         except Indefinite as e:
+            if f == "acquire":
+                self._abandon(client)
             return error("timed-out" if str(e) == "timed-out" else "connection-lost",
                          f == "read", str(e))
         except EtcdError as e:
+            if f == "acquire":
+                self._abandon(client)
             name = _error_name(e)
             return error(name, f == "read" or e.code in DEFINITE_CODES, str(e))
         return error("not-supported", True, f"etcd: no operation {f!r}")
+
+    # ---- mutex: etcd's lock service (v3lock) with a lease per acquisition ----------------------
+
+    def _acquire(self, node: str, client: str, deadline: float) -> dict:
+        """Grant a lease (TTL `lease_ttl_s`), then lock "lock" with it (blocks in etcd until the
+        lock is ours, bounded by the deadline). While it waits and while it holds the lock,
+        the keepalive thread renews the lease through the same node; if renewals fail (the node paused or cut off) the lease
+        expires and etcd hands the lock to the next waiter while this client still believes it
+        holds it: Jepsen's finding that etcd's locks are not mutexes under process pauses."""
+        if client in self._held:
+            return error("already-held", True, "this client holds the lock")
+        ttl = int(self.db.options["lease_ttl_s"])
+        grant = self.call(node, "/v3/lease/grant", {"TTL": ttl}, deadline)
+        lease = str(grant["ID"])
+        with self._lock:
+            self._pending[client] = (node, lease)     # renewed while it waits, as a session is
+        self._start_keepalive()
+        doc = self.call(node, "/v3/lock/lock", {"name": b64("lock"), "lease": lease}, deadline)
+        with self._lock:
+            self._pending.pop(client, None)
+            self._held[client] = (node, lease, doc["key"])
+        return ok("acquire")
+
+    def _release(self, node: str, client: str, deadline: float) -> dict:
+        held = self._held.get(client)
+        if held is None:
+            return error("not-held", True, "this client holds no lock")
+        _, lease, key = held
+        with self._lock:
+            self._held.pop(client, None)     # from now on: no more renewals, whatever happens
+        self.call(node, "/v3/lock/unlock", {"key": key}, deadline)
+        self._revoke_later(node, lease)
+        return ok("release")
+
+    def _abandon(self, client: str) -> None:
+        """An acquire that did not end ok: its lease (and so any lock it may still get) is
+        revoked in the background, so that an abandoned waiter does not hold the lock."""
+        with self._lock:
+            pending = self._pending.pop(client, None)
+        if pending is not None:
+            self._revoke_later(*pending)
+
+    def _revoke_later(self, node: str, lease: str) -> None:
+        def revoke() -> None:
+            try:
+                self.call(node, "/v3/lease/revoke", {"ID": lease},
+                          time.monotonic() + REVOKE_TIMEOUT_S)
+            except (NotSent, Indefinite, EtcdError):
+                pass       # it expires after its TTL anyway
+        threading.Thread(target=revoke, daemon=True, name="splitbrain-etcd-revoke").start()
+
+    def _start_keepalive(self) -> None:
+        with self._lock:
+            if self._keepalive is not None or self._closed:
+                return
+            self._keepalive = threading.Thread(target=self._renew, daemon=True,
+                                               name="splitbrain-etcd-keepalive")
+        self._keepalive.start()
+
+    def _renew(self) -> None:
+        period = max(0.1, int(self.db.options["lease_ttl_s"]) / 3)
+        while not self._closed:
+            with self._lock:
+                leases = ([(n, lease) for n, lease, _ in self._held.values()]
+                          + list(self._pending.values()))
+            for node, lease in leases:
+                try:
+                    self.call(node, "/v3/lease/keepalive", {"ID": lease},
+                              time.monotonic() + period)
+                except (NotSent, Indefinite, EtcdError):
+                    pass
+            time.sleep(period)
+
+    def close(self) -> None:
+        self._closed = True
 
     def _key(self, body: dict) -> str:
         return "r" if body.get("key") is None else f"k/{json.dumps(body['key'])}"

@@ -50,8 +50,46 @@ class DbAppendLog(DbReplies, AppendLogWorkload):
         return [("log", {}), ("stats", {})]
 
 
+class DbMutex(DbReplies, Workload):
+    """One lock: each process alternates acquire and release (Jepsen's lock workload); checked
+    for linearizability against the mutex model (an acquire of a held lock is illegal).
+
+    A process that holds the lock (by its own ok acquire) releases it next; otherwise it
+    acquires. A process whose op ended `info` is never used again (the client pool moves the
+    worker to a fresh process), and the database client revokes the lease of an acquire that
+    did not end ok, so an abandoned acquisition frees the lock within its lease's TTL."""
+
+    name = "mutex"
+    machine = None
+    ops = ("acquire", "release")
+    description = "one lock: acquire / release, alternating per process; linearizable mutex"
+
+    def __init__(self, options: dict[str, Any] | None = None):
+        super().__init__(options)
+        self._holding: set[int] = set()
+
+    def next_invocation(self, rng) -> Invocation:
+        return Invocation("acquire")
+
+    def prepare(self, process: int, inv: Invocation) -> Invocation:
+        return Invocation("release") if process in self._holding else inv
+
+    def observe(self, process: int, inv: Invocation, c: Completion) -> None:
+        if inv.f == "acquire" and c.type == "ok":
+            self._holding.add(process)
+        elif inv.f == "release" or c.type == INFO:
+            self._holding.discard(process)
+
+    def final_invocations(self, nodes: Iterable[str]) -> list[FinalOp]:
+        return []
+
+    def checker_names(self) -> list[tuple[str, dict]]:
+        return [("linearizable", {"model": "mutex"}), ("stats", {})]
+
+
 DB_WORKLOADS: dict[str, type[Workload]] = {
     "register": DbRegister, "kv": DbKv, "set": DbSet, "append-log": DbAppendLog,
+    "mutex": DbMutex,
 }
 
 

@@ -231,7 +231,7 @@ class ZkClient(DbClient):
 
     # ---- operations -------------------------------------------------------------------------
 
-    def invoke(self, node: str, body: dict, timeout_s: float) -> dict:
+    def invoke(self, node: str, body: dict, timeout_s: float, client: str = "") -> dict:
         from kazoo.exceptions import (BadVersionError, NodeExistsError, NoNodeError,
                                       ZookeeperError, KazooException)
         deadline = time.monotonic() + timeout_s
