@@ -24,7 +24,7 @@ import pytest
 from conftest import REPO, require
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-RUN_TIMEOUT_S = 240
+RUN_TIMEOUT_S = 600      # docker: container start-ups under load take tens of seconds
 
 
 def _have(db: str) -> bool:
@@ -64,8 +64,7 @@ def run_db(tmp_path: Path, *args: str) -> dict:
     run_dir = Path(summary["run_dir"])
     log = (run_dir / "splitbrain.log").read_text()
     pids = [int(x) for x in re.findall(r"started,? pid (\d+)", log)]
-    pids += [int(x) for x in re.findall(r"started pid (\d+)", log)]
-    assert pids, log
+    assert pids or "container" in log, log
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or _zombie(pid), f"pid {pid} outlived the run"
     m = re.search(r"bridge (sbr-[0-9a-f]+)", log)
@@ -75,6 +74,13 @@ def run_db(tmp_path: Path, *args: str) -> dict:
         assert f"sb-{run_id}-" not in ns
         links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
         assert m.group(1) not in links
+    m = re.search(r"docker: network splitbrain-([0-9a-f]+)", log)
+    if m:
+        import docker
+        client = docker.from_env()
+        label = f"io.splitbrain.run={m.group(1)}"
+        assert not client.containers.list(all=True, filters={"label": label})
+        assert not client.networks.list(filters={"label": label})
     for node in (run_dir / "nodes").iterdir():
         assert not (node / "data").exists(), f"{node}/data was not archived"
         assert (node / "data.tar.gz").is_file() and (node / "node.log").is_file()
@@ -328,7 +334,7 @@ def test_etcd_lock_is_not_a_mutex_when_the_holders_node_pauses(tmp_path):
                         workload="mutex")
     try:
         b.start()
-        c = b.client
+        c = b.dbclient
         a = c.invoke("n1", {"type": "acquire"}, 3.0, "c1")
         assert a["type"] == "acquire_ok", a
         blocked = c.invoke("n2", {"type": "acquire"}, 1.0, "c2")
@@ -344,19 +350,17 @@ def test_etcd_lock_is_not_a_mutex_when_the_holders_node_pauses(tmp_path):
     assert not b.alive()
 
 
+# ---- docker: the database's image (offline base + its Debian packages) -------------------------
+
+
 @pytest.mark.slow
-def test_etcd_mutex_under_pauses_is_caught_by_the_checker(tmp_path):
-    """The same through the harness: a mutex run under pauses is INVALID (an acquire while
-    another process holds the lock) in at least one of three seeds."""
-    _need("etcd")
-    seen = []
-    for seed in (1, 2, 3):
-        s = run_db(tmp_path / str(seed), "--db", "etcd", "--workload", "mutex", "--nemesis",
-                   "pause", "--time-limit", "20", "--concurrency", "5", "--rate", "50",
-                   "--seed", str(seed), "--opt", "harness.client_timeout_s=3",
-                   "--opt", "harness.nemesis_interval_s=4")
-        seen.append(s["valid"])
-        if s["valid"] is False:
-            assert _culprit(s)["f"] in ("acquire", "release")
-            return
-    pytest.fail(f"no seed showed the lease-expiry violation: {seen}")
+@pytest.mark.docker
+@pytest.mark.parametrize("db", ["etcd", "zookeeper"])
+def test_db_in_containers_under_partition_kill_pause_is_valid(tmp_path, db):
+    from conftest import docker_available
+    require(docker_available(), "a Docker engine")
+    require(os.geteuid() == 0 and shutil.which("debootstrap") is not None,
+            "root and debootstrap (to build the base image)")
+    s = run_db(tmp_path, "--db", db, "--backend", "docker", "--workload", "register",
+               "--time-limit", "15", "--nemesis", "partition,kill,pause", "--rate", "100")
+    assert s["valid"] is True, json.dumps(s["results"])[:3000]

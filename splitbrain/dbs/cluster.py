@@ -65,7 +65,7 @@ class DbCluster:
         nodes = [DbNode(n, k + 1, hosts[n], self.node_dir(n)) for k, n in enumerate(self.nodes)]
         self.db = db_cls(nodes, options, workload=workload, run_id=run_id, log=self._log)
         self.addr = {n: self.db.client_addr(n) for n in self.nodes}
-        self.client = None
+        self.dbclient = None
         self._exec: ThreadPoolExecutor | None = None
         self.ready_s: float | None = None
         self.stats = {"client": 0, "refused": 0}
@@ -105,10 +105,10 @@ class DbCluster:
                                    f"within {START_TIMEOUT_S:.0f} s (see nodes/*/node.log)")
             time.sleep(PROBE_INTERVAL_S)
         self.ready_s = time.monotonic() - t0
-        self.client = self.db.client()
-        self.client.open()
-        if hasattr(self.client, "wait_connected"):
-            self.client.wait_connected(5.0)
+        self.dbclient = self.db.client()
+        self.dbclient.open()
+        if hasattr(self.dbclient, "wait_connected"):
+            self.dbclient.wait_connected(5.0)
         self._exec = ThreadPoolExecutor(CLIENT_THREADS_MAX, thread_name_prefix="splitbrain-db")
         self._log(f"{self.db.name}: {len(self.nodes)} nodes ready in {self.ready_s:.2f} s")
 
@@ -167,7 +167,7 @@ class DbCluster:
 
     def _perform(self, client: str, node: str, body: dict, timeout_s: float) -> None:
         try:
-            reply = self.client.invoke(node, body, timeout_s, client)
+            reply = self.dbclient.invoke(node, body, timeout_s, client)
         except Exception as e:  # noqa: BLE001 - an adapter bug: the op may have happened
             reply = {"type": "error", "error": "client-crashed", "definite": False,
                      "text": f"{type(e).__name__}: {e}"}
@@ -190,8 +190,8 @@ class DbCluster:
         try:
             if self._exec is not None:
                 self._exec.shutdown(wait=False, cancel_futures=True)
-            if self.client is not None:
-                self.client.close()
+            if self.dbclient is not None:
+                self.dbclient.close()
             self.loop.stop()
         finally:
             t0 = time.monotonic()
