@@ -189,7 +189,7 @@ class NetnsBackend(TcpClusterBackend):
                  logger: Callable[[str], None] | None = None):
         """`command(node, node_dir, data_dir)` is the node's argv WITHOUT network flags; the
         backend adds `--listen`/`--peer` (in-house runtime) or wraps it in the TCP shim (--bin)."""
-        super().__init__(nodes, run_dir, in_house=in_house, logger=logger)
+        super().__init__(nodes, run_dir, in_house=in_house, logger=logger, seed=seed)
         require_netns()
         self.command = command
         rng = random.Random()       # names must differ between runs even with the same seed
