@@ -479,7 +479,9 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
                          run_dir=str(run_dir) if store else None, history_ops=len(history),
                          notes=[f"seed {seed}; nemesis {','.join(faults) or 'none'} every "
                                 f"{interval_s:.1f} s; router {getattr(backend, 'stats', {})}"],
-                         stats={"router": getattr(backend, "stats", {}), "net": net})
+                         stats={"router": getattr(backend, "stats", {}), "net": net,
+                                "output": backend.output_stats()
+                                if hasattr(backend, "output_stats") else {}})
     summary.results = results_json
     summary.notes.append(_net_line(net))
     if store is not None:

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A single-leader lin-kv node (as forwarder.py) whose n2 exits with code 3 after its 20th
-client request, with a last word on stderr: the harness must report node-crashed."""
+client request, with a last word on stderr: the harness must report node-crashed. With the
+argument `all`, every node exits so (the cluster dies mid-run)."""
 
 import os
 import sys
@@ -15,7 +16,7 @@ seen = [0]
 
 def handle(n, msg):
     seen[0] += 1
-    if n.id == "n2" and seen[0] >= 20:
+    if (n.id == "n2" or sys.argv[1:] == ["all"]) and seen[0] >= 20:
         n.log("assertion failed: term went backwards (crashing on purpose)")
         sys.exit(3)
     if n.id == n.ids[0]:

@@ -591,6 +591,9 @@ class LocalBackend(ControlRequests, Routing):
 
     # ---- Routing hooks -------------------------------------------------------------------------
 
+    def _readers(self) -> list:
+        return [p.reader for p in self.procs.values()]
+
     def _deliver_node(self, dest: str, data: bytes, mid: int, sent: int, src: str,
                       body: dict) -> None:
         self._deliver(dest, data, None, (mid, sent, src, body))

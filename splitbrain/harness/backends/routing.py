@@ -49,6 +49,18 @@ class Routing:
         for k in ("malformed", "unknown_dest", "service"):
             self.stats.setdefault(k, 0)
 
+    def _readers(self) -> list:
+        """Every LineReader reading a node's output (the backend's)."""
+        return []
+
+    def output_stats(self) -> dict:
+        """What the nodes wrote, in total: bytes, lines, lines discarded as over-long
+        (wire.LINE_BYTES_MAX) and malformed lines."""
+        rs = self._readers()
+        return {"bytes": sum(r.bytes for r in rs), "lines": sum(r.lines for r in rs),
+                "discarded": sum(r.discarded for r in rs),
+                "malformed": self.stats.get("malformed", 0)}
+
     def attach_message_log(self, log: MessageLog) -> None:
         """Write messages.jsonl through `log` from now on (the runner's, on the history clock)."""
         self.msglog = log

@@ -374,6 +374,9 @@ class TcpClusterBackend(ControlRequests, Routing):
 
     # ---- Routing hooks -------------------------------------------------------------------------
 
+    def _readers(self) -> list:
+        return [c.reader for c in self.conns.values()]
+
     def _deliver_node(self, dest: str, data: bytes, mid: int, sent: int, src: str,
                       body: dict) -> None:
         c = self.conns[dest]
