@@ -267,7 +267,8 @@ def test_no_run_ends_valid_with_every_node_down(tmp_path):
     assert elapsed < 40
 
 
-@pytest.mark.parametrize("service,valid", [("lin-kv", True), ("lww-kv", False)])
+@pytest.mark.parametrize("service,valid", [
+    ("lin-kv", True), ("lww-kv", False), pytest.param("seq-kv", False, marks=pytest.mark.slow)])
 def test_node_built_on_a_service(tmp_path, service, valid):
     """kvproxy.py serves lin-kv from a service: linearizable on lin-kv, stale reads (INVALID)
     on lww-kv. Service traffic is in messages.jsonl and counted as server traffic."""
@@ -289,15 +290,22 @@ def test_node_built_on_a_service(tmp_path, service, valid):
 def test_message_to_an_unknown_destination_is_logged_and_counted(tmp_path):
     p, out, _ = _test(tmp_path, "-w", "lin-kv", "--bin", str(NODES / "badout.py"), "wrong-ids",
                       "--node-count", "1", "--time-limit", "1", "--rate", "50")
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    # (3, unknown, when so short a run saw no cas succeed: the stats checker's rule)
+    assert p.returncode in (0, 3), p.stdout[-3000:] + p.stderr[-3000:]
+    assert out["results"]["children"]["linearizable"]["valid"] is True
     unknown = [m for m in _messages(out) if m["fate"] == "unknown-dest"]
     assert unknown and unknown[0]["dest"] == "nowhere"
     assert out["results"]["net"]["unknown_dest"] == len(unknown)
     assert "unknown destination 'nowhere'" in (Path(out["run_dir"]) / "splitbrain.log").read_text()
 
 
-@pytest.mark.parametrize("mode", ["irt-list", "dest-list", "deep", "garbage", "huge-line",
-                                  "no-newline", "endless"])
+MIXED = "irt-list,dest-list,deep,garbage,wrong-ids,huge-line"
+
+
+@pytest.mark.parametrize("mode", [
+    MIXED, "endless",
+    *(pytest.param(m, marks=pytest.mark.slow) for m in MIXED.split(",")),
+    pytest.param("no-newline", marks=pytest.mark.slow)])
 def test_bad_node_output_never_crashes_or_stalls_the_harness(tmp_path, mode):
     """Issue 12 item 6: a node's bad output is counted and logged; the run goes on and ends in
     time. Modes whose correct replies still arrive stay VALID."""
@@ -311,10 +319,11 @@ def test_bad_node_output_never_crashes_or_stalls_the_harness(tmp_path, mode):
         assert p.returncode != 0          # nothing it said arrived: never VALID
         assert out["results"]["children"]["stats"]["valid"] != True  # noqa: E712
     else:
-        assert p.returncode == 0, p.stdout[-3000:]
-    if mode in ("dest-list", "deep", "garbage"):
+        assert p.returncode in (0, 3), p.stdout[-3000:]
+        assert out["results"]["children"]["linearizable"]["valid"] is True
+    if {"dest-list", "deep", "garbage"} & set(mode.split(",")):
         assert out["results"]["net"]["malformed"] > 0
-    if mode in ("huge-line", "endless"):
+    if {"huge-line", "endless"} & set(mode.split(",")):
         assert out["stats"]["output"]["discarded"] >= 1
 
 
@@ -335,7 +344,9 @@ def test_silent_cluster_final_phase_is_bounded(tmp_path):
 def test_bin_program_found_on_path_and_quoted_form(tmp_path):
     p, out, _ = _test(tmp_path, "-w", "lin-kv", "--bin", f"python3 {NODES / 'forwarder.py'}",
                       "--node-count", "1", "--time-limit", "1", "--rate", "20")
-    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert p.returncode in (0, 3), p.stdout[-3000:] + p.stderr[-3000:]
+    assert out["results"]["children"]["linearizable"]["valid"] is True
+    assert out["history_ops"] > 20
     assert "--bin 'python3 " in out["replay"]
 
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A correct single-leader lin-kv node (as forwarder.py) that also writes bad output, chosen by
-the first argument; the harness must count and log it and go on (issue 12, item 6):
+the first argument (several: comma-separated); the harness must count and log it and go on
+(issue 12, item 6):
 
   irt-list    an extra reply whose in_reply_to is a list
   dest-list   an extra envelope whose dest is a list
@@ -22,7 +23,8 @@ import threading
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from mnode import Node, kv_apply  # noqa: E402
 
-MODE = sys.argv[1]
+MODES = sys.argv[1].split(",")     # several modes at once: comma-separated
+MODE = MODES[0]
 node = Node()
 kv = {}
 rng = random.Random(7)
@@ -39,6 +41,12 @@ def send_without_newline(dest, body, src=None):
 
 
 def junk(msg):
+    global MODE
+    for MODE in MODES:
+        junk1(msg)
+
+
+def junk1(msg):
     irt = msg["body"].get("msg_id")
     c = msg["src"]
     if MODE == "irt-list":
@@ -57,8 +65,8 @@ def junk(msg):
             raw(json.dumps({"src": node.id, "dest": c, "body": {"type": "read_ok",
                                                                 "in_reply_to": bad}}) + "\n")
         raw(json.dumps({"src": "n99", "dest": "nowhere", "body": {"type": "gossip"}}) + "\n")
-    elif MODE == "huge-line" and not getattr(junk, "done", False):
-        junk.done = True
+    elif MODE == "huge-line" and not getattr(junk1, "done", False):
+        junk1.done = True
         raw('{"src":"n1","dest":"c1","body":{"type":"x","pad":"' + "x" * (3 << 20) + '"}}\n')
 
 
