@@ -208,14 +208,11 @@ def node_crash_result(backend, all_down: bool) -> Result:
 
 def _running_nodes(backend) -> int | None:
     """How many node processes run now (None when the backend cannot tell)."""
-    procs = getattr(backend, "procs", None)
-    if procs is not None:
-        return sum(1 for p in procs.values() if p.proc is not None and p.proc.poll() is None)
-    alive = getattr(backend, "_process_alive", None)
+    alive = getattr(backend, "alive", None)
     if alive is None:
         return None
     try:
-        return sum(1 for n in backend.nodes if alive(n))
+        return len(alive())
     except Exception:  # noqa: BLE001 - a check that cannot run says nothing
         return None
 

@@ -51,7 +51,7 @@ from typing import Callable, Sequence
 from ...systems.runtime import RECORDS_FILE, cut_to_last_sync
 from ..grudges import Grudge, drops
 from .base import CONTROL_CLIENT, ControlRequests, Loop
-from .routing import Routing
+from .routing import CRASH_LOG_LINES, Routing, log_tail
 from .wire import LineReader, parse_envelope
 
 READ_CHUNK_BYTES = 1 << 18
@@ -59,8 +59,6 @@ OUTBUF_BYTES_MAX = 32 << 20      # bytes queued for a stopped node before messag
 INIT_TIMEOUT_S = 20.0
 KILL_WAIT_S = 10.0
 EXIT_CODE_WAIT_S = 0.2           # how long the loop waits for the exit code of a node whose stdout closed
-CRASH_LOG_LINES = 10             # last lines of node.log kept with a node-crashed anomaly
-CRASH_LOG_TAIL_BYTES = 64 << 10
 
 log = logging.getLogger("splitbrain.local")
 
@@ -204,17 +202,7 @@ class LocalBackend(ControlRequests, Routing):
 
     def _last_log_lines(self, n: str, k: int = CRASH_LOG_LINES) -> list[str]:
         """The last k lines of the node's log (its stderr), each cut to 300 characters."""
-        path = self.procs[n].node_dir / "node.log"
-        try:
-            with open(path, "rb") as fh:
-                fh.seek(0, os.SEEK_END)
-                size = fh.tell()
-                fh.seek(max(0, size - CRASH_LOG_TAIL_BYTES))
-                tail = fh.read()
-        except OSError:
-            return ["(no log)"]
-        lines = tail.decode("utf-8", "replace").splitlines()
-        return [line[:300] for line in lines[-k:]]
+        return log_tail(self.procs[n].node_dir / "node.log", k)
 
     def _spawn(self, n: str) -> None:
         # Under the life lock: a nemesis restart racing with teardown must not start a process

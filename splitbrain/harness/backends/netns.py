@@ -289,6 +289,10 @@ class NetnsBackend(TcpClusterBackend):
         p = self.procs.get(n)
         return p is not None and p.poll() is None
 
+    def _exit_code(self, n: str) -> int | None:
+        p = self.procs.get(n)
+        return p.poll() if p is not None else None
+
     def _iptables(self, n: str, args: list[str], check: bool = True) -> bool:
         proc = _run(["ip", "netns", "exec", self.ns[n], "iptables", "-w", *args], check=check)
         return proc.returncode == 0

@@ -32,6 +32,23 @@ from .base import CONTROL_CLIENT
 from .wire import BAD_LOG_MAX, preview
 
 UNKNOWN_LOG_MAX = 20
+CRASH_LOG_LINES = 10             # last lines of node.log kept with a node-crashed anomaly
+CRASH_LOG_TAIL_BYTES = 64 << 10
+
+
+def log_tail(path, k: int = CRASH_LOG_LINES) -> list[str]:
+    """The last k lines of a node's log (its stderr), each cut to 300 characters."""
+    import os
+    try:
+        with open(path, "rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            size = fh.tell()
+            fh.seek(max(0, size - CRASH_LOG_TAIL_BYTES))
+            tail = fh.read()
+    except OSError:
+        return ["(no log)"]
+    lines = tail.decode("utf-8", "replace").splitlines()
+    return [line[:300] for line in lines[-k:]]
 
 
 class Routing:

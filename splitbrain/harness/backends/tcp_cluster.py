@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 from ...systems.runtime import CLOCK_FILE, RECORDS_FILE, cut_to_last_sync
 from ..grudges import Grudge
 from .base import CONTROL_CLIENT, ControlRequests, Loop
-from .routing import Routing
+from .routing import Routing, log_tail
 from .wire import LineReader, parse_envelope
 
 NODE_PORT = 7000
@@ -39,6 +39,7 @@ CONNECT_RETRY_S = 0.1
 READ_CHUNK_BYTES = 1 << 18
 OUTBUF_BYTES_MAX = 32 << 20
 CHAIN = "SPLITBRAIN"
+EXIT_CHECK_DELAY_S = 0.5         # after a lost connection, when to look whether the node exited
 
 log = logging.getLogger("splitbrain.tcp")
 
@@ -78,6 +79,9 @@ class TcpClusterBackend(ControlRequests, Routing):
         self._log = logger or (lambda m: log.info(m))
         self._init_control()
         self._init_routing(seed)
+        self.crashes: list[dict] = []    # nodes that exited by themselves (not killed by us)
+        self._expected: set[str] = set() # nodes we killed (their exit is no crash)
+        self._boots: dict[str, int] = {}
         self.base_latency_ms = 0.0      # Maelstrom's --latency: added to every peer message
         self._torn_down = False
         self._started_infra = False
@@ -127,7 +131,7 @@ class TcpClusterBackend(ControlRequests, Routing):
         self._started_infra = True
         self._setup_infra()
         for n in self.nodes:
-            self._launch(n)
+            self._boot(n)
             self._install_chain(n)
         self._init_all(self.nodes)
         if self.base_latency_ms:
@@ -184,6 +188,7 @@ class TcpClusterBackend(ControlRequests, Routing):
             self.loop.call(lambda n=n: setattr(self.conns[n], "up", True))
 
     def kill(self, node: str, lose_unsynced: bool = False) -> dict:
+        self.loop.call(lambda: self._expected.add(node))
         self.loop.call(lambda: self._disconnect(node))
         self._kill_process(node)
         out = {"node": node}
@@ -195,7 +200,7 @@ class TcpClusterBackend(ControlRequests, Routing):
     def restart(self, node: str) -> None:
         if self._process_alive(node):
             return
-        self._launch(node)
+        self._boot(node)
         self._install_chain(node)
         self._init_all([node])
         if self.latency_ms != (0, 0) or self.duplicate or self.base_latency_ms:
@@ -337,7 +342,34 @@ class TcpClusterBackend(ControlRequests, Routing):
     def _lost(self, c: _NodeConn, why: str) -> None:
         if not self._torn_down:
             self._log(f"{c.node}: harness connection lost ({why})")
+            if c.node not in self._expected:
+                # Did the node exit by itself? Its process needs a moment to be reaped.
+                self.loop.call_later(EXIT_CHECK_DELAY_S, lambda n=c.node: self._check_exit(n))
         self._disconnect(c.node)
+
+    def _boot(self, node: str) -> None:
+        self.loop.call(lambda: self._expected.discard(node))
+        self._boots[node] = self._boots.get(node, 0) + 1
+        self._launch(node)
+
+    def _exit_code(self, node: str) -> int | None:
+        """The exit code of the node's process once it ended (a subclass that knows it)."""
+        return None
+
+    def _check_exit(self, node: str) -> None:
+        """(LOOP THREAD) A node whose connection closed and whose process is gone, though we
+        did not kill it, exited by itself: a crash (runner.node_crash_result). It stays down:
+        only the nemesis restarts nodes."""
+        if self._torn_down or node in self._expected or self._process_alive(node):
+            return
+        self._expected.add(node)      # recorded once
+        code = self._exit_code(node)
+        lines = log_tail(self.node_dir(node) / "node.log")
+        self._log(f"{node}: exited unexpectedly (code {code}); see "
+                  f"{self.node_dir(node) / 'node.log'}")
+        self.crashes.append({"node": node, "code": code, "boot": self._boots.get(node, 1),
+                             "last_log": lines[-1] if lines else "(empty log)",
+                             "last_lines": lines})
 
     def _ready(self, c: _NodeConn, mask: int) -> None:
         if mask & selectors.EVENT_WRITE:
