@@ -435,3 +435,45 @@ def test_tcp_shim_sends_replies_and_service_requests_to_the_harness(tmp_path):
                 pass
             pr.wait(timeout=10)
     assert all(pr.poll() is not None for pr in procs)
+
+
+# ---- latency, stderr, and the netns backend -----------------------------------------------
+
+def test_latency_delays_messages_between_servers_and_log_stderr_copies_node_logs(tmp_path):
+    """--latency 50: every node->node and node<->service message takes >= 50 ms (client traffic
+    is not delayed: Jepsen's clients sit next to the nodes); --log-stderr copies the nodes'
+    stderr to ours."""
+    p, out, _ = _test(tmp_path, "-w", "lin-kv", "--bin", str(NODES / "forwarder.py"),
+                      "--node-count", "2", "--time-limit", "2", "--rate", "50", "--latency", "50",
+                      "--log-stderr")
+    assert p.returncode in (0, 3), p.stdout[-3000:] + p.stderr[-3000:]
+    assert "n2 | init n2" in p.stderr
+    msgs = _messages(out)
+    peer = [m for m in msgs if m["fate"] == "delivered" and m["dest"] == "n1"
+            and "op" not in m and m["body"].get("type") != "init"]
+    assert peer and all(m["recv"] - m["sent"] >= 49e6 for m in peer)
+    client = [m for m in msgs if "op" in m and m["fate"] == "delivered"]
+    assert client and max(m["recv"] - m["sent"] for m in client) < 40e6
+    assert "--latency 50" in out["replay"]
+
+
+@pytest.mark.root
+def test_netns_bin_nodes_forward_use_services_and_crash(tmp_path):
+    """On the netns backend (TCP shim): kvproxy.py on lin-kv is VALID through the shim's route
+    to the harness; crasher.py's n2 is node-crashed."""
+    import shutil
+    from conftest import require
+    require(os.geteuid() == 0 and shutil.which("ip") and shutil.which("iptables"),
+            "root, ip and iptables")
+    p, out, _ = _test(tmp_path, "--backend", "netns", "--name", "h13h-netns", "-w", "lin-kv",
+                      "--bin", str(NODES / "kvproxy.py"), "lin-kv", "--node-count", "2",
+                      "--time-limit", "2", "--rate", "50")
+    assert p.returncode in (0, 3), p.stdout[-3000:] + p.stderr[-3000:]
+    assert out["results"]["children"]["linearizable"]["valid"] is True
+    assert out["stats"]["net"]["servers"]["msg-count"] > 50
+    p, out, _ = _test(tmp_path, "--backend", "netns", "--name", "h13h-netns", "-w", "lin-kv",
+                      "--bin", str(NODES / "crasher.py"), "--node-count", "3",
+                      "--time-limit", "3", "--rate", "50")
+    assert p.returncode == 1, p.stdout[-3000:] + p.stderr[-3000:]
+    crash = out["results"]["children"]["nodes"]["anomalies"][0]
+    assert crash["details"]["node"] == "n2" and crash["details"]["code"] == 3

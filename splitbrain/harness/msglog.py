@@ -33,6 +33,7 @@ from typing import Any
 
 MESSAGE_LOG_MAX = 2_000_000
 FLUSH_BYTES = 1 << 20
+QUOTED_CACHE_MAX = 10_000        # src/dest names whose JSON form is cached
 
 
 def is_client(name: Any) -> bool:
@@ -63,7 +64,8 @@ class MessageLog:
         self.closed = False
         # Records made before the history clock starts (the init handshake, setup requests)
         # wait here until set_t0 puts them on that clock (their times are then negative).
-        self._early: list[dict] | None = [] if t0_ns is None else None
+        self._early: list[tuple] | None = [] if t0_ns is None else None
+        self._quoted: dict[str, str] = {}
 
     def now(self) -> int:
         return time.monotonic_ns() - self.t0_ns
@@ -74,11 +76,9 @@ class MessageLog:
         shift = self.t0_ns - t0_ns
         self.t0_ns = t0_ns
         early, self._early = self._early, None
-        for rec in early or ():
-            rec["sent"] += shift
-            if rec["recv"] is not None:
-                rec["recv"] += shift
-            self._write(rec)
+        for mid, src, dest, body, sent, recv, fate, op, control in early or ():
+            self._write(mid, src, dest, body, sent + shift,
+                        None if recv is None else recv + shift, fate, op, control)
         for mid, (sent, src, dest, body, kw) in list(self.pending.items()):
             self.pending[mid] = (sent + shift, src, dest, body, kw)
 
@@ -102,18 +102,24 @@ class MessageLog:
         self.fates[fate] = self.fates.get(fate, 0) + 1
         if self._fh is None or self.truncated:
             return
-        rec: dict[str, Any] = {"id": mid, "src": src, "dest": dest, "body": body, "sent": sent,
-                               "recv": recv if fate == "delivered" else None, "fate": fate}
-        if op is not None:
-            rec["op"] = op
-        if control:
-            rec["control"] = True
+        if fate != "delivered":
+            recv = None
         if self._early is not None:
-            self._early.append(rec)
+            self._early.append((mid, src, dest, body, sent, recv, fate, op, control))
             return
-        self._write(rec)
+        self._write(mid, src, dest, body, sent, recv, fate, op, control)
 
-    def _write(self, rec: dict) -> None:
+    def _q(self, name: Any) -> str:
+        """A JSON string for a src/dest name (cached: names repeat)."""
+        q = self._quoted.get(name) if isinstance(name, str) else None
+        if q is None:
+            q = json.dumps(name)
+            if isinstance(name, str) and len(self._quoted) < QUOTED_CACHE_MAX:
+                self._quoted[name] = q
+        return q
+
+    def _write(self, mid: int, src: Any, dest: Any, body: Any, sent: int, recv: int | None,
+               fate: str, op: int | None, control: bool) -> None:
         if self.truncated:
             return
         if self.logged >= self.max_lines:
@@ -121,10 +127,16 @@ class MessageLog:
             self._emit(json.dumps({"truncated": True, "logged": self.logged}))
             return
         try:
-            line = json.dumps(rec, separators=(",", ":"))
+            b = json.dumps(body, separators=(",", ":"))
         except (RecursionError, ValueError, TypeError):
-            rec["body"] = {"unprintable": True}
-            line = json.dumps(rec, separators=(",", ":"))
+            b = '{"unprintable":true}'
+        # Formatted by hand (the hot path: one line per message): the same JSON object as
+        # {"id", "src", "dest", "body", "sent", "recv", "fate"[, "op"][, "control"]}.
+        line = (f'{{"id":{mid},"src":{self._q(src)},"dest":{self._q(dest)},"body":{b},'
+                f'"sent":{sent},"recv":{"null" if recv is None else recv},"fate":"{fate}"')
+        if op is not None:
+            line += f',"op":{int(op)}'
+        line += ',"control":true}' if control else "}"
         self.logged += 1
         self._emit(line)
 

@@ -27,7 +27,7 @@ import json
 from typing import Callable
 
 from ..msglog import MessageLog, is_client
-from ..services import Services
+from ..services import SERVICE_NAMES, Services
 from .base import CONTROL_CLIENT
 from .wire import BAD_LOG_MAX, preview
 
@@ -60,6 +60,7 @@ class Routing:
 
     def _init_routing(self, seed: int) -> None:
         self.services = Services(seed)
+        self._service_names = frozenset(SERVICE_NAMES)
         self.msglog = MessageLog(None)
         self.service_latency_ms = 0.0
         self._bad_by_node: dict[str, int] = {}
@@ -110,7 +111,7 @@ class Routing:
         """An envelope from `node` whose dest is not a node (LOOP THREAD)."""
         dest, src, body = env["dest"], env["src"], env["body"]
         log = self.msglog
-        if dest in self.services:
+        if dest in self._service_names:
             mid, sent = log.send()
             delay = self._service_delay_s()
             if delay > 0:
