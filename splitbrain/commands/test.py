@@ -118,6 +118,15 @@ def parse_bin(bin_path: str | None, extra: list[str] | tuple[str, ...] = ()) -> 
     return words[0], [*words[1:], *extra]
 
 
+def program_label(program: str, args=()) -> str:
+    """A short name for a node program: the script an interpreter runs (`python3 node.py` ->
+    node.py), else the program's file name."""
+    for a in args:
+        if not a.startswith("-") and os.path.isfile(a):
+            return os.path.basename(a)
+    return os.path.basename(program)
+
+
 def parse_concurrency(text: Any, nodes: int) -> int | None:
     """--concurrency N, or Maelstrom's Kn (K times the node count, e.g. 2n)."""
     if text is None or isinstance(text, int):
@@ -247,7 +256,7 @@ def build_test(*, system, bin_path, workload, nemesis, time_limit, nodes, concur
         raise UserError("--schedule is for --backend sim")
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "big") % 1_000_000_000
-    test_name = name or f"{system or os.path.basename(bin_path)}-{workload}"
+    test_name = name or f"{system or program_label(bin_path, bin_args)}-{workload}"
     if bin_path and backend != "sim":
         from ..harness.backends.local import resolve_program
         try:

@@ -343,7 +343,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
     tmp = None
     if test.get("store"):
         store = RunStore.create(test["store"], test.get("name") or
-                                f"{test.get('system') or Path(test['bin']).name}-{workload.name}")
+                                f"{test.get('system') or _program_label(test)}-{workload.name}")
         run_dir = store.run_dir
     else:
         store = None
@@ -494,6 +494,11 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
     return summary
 
 
+def _program_label(test: dict) -> str:
+    from ..commands.test import program_label
+    return program_label(test.get("bin") or "node", test.get("bin_args") or ())
+
+
 def _net_line(net: dict) -> str:
     """Maelstrom's network statistics in one line for the summary."""
     def part(k: str) -> str:
@@ -570,5 +575,5 @@ def _progress(test: dict, enabled: bool | None):
         from .report import Progress
     except ImportError:
         return None
-    title = f"{test.get('system') or Path(test.get('bin') or 'node').name} {test['workload']}"
+    title = f"{test.get('system') or _program_label(test)} {test['workload']}"
     return Progress(title, enabled=True if enabled is None else enabled)
