@@ -356,6 +356,7 @@ def test_bin_program_found_on_path_and_quoted_form(tmp_path):
     (["--bin", str(NODES / "forwarder.py"), "--concurrency", "xn"], "--concurrency"),
     (["--bin", str(NODES / "forwarder.py"), "--availability", "2"], "--availability"),
     (["stray-argument", "--system", "raft"], "unexpected argument"),
+    (["--bin", str(NODES / "forwarder.py"), "--time-limt", "3"], "did you mean --time-limit"),
 ])
 def test_bad_command_lines_are_one_line_usage_errors(tmp_path, args, needle):
     p = subprocess.run([sys.executable, "-m", "splitbrain.cli", "test", "-w", "lin-kv",

@@ -315,6 +315,20 @@ def print_summary(summary) -> None:
     click.echo(f"replay: {summary.replay}")
 
 
+def _check_typos(ctx) -> None:
+    """Trailing arguments are the node program's (Maelstrom's `--bin PROGRAM ARGS`), so click
+    lets unknown options through; one that looks like a misspelt option of ours is an error,
+    not an argument silently handed to the node."""
+    import difflib
+    ours = [o for p in ctx.command.params for o in p.opts if o.startswith("--")]
+    for a in ctx.args:
+        if a.startswith("--"):
+            close = difflib.get_close_matches(a.split("=")[0], ours, n=1, cutoff=0.8)
+            if close:
+                raise UserError(f"no such option {a!r} (did you mean {close[0]}?); arguments "
+                                f"for the node program go after --bin PROGRAM")
+
+
 @click.command("test", context_settings={"ignore_unknown_options": True,
                                          "allow_extra_args": True})
 @click.option("--system", help="An in-house system (splitbrain systems).")
@@ -360,6 +374,7 @@ def command(ctx, system, bin_path, workload, nemesis, time_limit, nodes, concurr
     --concurrency 2n, --nemesis, --nemesis-interval, --latency, --availability, --topology,
     --log-stderr.
     """
+    _check_typos(ctx)
     bin_path, bin_args = parse_bin(bin_path, ctx.args)
     test = build_test(system=system, bin_path=bin_path, workload=workload, nemesis=nemesis,
                       time_limit=time_limit, nodes=nodes, concurrency=concurrency, rate=rate,
