@@ -440,5 +440,5 @@ class TcpClusterBackend(ControlRequests, Routing):
         mid, sent = self.msglog.send()
         ok = c.sock is not None and (c.up or force) and self._write(c, data)
         self.msglog.record(mid, sent, CONTROL_CLIENT, node, json.loads(data)["body"],
-                           "delivered" if ok else "lost", control=True)
+                           "delivered" if ok else "lost", control=self.in_house)
         return ok
