@@ -19,6 +19,11 @@ after that invoke):
   invoked later contains it (its last-absent read was invoked after both its known op and its
   last-present read);
 - `never-read` otherwise (no read began after it was known);
+- splitbrain's stricter rule for the final phase (reads the harness pinned to a node after the
+  heal and the quiet period): an element known before a node's final read began, and missing
+  from it, is `lost` too, even when some other node's later read holds it. Set-full looks only
+  at the latest-invoked read, so its verdict on a node that never got a message depends on which
+  final read happened to start last; every node must end up with every element;
 - `stale`: a stable element whose stable latency is > 0 ms.
 Latencies are Jepsen's, in whole milliseconds: stable latency = (time of the last-absent read's
 invoke + 1 ns, or 0 when never absent) - known time, at least 0; lost latency likewise from the
@@ -81,6 +86,7 @@ class _Read:
     keys: frozenset
     process: Any
     node: Any
+    final: bool = False     # a read of the final phase (its invoke is pinned to a node)
 
 
 @dataclass
@@ -153,7 +159,8 @@ class EventualSetChecker:
                     seen.add(k)
             reads.append(_Read(inv.index if inv is not None else op.index,
                                inv.time if inv is not None else op.time,
-                               op.index, op.time, ks, op.process, node))
+                               op.index, op.time, ks, op.process, node,
+                               inv is not None and inv.node is not None))
         return self._judge(elements, reads, anomalies, counts, flag, len(dup_elements))
 
     # ---- the analysis ---------------------------------------------------------------------
@@ -188,6 +195,7 @@ class EventualSetChecker:
         last_by_node: dict[Any, _Read] = {}
         for r in by_inv:
             last_by_node.setdefault(r.node, r)
+        final_reads = [r for r in last_by_node.values() if r.final]
         outcomes = {"stable": [], "lost": [], "never-read": []}
         stable_lat: list[int] = []
         lost_lat: list[int] = []
@@ -213,6 +221,11 @@ class EventualSetChecker:
             lost = (known is not None and last_absent is not None
                     and (last_present is None or last_present.inv_index < last_absent.inv_index)
                     and known[0] < last_absent.inv_index)
+            final_missing = [] if known is None else [
+                r for r in final_reads if r.inv_index > known[0] and k not in r.keys]
+            if stable and final_missing:
+                stable, lost = False, True
+                last_absent = max(final_missing, key=lambda r: r.inv_index)
             if stable:
                 outcomes["stable"].append(e.value)
                 t = last_absent.inv_time + 1 if last_absent is not None else 0
@@ -228,13 +241,20 @@ class EventualSetChecker:
                                  if n is not None and k not in r.keys
                                  and r.inv_index > known[0])
                 how = "acknowledged" if e.ok is not None and e.ok[0] == known[0] else "first read"
-                msg = (f"{e.value!r} ({how} at op {known[0]}) is absent from {rdesc(last_absent)}"
-                       f", which began after that")
-                msg += (f", and no later read contains it (last present in "
-                        f"{rdesc(last_present)})" if last_present is not None
-                        else ", and no read ever contained it")
-                if missing:
-                    msg += f"; missing from the last reads of {', '.join(missing)}"
+                if last_present is not None and last_present.inv_index > last_absent.inv_index:
+                    msg = (f"{e.value!r} ({how} at op {known[0]}) is missing from the final "
+                           f"read{'s' if len(missing) > 1 else ''} of "
+                           f"{', '.join(missing) or rdesc(last_absent)} (after the heal "
+                           f"and the quiet period), though other nodes hold it (latest: "
+                           f"{rdesc(last_present)})")
+                else:
+                    msg = (f"{e.value!r} ({how} at op {known[0]}) is absent from "
+                           f"{rdesc(last_absent)}, which began after that, and ")
+                    msg += ("no read ever contained it" if last_present is None else
+                            f"no read invoked later contains it (last present in "
+                            f"{rdesc(last_present)})")
+                    if missing:
+                        msg += f"; missing from the last reads of {', '.join(missing)}"
                 flag("lost", msg, [e.invoke, known[0], last_absent.index], element=e.value,
                      known=known[0], last_absent=last_absent.index,
                      last_present=None if last_present is None else last_present.index,

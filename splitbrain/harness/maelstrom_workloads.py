@@ -31,7 +31,7 @@ import math
 import random
 from typing import Any, Iterable
 
-from .workloads import (FinalOp, Invocation, Workload, _weighted)
+from .workloads import WORKLOADS, FinalOp, Invocation, Workload, _weighted
 
 # Maelstrom sleeps 10 s between healing and the final reads of a workload that has them; the
 # eventually consistent workloads here wait as long (--opt harness.recovery_s overrides it).
@@ -257,3 +257,4 @@ class CounterWorkload(GCounterWorkload):
 
 MAELSTROM_WORKLOADS = (EchoWorkload, UniqueIdsWorkload, BroadcastWorkload, GSetWorkload,
                        GCounterWorkload, PnCounterWorkload, CounterWorkload)
+WORKLOADS.update((w.name, w) for w in MAELSTROM_WORKLOADS)
