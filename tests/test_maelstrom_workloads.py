@@ -562,3 +562,16 @@ def test_a_node_that_refuses_the_topology_stops_the_run_with_a_clear_error(tmp_p
     assert p.returncode == 4, p.stdout[-2000:] + p.stderr[-2000:]
     assert "setup failed: topology to n1: answered" in p.stderr
     assert "Traceback" not in p.stderr
+
+
+def test_a_node_without_a_final_read_is_never_a_pass():
+    """A node down at the end (its final read failed) leaves the verdict unknown, never VALID."""
+    for f, checker, good in (("add", _checker("g-set"), [1]),
+                             ("add", PnCounterChecker(), 1)):
+        h = H()
+        h.op(0, "add", 1, 1)
+        h.final_read(1, "n1", good)
+        h.invoke(2, "read", None, node="n2")
+        h.done(2, "fail", None, node="n2", error="node-down")
+        r = checker.check(h.ops)
+        assert r.valid == "unknown" and "n2" in r.error, (checker, r)

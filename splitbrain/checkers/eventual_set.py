@@ -31,13 +31,15 @@ last-present read. `stable-latencies` / `lost-latencies` are the quantiles 0, 0.
 (Jepsen's `frequency-distribution`: the element at floor(n * q), capped at n - 1, of the sorted
 latencies).
 
-Verdict (Maelstrom's, then two additions):
+Verdict (Maelstrom's, with splitbrain's additions):
 - False with any `lost` element;
 - False with an `unexpected` element (splitbrain's addition: a read returned an element no add
   ever invoked, that a read returned before its add was invoked, or whose every add failed: a
   node invented or resurrected it; set-full ignores these);
 - False with a `malformed-read` (splitbrain's addition: an ok read whose value is not a list);
 - "unknown" when no element is stable (nothing added, or nothing read after it was known);
+- "unknown" when a node's final read was invoked and did not complete ok (a node down at the
+  end: what it holds is not known, and a run must not pass on the nodes that still answer);
 - else True. Stale elements never make the verdict False (the set is not linearizable).
 Duplicates inside one read are counted (`duplicated-count`), not judged (a set may be sent as a
 list with repeats; Jepsen's own duplicate check never fires).
@@ -113,6 +115,7 @@ class EventualSetChecker:
         anomalies: list[Anomaly] = []
         counts = {"malformed-read": 0, "unexpected": 0, "lost": 0}
         dup_elements: set = set()
+        final_invoked: set = set()      # nodes whose final read was invoked
 
         def flag(name: str, msg: str, ops: list, **details) -> None:
             counts[name] = counts.get(name, 0) + 1
@@ -124,6 +127,8 @@ class EventualSetChecker:
                 continue
             if op.type == INVOKE:
                 pending[op.process] = op
+                if op.f == "read" and op.node is not None:
+                    final_invoked.add(op.node)
                 if op.f == self.add_f:
                     k = json_key(op.value)
                     if k not in elements:
@@ -161,11 +166,15 @@ class EventualSetChecker:
                                inv.time if inv is not None else op.time,
                                op.index, op.time, ks, op.process, node,
                                inv is not None and inv.node is not None))
-        return self._judge(elements, reads, anomalies, counts, flag, len(dup_elements))
+        final_ok = {r.node for r in reads if r.final}
+        no_final = sorted(str(n) for n in final_invoked - final_ok)
+        return self._judge(elements, reads, anomalies, counts, flag, len(dup_elements),
+                           no_final)
 
     # ---- the analysis ---------------------------------------------------------------------
 
-    def _judge(self, elements, reads, anomalies, counts, flag, duplicated) -> Result:
+    def _judge(self, elements, reads, anomalies, counts, flag, duplicated,
+               no_final: list) -> Result:
         def rdesc(r: _Read) -> str:
             node = f", node {r.node}" if r.node is not None else ""
             return f"read op {r.index} (process {r.process}{node})"
@@ -279,6 +288,7 @@ class EventualSetChecker:
             "malformed-read-count": counts.get("malformed-read", 0),
             "duplicated-count": duplicated,
             "read-count": len(reads),
+            "final-read-missing": no_final,
         }
         if stable_lat:
             stats["stable-latencies"] = frequency_distribution(stable_lat)
@@ -289,17 +299,21 @@ class EventualSetChecker:
                 anomalies.append(Anomaly("stale", f"{e.value!r} was known at op {kn[0]} but "
                                          f"absent from read op {la.index}, {lat} ms later",
                                          [kn[0], la.index], {"element": e.value}))
+        error = None
         if anomalies:
             valid: Any = False
         elif not outcomes["stable"]:
             valid = UNKNOWN
+            error = ("no element is stable: nothing was added, or no read began after an "
+                     "element was known")
+        elif no_final:
+            valid = UNKNOWN
+            error = (f"the final read of {', '.join(no_final)} did not succeed: whether every "
+                     f"node ended with every element is unknown")
         else:
             valid = True
-        res = Result(valid=valid, checker=self.name, anomalies=anomalies, stats=stats)
-        if valid == UNKNOWN:
-            res.error = ("no element is stable: nothing was added, or no read began after an "
-                         "element was known")
-        return res
+        return Result(valid=valid, checker=self.name, anomalies=anomalies, stats=stats,
+                      error=error)
 
 
 def _unkey(k: Any) -> Any:

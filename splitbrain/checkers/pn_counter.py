@@ -20,7 +20,8 @@ stats say which rule applied (`final-reads-by`).
 Values are JSON values: a read of `true` is not the number 1 (`malformed-read`, invalid); 3.0 is 3.
 Anomalies: `out-of-bounds-read` (a final read outside the acceptable set), `malformed-read`.
 Verdict: False with an anomaly; "unknown" when no final read completed ok (the counter's final
-value was never observed) or in the widened case above; else True.
+value was never observed), when some node's final read was invoked and did not complete ok (a
+node down at the end must not pass unobserved), or in the widened case above; else True.
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class PnCounterChecker:
         outcome: dict[int, str] = {}     # add invoke index -> completion type
         deltas: dict[int, int] = {}      # add invoke index -> delta
         reads: list[tuple[Any, Any]] = []   # (invoke, ok completion)
+        final_invoked: set = set()          # nodes whose final (pinned) read was invoked
         last_add_event = -1
         last_nemesis = -1
         n_reads = 0
@@ -86,6 +88,8 @@ class PnCounterChecker:
                 continue
             if op.type == INVOKE:
                 pending[op.process] = op
+                if op.f == "read" and op.node is not None:
+                    final_invoked.add(op.node)
                 if op.f == "add":
                     d = _int(op.value)
                     if d is None:
@@ -126,6 +130,7 @@ class PnCounterChecker:
             after = max(last_add_event, last_nemesis)
             finals = [(i, c) for i, c in reads if i.index > after]
             by = "reads invoked after the last add and the last nemesis event"
+        no_final = sorted(str(n) for n in final_invoked - {i.node for i, _ in finals})
         anomalies: list[Anomaly] = []
         undecided: list[int] = []
         values: dict[str, Any] = {}
@@ -160,13 +165,17 @@ class PnCounterChecker:
                  "acceptable-ranges": len(ranges), "widened": widened,
                  "reads": n_reads, "final-reads": len(finals), "final-reads-by": by,
                  "final-values": values,
-                 "mid-run-reads": n_reads - len(finals)}
+                 "mid-run-reads": n_reads - len(finals), "final-read-missing": no_final}
         if anomalies:
             return Result(valid=False, checker=self.name, anomalies=anomalies, stats=stats)
         if not finals:
             return Result(valid=UNKNOWN, checker=self.name, stats=stats,
                           error="no final read completed ok: the counter's final value was "
                                 "never observed")
+        if no_final:
+            return Result(valid=UNKNOWN, checker=self.name, stats=stats,
+                          error=f"the final read of {', '.join(no_final)} did not succeed: "
+                                f"that node's counter was never observed at the end")
         if undecided:
             return Result(valid=UNKNOWN, checker=self.name, stats=stats,
                           error=f"too many indefinite adds to enumerate their sums exactly; "
