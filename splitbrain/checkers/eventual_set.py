@@ -47,6 +47,7 @@ list with repeats; Jepsen's own duplicate check never fires).
 
 from __future__ import annotations
 
+import bisect
 import math
 from dataclasses import dataclass, field
 from typing import Any, Iterable
@@ -72,6 +73,38 @@ def frequency_distribution(values: list[int], points=QUANTILES) -> dict[str, int
 
 def _qname(q: float) -> str:
     return str(int(q)) if q in (0, 1) else str(q)
+
+
+_PLAIN = frozenset({int, str})
+
+
+def ekey(v: Any) -> Any:
+    """The element key of a JSON value: equal exactly when the values are the same JSON value
+    (values.json_key), but an int or a string is its own key, so a read of plain elements
+    becomes a set at C speed. An integral float is keyed as its int (1.0 is 1); every other
+    value by its json_key tuple (a tuple never equals an int or a string)."""
+    t = type(v)
+    if t is int or t is str:
+        return v
+    if t is float and v.is_integer():
+        return int(v)
+    return json_key(v)
+
+
+def _unkey(k: Any) -> Any:
+    """Back from an element key to a JSON-like value (for messages and stats)."""
+    if not isinstance(k, tuple):
+        return k
+    tag = k[0]
+    if tag in ("s", "b", "#"):
+        return k[1]
+    if tag == "n":
+        return None
+    if tag == "l":
+        return [_unkey(x) for x in k[1]]
+    if tag == "d":
+        return {str(_unkey(a)): _unkey(b) for a, b in k[1]}
+    return k[-1]
 
 
 def _ms(ns: int) -> int:
@@ -130,13 +163,13 @@ class EventualSetChecker:
                 if op.f == "read" and op.node is not None:
                     final_invoked.add(op.node)
                 if op.f == self.add_f:
-                    k = json_key(op.value)
+                    k = ekey(op.value)
                     if k not in elements:
                         elements[k] = _Element(op.value, op.index)
                 continue
             inv = pending.pop(op.process, None)
             if op.f == self.add_f:
-                e = elements.get(json_key(inv.value if inv is not None else op.value))
+                e = elements.get(ekey(inv.value if inv is not None else op.value))
                 if e is None:
                     continue
                 if op.type == OK and e.ok is None:
@@ -148,13 +181,16 @@ class EventualSetChecker:
             if op.type != OK:
                 continue
             node = op.node if op.node is not None else getattr(inv, "node", None)
-            if not isinstance(op.value, list):
+            if not isinstance(op.value, (list, tuple)):   # tuple: a canonicalized list
                 flag("malformed-read", f"read op {op.index} (process {op.process}"
                      f"{', node ' + str(node) if node else ''}) returned "
                      f"{type(op.value).__name__} {op.value!r:.80}, not a list of elements",
                      [op.index], value=op.value)
                 continue
-            keys = [json_key(v) for v in op.value]
+            if set(map(type, op.value)) <= _PLAIN:
+                keys = op.value
+            else:
+                keys = [ekey(v) for v in op.value]
             ks = frozenset(keys)
             if len(ks) != len(keys):
                 seen: set = set()
@@ -181,9 +217,12 @@ class EventualSetChecker:
 
         # Unexpected: elements read that no add explains.
         first_read: dict[Any, _Read] = {}
+        seen: set = set()
         for r in reads:                       # reads are in completion order
-            for k in r.keys:
-                if k not in first_read:
+            new = r.keys - seen               # set operations: C speed over big reads
+            if new:
+                seen |= new
+                for k in new:
                     first_read[k] = r
         for k, r in sorted(first_read.items(), key=lambda t: t[1].index):
             e = elements.get(k)
@@ -209,19 +248,36 @@ class EventualSetChecker:
         stable_lat: list[int] = []
         lost_lat: list[int] = []
         stale: list[tuple[int, _Element, Any, Any]] = []
-        for k, e in sorted(elements.items(), key=lambda t: t[1].invoke):
+        # Each element's last-present and last-absent read, newest reads first, with set
+        # operations (C speed): a read counts for the elements whose add was invoked before the
+        # read completed, a prefix of the elements in invoke order.
+        order = sorted(elements, key=lambda k: elements[k].invoke)
+        invokes = [elements[k].invoke for k in order]
+        last_present_of: dict[Any, _Read] = {}
+        last_absent_of: dict[Any, _Read] = {}
+        done_present: set = set()
+        done_absent: set = set()
+        for r in by_inv:
+            n = bisect.bisect_left(invokes, r.index)
+            if len(done_absent) < n:
+                new = set(order[:n]) - r.keys - done_absent
+                if new:
+                    done_absent |= new
+                    for k in new:
+                        last_absent_of[k] = r
+            new = r.keys - done_present
+            for k in new:
+                e = elements.get(k)
+                if e is None:
+                    done_present.add(k)        # never added: the unexpected check names it
+                elif e.invoke < r.index:
+                    done_present.add(k)
+                    last_present_of[k] = r
+        for k in order:
+            e = elements[k]
             known = e.ok
-            last_present = last_absent = None
-            for r in by_inv:
-                if r.index <= e.invoke:
-                    continue                   # completed before the element was tracked
-                if k in r.keys:
-                    if last_present is None:
-                        last_present = r
-                elif last_absent is None:
-                    last_absent = r
-                if last_present is not None and last_absent is not None:
-                    break
+            last_present = last_present_of.get(k)
+            last_absent = last_absent_of.get(k)
             fr = first_read.get(k)
             if fr is not None and fr.index > e.invoke and (known is None or fr.index < known[0]):
                 known = (fr.index, fr.time)
@@ -314,20 +370,6 @@ class EventualSetChecker:
             valid = True
         return Result(valid=valid, checker=self.name, anomalies=anomalies, stats=stats,
                       error=error)
-
-
-def _unkey(k: Any) -> Any:
-    """Back from values.json_key's canonical form to a JSON-like value (for messages)."""
-    tag = k[0]
-    if tag in ("s", "b", "#"):
-        return k[1]
-    if tag == "n":
-        return None
-    if tag == "l":
-        return [_unkey(x) for x in k[1]]
-    if tag == "d":
-        return {str(_unkey(a)): _unkey(b) for a, b in k[1]}
-    return k[-1]
 
 
 def _listed(values: list) -> list:
