@@ -352,7 +352,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         if setup:
             problems = pool.setup(setup, SETUP_TIMEOUT_S)
             if problems:
-                raise ClusterError(f"the workload's setup failed: {'; '.join(problems[:5])}")
+                # Sorted: the replies arrive in any order, the message names the same nodes first.
+                raise ClusterError(f"the workload's setup failed: {'; '.join(sorted(problems)[:5])}")
             note(f"setup: {len(setup)} {setup[0][1].get('type')} requests answered")
         nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note,
                           crash_points=crash_points, partition_shapes=partition_shapes)
