@@ -1,7 +1,7 @@
 """The harness side of third-party Maelstrom nodes (issue 13; issue 12 item 6): services, protocol
 fidelity (src kept, no probes), node-crashed, the bounded final phase, Maelstrom's command line,
 messages.jsonl and network statistics, and bad node output. Test nodes: tests/nodes/*.py on
-tests/nodes/mnode.py (which, like Maelstrom's Ruby and Go libraries, exits on a message type it
+tests/nodes/strictnode.py (which, like Maelstrom's Ruby and Go libraries, exits on a message type it
 has no handler for)."""
 
 from __future__ import annotations
@@ -227,7 +227,7 @@ def test_forwarding_keeps_src_and_the_leader_answers_the_client(tmp_path):
 
 
 def test_bin_nodes_are_never_probed_under_leader_targeted_faults(tmp_path):
-    """mnode.py exits on any message type it has no handler for (as Maelstrom's Ruby and Go
+    """strictnode.py exits on any message type it has no handler for (as Maelstrom's Ruby and Go
     libraries do): with pause (which targets "the leader" too) and partitions the nodes must
     get nothing but init and the workload's requests, and nobody crashes."""
     p, out, _ = _test(tmp_path, "-w", "lin-kv", "--bin", f"{sys.executable} "
@@ -352,7 +352,7 @@ def test_bin_program_found_on_path_and_quoted_form(tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["--bin", "no-such-program-h13h"], "no such program on PATH"),
-    (["--bin", str(NODES / "mnode.py")], "not an executable"),
+    (["--bin", str(NODES / "strictnode.py")], "not an executable"),
     (["--bin", str(NODES / "forwarder.py"), "--concurrency", "xn"], "--concurrency"),
     (["--bin", str(NODES / "forwarder.py"), "--availability", "2"], "--availability"),
     (["stray-argument", "--system", "raft"], "unexpected argument"),

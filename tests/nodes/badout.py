@@ -21,7 +21,7 @@ import sys
 import threading
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mnode import Node, kv_apply  # noqa: E402
+from strictnode import Node, kv_apply  # noqa: E402
 
 MODES = sys.argv[1].split(",")     # several modes at once: comma-separated
 MODE = MODES[0]

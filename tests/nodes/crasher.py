@@ -7,7 +7,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mnode import Node, kv_apply  # noqa: E402
+from strictnode import Node, kv_apply  # noqa: E402
 
 node = Node()
 kv = {}

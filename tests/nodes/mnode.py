@@ -1,76 +1,80 @@
-"""A minimal Maelstrom node library for the harness's own test nodes (standard library only).
+"""A tiny Maelstrom node library for the test nodes in this directory (standard library only).
 
-Like Maelstrom's Ruby and Go libraries, a node built on it EXITS on a message type it has no
-handler for ("No handler for ..."): the harness must never send a --bin node anything Maelstrom
-would not. Handlers get (node, msg) and may reply with node.reply(msg, body)."""
+    node = Node()
+    @node.handler("echo")
+    def echo(msg): node.reply(msg, {"type": "echo_ok", "echo": msg["body"]["echo"]})
+    node.every(0.1, gossip)      # a periodic task (runs under the same lock as handlers)
+    node.run()
+
+JSON lines on stdin/stdout, logs on stderr. `init` is answered by the library. A message type
+with no handler gets error 10 (not-supported), as Maelstrom's JavaScript and Python libraries do.
+"""
 
 import json
 import sys
+import threading
+import time
 
 
 class Node:
     def __init__(self):
-        self.id = None
-        self.ids = []
+        self.node_id = None
+        self.node_ids = []
         self.handlers = {}
-        self.next_id = 0
-        self.callbacks = {}      # our msg_id -> fn(msg) for replies to our own requests
+        self.lock = threading.RLock()
+        self._out = threading.Lock()
+        self._next_id = 0
+        self._tasks = []
 
-    def on(self, typ, fn):
-        self.handlers[typ] = fn
+    def handler(self, t):
+        def deco(fn):
+            self.handlers[t] = fn
+            return fn
+        return deco
+
+    def every(self, interval_s, fn):
+        self._tasks.append((interval_s, fn))
 
     def log(self, text):
         print(text, file=sys.stderr, flush=True)
 
-    def send(self, dest, body, src=None):
-        sys.stdout.write(json.dumps({"src": src or self.id, "dest": dest, "body": body}) + "\n")
-        sys.stdout.flush()
+    def send(self, dest, body):
+        line = json.dumps({"src": self.node_id, "dest": dest, "body": body})
+        with self._out:
+            sys.stdout.write(line + "\n")
+            sys.stdout.flush()
 
     def reply(self, msg, body):
         self.send(msg["src"], {**body, "in_reply_to": msg["body"].get("msg_id")})
 
-    def rpc(self, dest, body, fn):
-        self.next_id += 1
-        self.callbacks[self.next_id] = fn
-        self.send(dest, {**body, "msg_id": self.next_id})
+    def new_msg_id(self):
+        self._next_id += 1
+        return self._next_id
+
+    def _loop(self, interval_s, fn):
+        while True:
+            time.sleep(interval_s)
+            with self.lock:
+                if self.node_id is not None:
+                    fn()
 
     def run(self):
+        for interval_s, fn in self._tasks:
+            threading.Thread(target=self._loop, args=(interval_s, fn), daemon=True).start()
         for line in sys.stdin:
+            if not line.strip():
+                continue
             msg = json.loads(line)
             body = msg["body"]
-            typ = body.get("type")
-            if typ == "init":
-                self.id, self.ids = body["node_id"], body["node_ids"]
-                self.log(f"init {self.id}")
-                self.reply(msg, {"type": "init_ok"})
-                continue
-            irt = body.get("in_reply_to")
-            if irt is not None and irt in self.callbacks:
-                self.callbacks.pop(irt)(msg)
-                continue
-            fn = self.handlers.get(typ)
-            if fn is None:
-                self.log(f"No handler for {json.dumps(msg)}")
-                sys.exit(1)
-            fn(self, msg)
-
-
-def kv_apply(kv, body):
-    """The lin-kv state machine (Maelstrom's lin-kv workload API) on a dict."""
-    key = json.dumps(body.get("key"))
-    typ = body["type"]
-    if typ == "read":
-        if key not in kv:
-            return {"type": "error", "code": 20, "text": "not found"}
-        return {"type": "read_ok", "value": kv[key]}
-    if typ == "write":
-        kv[key] = body["value"]
-        return {"type": "write_ok"}
-    if typ == "cas":
-        if key not in kv:
-            return {"type": "error", "code": 20, "text": "not found"}
-        if kv[key] != body["from"]:
-            return {"type": "error", "code": 22, "text": "mismatch"}
-        kv[key] = body["to"]
-        return {"type": "cas_ok"}
-    return {"type": "error", "code": 10, "text": "unsupported"}
+            t = body.get("type")
+            with self.lock:
+                if t == "init":
+                    self.node_id, self.node_ids = body["node_id"], list(body["node_ids"])
+                    self.log(f"{sys.argv[0]} {self.node_id} up")
+                    self.reply(msg, {"type": "init_ok"})
+                elif t in self.handlers:
+                    self.handlers[t](msg)
+                elif "in_reply_to" in body:
+                    pass       # a reply nobody waits for
+                else:
+                    self.reply(msg, {"type": "error", "code": 10, "text": f"no handler for {t}"})

@@ -5,7 +5,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mnode import Node  # noqa: E402
+from strictnode import Node  # noqa: E402
 
 node = Node()
 for t in ("read", "write", "cas"):
