@@ -20,6 +20,8 @@ CHECKER_PATHS: dict[str, str] = {
     "stats": "splitbrain.checkers.stats:make_checker",
     "unique-ids": "splitbrain.checkers.unique_ids:make_checker",
     "kafka": "splitbrain.checkers.kafka:make_checker",
+    "list-append": "splitbrain.checkers.transactions:make_list_append_checker",
+    "rw-register": "splitbrain.checkers.transactions:make_rw_register_checker",
 }
 
 
