@@ -551,9 +551,12 @@ class KafkaWorkload(Workload):
         return [("kafka", {}), ("stats", {})]
 
 
+from .txn_workloads import TxnListAppendWorkload, TxnRwRegisterWorkload  # noqa: E402
+
 WORKLOADS: dict[str, type[Workload]] = {
     w.name: w for w in (RegisterWorkload, KvWorkload, ArithWorkload, SetWorkload,
-                        AppendLogWorkload, LinKvWorkload, CounterWorkload, KafkaWorkload)
+                        AppendLogWorkload, LinKvWorkload, CounterWorkload, KafkaWorkload,
+                        TxnListAppendWorkload, TxnRwRegisterWorkload)
 }
 # Maelstrom's own names for the same workloads.
 ALIASES = {"g-counter": "counter"}

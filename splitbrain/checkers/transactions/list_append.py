@@ -38,6 +38,7 @@ from .graph import RW, WR, WW, Edges
 from .history import FAIL_S, OK_S, TxnHistory, validate_mops
 from .values import fast_key
 
+_PLAIN = frozenset((int, str))
 FOUND_PER_NAME_MAX = 100   # anomaly instances kept per name (the count goes on in stats)
 
 
@@ -100,7 +101,7 @@ class ListAppend:
             local: dict[int, Any] = {}
             try:
                 for f, k, v in mops:
-                    kid = key_ids.get(k if type(k) is int or type(k) is str else fast_key(k))
+                    kid = key_ids.get(k if type(k) in _PLAIN else fast_key(k))
                     if kid is None:
                         kid = len(keys)
                         key_ids[fast_key(k)] = kid
@@ -111,8 +112,7 @@ class ListAppend:
                         reads.append([])
                         plain.append(True)
                     if f == "append":
-                        tv = type(v)
-                        if tv is int or tv is str:
+                        if type(v) in _PLAIN:
                             vk = v
                         else:
                             vk = fast_key(v)
@@ -133,6 +133,11 @@ class ListAppend:
                         else:
                             if loc[3] is not None:
                                 inter[kid][loc[3]] = t
+                            elif loc[2] is not None and st == OK_S:
+                                # read the key first, then appended: a read-modify-write
+                                r = loc[2]
+                                lost.setdefault((kid, fast_key(r[-1]) if r else None),
+                                                []).append(t)
                             loc[1].append(v)
                             loc[3] = vk
                     elif f == "r":
@@ -140,10 +145,10 @@ class ListAppend:
                             continue
                         if type(v) is not list:
                             if v is None:
-                                raise ValueError(f"op {h.op_of(t).index}: a committed read of "
-                                                 f"key {k!r} has no value")
-                            raise ValueError(f"op {h.op_of(t).index}: a read of key {k!r} must "
-                                             f"return a list, got {v!r}")
+                                v = []          # a key never written (Elle: nil is empty)
+                            else:
+                                raise ValueError(f"op {h.op_of(t).index}: a read of key "
+                                                 f"{k!r} must return a list, got {v!r}")
                         loc = local.get(kid)
                         if loc is None:
                             local[kid] = [v, [], v, None]
@@ -157,13 +162,6 @@ class ListAppend:
             except (TypeError, ValueError) as e:
                 validate_mops(h, t)
                 raise ValueError(str(e)) from None
-            # lost update: a committed txn that read a key first, then appended to it
-            if st == OK_S:
-                for kid, l in local.items():
-                    if l[2] is not None and l[3] is not None:
-                        r = l[2]
-                        lk = (kid, fast_key(r[-1]) if r else None)
-                        lost.setdefault(lk, []).append(t)
         for kid in range(len(keys)):
             self._key(kid, writers[kid], failed[kid], inter[kid], reads[kid], plain[kid])
         for (kid, _), ts in lost.items():
@@ -252,16 +250,21 @@ class ListAppend:
             if w >= 0:
                 prev = w
         edges.add_many(es, ed, WW)
-        # every committed read against the version order
+        # every committed read against the version order (the hot loop: keep it lean)
         wr_s, wr_d, rw_s, rw_d = [], [], [], []
         failed_pos = [i for i, e in enumerate(L) if W[i] < 0 and fast_key(e) in failed]
+        first_failed_read = failed_pos[0] if failed_pos else n
+        # IW[i]: the writer of L[i] when it is one of its writer's intermediate appends
+        IW = [inter.get(fast_key(e), -1) for e in L] if inter else None
         for t, r, external in reads:
             m = len(r)
             if r is not L:
                 if plain:
                     same = r == L[:m]
                     if same and bools:
-                        same = all(type(r[i]) is type(L[i]) for i in bools if i < m)
+                        for i in bools:
+                            if i < m and type(r[i]) is not type(L[i]):
+                                same = False
                 else:
                     same = [fast_key(x) for x in r] == [fast_key(x) for x in L[:m]]
                 if not same:
@@ -271,28 +274,29 @@ class ListAppend:
                               "appends", {"key": k, "read": r, "longest": L})
                     self._odd_read(t, k, r, writers, failed, inter, external)
                     continue
-            if failed_pos and failed_pos[0] < m:
-                fw = failed[fast_key(L[failed_pos[0]])]
+            if m > first_failed_read:
+                e = L[first_failed_read]
+                fw = failed[fast_key(e)]
                 found.add("G1a", [t, fw],
-                          f"{self._t(t)} read key {k!r} as {r!r}, which holds "
-                          f"{L[failed_pos[0]]!r}: {self._t(fw)} appended it and failed (aborted)",
-                          {"key": k, "read": r, "element": L[failed_pos[0]]})
+                          f"{self._t(t)} read key {k!r} as {r!r}, which holds {e!r}: "
+                          f"{self._t(fw)} appended it and failed (aborted)",
+                          {"key": k, "read": r, "element": e})
             if m:
                 w = W[m - 1]
-                if w >= 0 and w != t:
-                    iw = inter.get(fast_key(L[m - 1]))
-                    if iw is not None:
-                        found.add("G1b", [t, iw],
+                if w != t and w >= 0:
+                    if IW is not None and IW[m - 1] >= 0:
+                        found.add("G1b", [t, IW[m - 1]],
                                   f"{self._t(t)} read key {k!r} as {r!r}, ending at "
-                                  f"{L[m - 1]!r}, which {self._t(iw)} appended before another "
-                                  "append of its own to the key: it saw the transaction half "
-                                  "done", {"key": k, "read": r, "element": L[m - 1]})
+                                  f"{L[m - 1]!r}, which {self._t(IW[m - 1])} appended before "
+                                  "another append of its own to the key: it saw the "
+                                  "transaction half done", {"key": k, "read": r,
+                                                            "element": L[m - 1]})
                     if external:
                         wr_s.append(w)
                         wr_d.append(t)
             if external and m < n:
                 w = W[m]
-                if w >= 0 and w != t:
+                if w != t and w >= 0:
                     rw_s.append(t)
                     rw_d.append(w)
         edges.add_many(wr_s, wr_d, WR)
