@@ -217,6 +217,8 @@ def _bfs_from(start: int, adj: dict, spec: CycleSpec,
         node, nrw, last_rw, first_rw, seen = state
         for v, k in adj.get(node, ()):
             for bit in _bits(k):
+                if bit == REALTIME and k & PROCESS:
+                    continue        # the process order says it more precisely
                 is_rw = bit == RW
                 if is_rw and spec.rw == "none":
                     continue

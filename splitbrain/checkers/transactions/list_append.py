@@ -11,6 +11,9 @@ the key). Given the order [e0, e1, ...] with writers W(e):
   wr  W(last element) -> reader   (of a transaction's external read: its first access of the key)
   rw  reader -> W(e_m)            (a read of length m; the next append overwrote what it read)
 
+A read that ends at an intermediate append (G1b) gives no wr / rw edge: the G1b report explains
+it, and its edges would add a cycle through the half-seen transaction.
+
 Non-cycle anomalies (Elle's names), all found from the version order in one pass per key, since
 every compatible read is a prefix of it:
   G1a                 a committed read saw an element appended by a failed transaction
@@ -285,12 +288,15 @@ class ListAppend:
                 w = W[m - 1]
                 if w != t and w >= 0:
                     if IW is not None and IW[m - 1] >= 0:
+                        # An intermediate read: G1b says it all; its wr / rw edges would only
+                        # add a cycle through the half-seen transaction.
                         found.add("G1b", [t, IW[m - 1]],
                                   f"{self._t(t)} read key {k!r} as {r!r}, ending at "
                                   f"{L[m - 1]!r}, which {self._t(IW[m - 1])} appended before "
                                   "another append of its own to the key: it saw the "
                                   "transaction half done", {"key": k, "read": r,
                                                             "element": L[m - 1]})
+                        continue
                     if external:
                         wr_s.append(w)
                         wr_d.append(t)
