@@ -32,9 +32,9 @@ from typing import Any, Iterable, Sequence
 from ..result import UNKNOWN, Anomaly, Result
 from . import models as cm
 from .explain import cycle_details, describe_cycle, write_cycle_html
-from .graph import (DATA, PROCESS, REALTIME, Deadline, SEARCH_TIME_S, classify, components,
-                    cycle_specs, shortest_cycle, subgraph)
-from .history import OK_S, is_txn_history, parse
+from .graph import (DATA, PROCESS, Deadline, SEARCH_TIME_S, classify, components, cycle_specs,
+                    realtime_pairs, shortest_cycle, subgraph)
+from .history import OK_S, is_txn_history, parse, realtime_chain
 from .list_append import ListAppend
 from .rw_register import RwRegister
 
@@ -102,13 +102,12 @@ class TxnChecker:
         inf.run()
         edges = inf.edges
         edges.add_many(h.proc_src, h.proc_dst, PROCESS)
-        edges.add_many(h.rt_src, h.rt_dst, REALTIME)
         stats["keys"] = len(inf.keys)
-        stats["edges"] = len(edges)
+        stats["edges"] = len(edges) + len(h)   # data and process edges, plus the real-time chain
         t_inferred = time.perf_counter()
 
         # Cycles: components of the whole graph, then the shortest cycle of each kind in each.
-        comps = components(n, edges, DATA | PROCESS | REALTIME)
+        comps = components(n, edges, DATA | PROCESS, realtime_chain(h))
         stats["components"] = [len(c) for c in comps[:20]]
         deadline = Deadline(self.search_time_s)
         cycles: dict[str, list] = {}
@@ -117,13 +116,14 @@ class TxnChecker:
         for comp in comps:
             graphs: dict[int, Any] = {}
             names_here = set()
+            rt = realtime_pairs(comp, h.inv, h.done, h.status, OK_S)
             for spec in cycle_specs():
                 if deadline.over():
                     undecided += 1
                     break
                 g = graphs.get(spec.allowed)
                 if g is None:
-                    g = graphs[spec.allowed] = subgraph(edges, comp, spec.allowed)
+                    g = graphs[spec.allowed] = subgraph(edges, comp, spec.allowed, rt)
                 cyc = shortest_cycle(g, spec, deadline)
                 if cyc is None:
                     continue

@@ -10,7 +10,7 @@ Edge kinds are bits, so that one pair of transactions can be tied by several rel
 Scale. A million transactions give several million edges: building them as Python objects (or
 a networkx graph) would take minutes and gigabytes. The edges live in `array`s of ints; the
 strongly connected components of the whole graph come from scipy's compiled Tarjan on a sparse
-matrix. A valid history has no component larger than one transaction, so nothing else runs.
+matrix, with the real-time order as a chain of extra nodes (history.realtime_chain). A valid history has no component larger than one transaction, so nothing else runs.
 Only the (usually small) non-trivial components become networkx graphs, in which the cycle
 search runs: per anomaly kind (`CycleSpec`), a breadth-first search over (transaction, state)
 pairs whose state tracks the edge constraint (how many rw edges, whether the last was rw, ...),
@@ -61,10 +61,12 @@ class Edges:
         return len(self.src)
 
 
-def components(n: int, edges: Edges, mask: int) -> list[list[int]]:
+def components(n: int, edges: Edges, mask: int, extra: tuple | None = None) -> list[list[int]]:
     """The strongly connected components with more than one transaction, of the graph of the
-    edges whose kind is in `mask`, each as a sorted list of transaction numbers."""
-    if n == 0 or len(edges) == 0:
+    edges whose kind is in `mask` plus `extra` = (src, dst, extra node count) (the real-time
+    chain of history.realtime_chain), each as a sorted list of transaction numbers (extra
+    nodes left out)."""
+    if n == 0:
         return []
     from scipy.sparse import csr_matrix
     from scipy.sparse.csgraph import connected_components
@@ -74,10 +76,16 @@ def components(n: int, edges: Edges, mask: int) -> list[list[int]]:
     sel = (kind & mask) != 0
     if not sel.all():
         src, dst = src[sel], dst[sel]
+    size = n
+    if extra is not None:
+        src = np.concatenate([src, extra[0]])
+        dst = np.concatenate([dst, extra[1]])
+        size = n + extra[2]
     if len(src) == 0:
         return []
-    m = csr_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(n, n))
+    m = csr_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(size, size))
     _, labels = connected_components(m, directed=True, connection="strong")
+    labels = labels[:n]
     counts = np.bincount(labels)
     big = np.nonzero(counts > 1)[0]
     if len(big) == 0:
@@ -89,13 +97,46 @@ def components(n: int, edges: Edges, mask: int) -> list[list[int]]:
     return sorted(out.values(), key=lambda c: (len(c), c[0]))
 
 
-def subgraph(edges: Edges, nodes: list[int], mask: int) -> nx.DiGraph:
-    """The networkx graph of `nodes` with the edges among them whose kind is in `mask`; each
-    edge's attribute `k` is the OR of the kinds joining that pair."""
+RT_ALL_PAIRS_MAX = 3000   # component size up to which every real-time pair becomes an edge
+RT_NEAREST = 16           # past it: edges from the latest completions before each invocation
+
+
+def realtime_pairs(nodes: list[int], inv, done, status, ok_status: int) -> tuple[list, list]:
+    """Real-time edges among `nodes`: a -> b when a completed OK (history index done[a]) before
+    b was invoked (inv[b]). Every pair for a component of at most RT_ALL_PAIRS_MAX nodes (so
+    cycles are truly shortest), else the RT_NEAREST latest completions before each invocation
+    (real edges still; a shortest cycle may be missed for a longer one)."""
+    nodes_a = np.array(nodes, dtype=np.int64)
+    inv_a = np.array([inv[t] for t in nodes], dtype=np.int64)
+    done_a = np.array([done[t] if status[t] == ok_status else -1 for t in nodes],
+                      dtype=np.int64)
+    okm = done_a >= 0
+    if len(nodes) <= RT_ALL_PAIRS_MAX:
+        pair = okm[:, None] & (done_a[:, None] < inv_a[None, :])
+        a, b = np.nonzero(pair)
+        return nodes_a[a].tolist(), nodes_a[b].tolist()
+    oks = np.nonzero(okm)[0]
+    oks = oks[np.argsort(done_a[oks])]
+    ds = done_a[oks]
+    src, dst = [], []
+    for j in range(len(nodes)):
+        hi = int(np.searchsorted(ds, inv_a[j], side="left"))
+        for i in oks[max(0, hi - RT_NEAREST):hi].tolist():
+            src.append(nodes[i])
+            dst.append(nodes[j])
+    return src, dst
+
+
+def subgraph(edges: Edges, nodes: list[int], mask: int,
+             realtime: tuple[list, list] | None = None) -> nx.DiGraph:
+    """The networkx graph of `nodes` with the edges among them whose kind is in `mask`, plus
+    the `realtime` (src, dst) pairs when REALTIME is in `mask`; each edge's attribute `k` is
+    the OR of the kinds joining that pair."""
     src = np.frombuffer(edges.src, dtype=np.int32)
     dst = np.frombuffer(edges.dst, dtype=np.int32)
     kind = np.frombuffer(edges.kind, dtype=np.int8)
-    inside = np.zeros(max(int(src.max()), int(dst.max()), max(nodes)) + 1, dtype=bool)
+    top = max(int(src.max()) if len(src) else 0, int(dst.max()) if len(dst) else 0, max(nodes))
+    inside = np.zeros(top + 1, dtype=bool)
     inside[nodes] = True
     sel = inside[src] & inside[dst] & ((kind & mask) != 0)
     g = nx.DiGraph()
@@ -107,6 +148,12 @@ def subgraph(edges: Edges, nodes: list[int], mask: int) -> nx.DiGraph:
             g[s][d]["k"] |= k
         else:
             g.add_edge(s, d, k=k)
+    if realtime is not None and mask & REALTIME:
+        for s, d in zip(*realtime):
+            if g.has_edge(s, d):
+                g[s][d]["k"] |= REALTIME
+            else:
+                g.add_edge(s, d, k=REALTIME)
     return g
 
 

@@ -12,14 +12,13 @@ order (`TxnHistory` holds them as parallel arrays, not objects: 1M transactions 
   mops     the micro-ops (the completion's value for OK, the invocation's otherwise);
   inv / done  history indices of the invocation and completion (done = -1 for none).
 
-Orders computed in the same pass (edges between transaction numbers):
+Orders between transaction numbers:
   process   consecutive committed-or-info transactions of one process (a process is
-            single-threaded: its next transaction began after the previous one ended);
-  realtime  T1 -> T2 when T1 completed OK before T2 was invoked. Only a transitive reduction is
-            kept (Elle's trick): a frontier of completed transactions that no later-completed
-            one follows; an invocation gets an edge from each frontier member, and a completion
-            removes from the frontier what its own invocation saw. Every real-time pair is then
-            joined by a path, with O(concurrency) edges per transaction instead of O(n).
+            single-threaded: its next transaction began after the previous one ended), built in
+            the same pass;
+  realtime  T1 -> T2 when T1 completed OK before T2 was invoked: for the components of the
+            whole graph, a chain of extra nodes (`realtime_chain`, 3 edges per transaction
+            instead of O(n)); inside a component, every such pair (graph.py).
 
 `HistoryShapeError` names the op whose value is not a transaction.
 """
@@ -54,8 +53,6 @@ class TxnHistory:
     process: list = field(default_factory=list)
     proc_src: array = field(default_factory=lambda: array("i"))
     proc_dst: array = field(default_factory=lambda: array("i"))
-    rt_src: array = field(default_factory=lambda: array("i"))
-    rt_dst: array = field(default_factory=lambda: array("i"))
 
     def __len__(self) -> int:
         return len(self.status)
@@ -88,16 +85,14 @@ def is_txn_history(ops: Sequence[Any]) -> bool:
     return seen
 
 
-def parse(ops: Sequence[Any], *, realtime: bool = True) -> TxnHistory:
+def parse(ops: Sequence[Any]) -> TxnHistory:
     """One pass over the history: pair invocations and completions, number the transactions,
-    build the process and (when `realtime`) the real-time order. Raises HistoryShapeError."""
+    build the process order. Raises HistoryShapeError for a malformed transaction."""
     h = TxnHistory(ops)
     status, mops, inv, done, process = h.status, h.mops, h.inv, h.done, h.process
-    proc_src, proc_dst, rt_src, rt_dst = h.proc_src, h.proc_dst, h.rt_src, h.rt_dst
+    proc_src, proc_dst = h.proc_src, h.proc_dst
     pending: dict[Any, int] = {}           # process -> its open transaction
     last: dict[Any, int] = {}              # process -> its last committed-or-info transaction
-    frontier: dict[int, None] = {}         # insertion-ordered set (deterministic edge order)
-    seen_at: dict[int, tuple] = {}         # open transaction -> the frontier at its invocation
     n = 0
     for op in ops:
         if op.f != TXN_F:
@@ -106,24 +101,17 @@ def parse(ops: Sequence[Any], *, realtime: bool = True) -> TxnHistory:
         if p == NEMESIS:
             continue
         if op.type == INVOKE:
-            t = n
-            n += 1
             status.append(INFO_S)
             mops.append(op.value)
             inv.append(op.index)
             done.append(-1)
             process.append(p)
-            pending[p] = t
+            pending[p] = n
             prev = last.get(p)
             if prev is not None:
                 proc_src.append(prev)
-                proc_dst.append(t)
-            if realtime:
-                snap = tuple(frontier)
-                seen_at[t] = snap
-                for s in snap:
-                    rt_src.append(s)
-                    rt_dst.append(t)
+                proc_dst.append(n)
+            n += 1
             continue
         t = pending.pop(p, None)
         if t is None:
@@ -134,23 +122,41 @@ def parse(ops: Sequence[Any], *, realtime: bool = True) -> TxnHistory:
             status[t] = OK_S
             mops[t] = op.value
             last[p] = t
-            if realtime:
-                for s in seen_at.pop(t):
-                    frontier.pop(s, None)
-                frontier[t] = None
         elif typ == FAIL:
             status[t] = FAIL_S
-            if realtime:
-                seen_at.pop(t, None)
         else:
             last[p] = t                   # info: it may have happened; the process ends here
-            if realtime:
-                seen_at.pop(t, None)
     for t in range(n):
         v = mops[t]
         if type(v) is not list:
             _check_mops(v, h.op_of(t))
     return h
+
+
+def realtime_chain(h: TxnHistory) -> tuple[Any, Any, int]:
+    """The real-time order as a chain of extra nodes (numpy, no Python loop): node n + i stands
+    for the i-th OK completion in history order; T -> its completion's node, each node -> the
+    next, and the node of the last completion before T's invocation -> T. T1 completed before
+    T2 was invoked exactly when a path T1 -> ... -> T2 runs through the chain, so strongly
+    connected components are those of the graph with every real-time edge, at 3 edges per
+    transaction. Returns (src, dst, number of chain nodes)."""
+    import numpy as np
+    n = len(h)
+    status = np.frombuffer(bytes(h.status), dtype=np.uint8)
+    inv = np.frombuffer(h.inv, dtype=np.int64)
+    done = np.frombuffer(h.done, dtype=np.int64)
+    ok = np.nonzero(status == OK_S)[0]
+    order = np.argsort(done[ok], kind="stable")
+    ok_sorted = ok[order]
+    done_sorted = done[ok][order]
+    c = len(ok_sorted)
+    chain = n + np.arange(c, dtype=np.int64)
+    live = np.nonzero(status != FAIL_S)[0]
+    before = np.searchsorted(done_sorted, inv[live], side="left") - 1
+    has = before >= 0
+    src = np.concatenate([ok_sorted, chain[:-1], n + before[has]])
+    dst = np.concatenate([chain, chain[1:], live[has]])
+    return src.astype(np.int32), dst.astype(np.int32), c
 
 
 def validate_mops(h: TxnHistory, t: int) -> None:
