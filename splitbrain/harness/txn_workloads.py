@@ -42,10 +42,9 @@ class TxnWorkload(Workload):
     write_f: ClassVar[str]
     checker: ClassVar[str]
     OPTIONS = {"key_count": ("keys in use at a time", 3),
-               "max_txn_length": ("micro-ops per transaction, at most", 4),
-               "max_writes_per_key": ("writes a key gets before a fresh key replaces it", 16),
-               "consistency_models": ("models the checker demands (comma-separated)",
-                                      "strict-serializable")}
+               "max_txn_length": ("micro-ops per txn, at most", 4),
+               "max_writes_per_key": ("writes per key", 16),
+               "consistency_models": ("models to check", "strict-serializable")}
 
     def __init__(self, options: dict[str, Any] | None = None):
         opts = {str(k).replace("-", "_"): v for k, v in (options or {}).items()}
@@ -131,9 +130,8 @@ class TxnListAppendWorkload(TxnWorkload):
     name = "txn-list-append"
     write_f = "append"
     checker = "list-append"
-    description = ("Maelstrom's txn-list-append: transactions of [r k nil] / [append k v] on "
-                   "lists by key; Elle's list-append checker (G0, G1, G2, lost updates, "
-                   "realtime, ...)")
+    description = ("Maelstrom's txn-list-append: transactions that read and append to "
+                   "lists by key; Elle-style cycles and anomalies")
 
 
 class TxnRwRegisterWorkload(TxnWorkload):
@@ -142,5 +140,5 @@ class TxnRwRegisterWorkload(TxnWorkload):
     name = "txn-rw-register"
     write_f = "w"
     checker = "rw-register"
-    description = ("Maelstrom's txn-rw-register: transactions of [r k nil] / [w k v] on "
-                   "registers by key; Elle's rw-register checker")
+    description = ("Maelstrom's txn-rw-register: transactions that read and write "
+                   "registers by key; Elle-style cycles and anomalies")
