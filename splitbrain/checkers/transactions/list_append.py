@@ -45,6 +45,23 @@ _PLAIN = frozenset((int, str))
 FOUND_PER_NAME_MAX = 100   # anomaly instances kept per name (the count goes on in stats)
 
 
+class _ReadFirst:
+    """The mark of a key whose first micro-op in the transaction was this read."""
+
+    __slots__ = ("read",)
+
+    def __init__(self, read: list):
+        self.read = read
+
+
+def _state(mark: Any) -> list:
+    """The full per-key state (see ListAppend.run) from a first micro-op's cheap mark."""
+    if type(mark) is _ReadFirst:
+        return [mark.read, [], mark.read, None]
+    v, vk = mark
+    return [None, [v], None, vk]
+
+
 class Found:
     """One non-cycle anomaly: its name, the transactions that show it, words, JSON details."""
 
@@ -99,8 +116,11 @@ class ListAppend:
         for t in range(len(status)):
             st = status[t]
             mops = mops_all[t]
-            # key -> [its value as far as known (None: not read yet), own appends since,
-            #         the external read (None: the first access was an append), last append]
+            # key -> what this transaction did to it: after one micro-op a cheap mark (the
+            # read list wrapped in _ReadFirst, or an (appended value, fast key) tuple); from the
+            # second on, the list [its value as far as known (None: not read yet), own appends
+            # since, the external read (None: the first access was an append), last append's
+            # fast key (None: none yet)]
             local: dict[int, Any] = {}
             try:
                 for f, k, v in mops:
@@ -132,8 +152,10 @@ class ListAppend:
                         w[vk] = t
                         loc = local.get(kid)
                         if loc is None:
-                            local[kid] = [None, [v], None, vk]
+                            local[kid] = (v, vk)      # first access: this append (cheap mark)
                         else:
+                            if type(loc) is not list:
+                                loc = local[kid] = _state(loc)
                             if loc[3] is not None:
                                 inter[kid][loc[3]] = t
                             elif loc[2] is not None and st == OK_S:
@@ -154,10 +176,12 @@ class ListAppend:
                                                  f"{k!r} must return a list, got {v!r}")
                         loc = local.get(kid)
                         if loc is None:
-                            local[kid] = [v, [], v, None]
+                            local[kid] = _ReadFirst(v)  # first access: this read (cheap mark)
                             reads[kid].append((t, v, True))
                             continue
                         reads[kid].append((t, v, False))
+                        if type(loc) is not list:
+                            loc = local[kid] = _state(loc)
                         self._internal(t, k, loc, v)
                     else:
                         raise ValueError(f"op {h.op_of(t).index}: micro-op {f!r} is not part of "
