@@ -42,6 +42,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 from ..harness.backends.tcp_cluster import TcpClusterBackend
+from ..harness.workloads import NODE_DOWN
 from .base import Database, DbNode
 
 START_TIMEOUT_S = 60.0
@@ -50,6 +51,8 @@ RESTART_PROBE_S = 10.0
 CLIENT_THREADS_MAX = 64
 CLIENT_DEADLINE_MARGIN_S = 0.1
 CLIENT_DEADLINE_MIN_S = 0.05
+# Client outcomes that carry no answer of the database (nothing came back to log).
+NO_ANSWER = frozenset({NODE_DOWN, "timed-out", "connection-lost", "client-crashed"})
 KILL_WAIT_S = 10.0
 STATE_DIR = Path("/run/splitbrain") if os.geteuid() == 0 else Path("/tmp/splitbrain-run")
 
@@ -68,7 +71,6 @@ class DbCluster:
         self.dbclient = None
         self._exec: ThreadPoolExecutor | None = None
         self.ready_s: float | None = None
-        self.stats = {"client": 0, "refused": 0}
 
     # ---- lifecycle ----------------------------------------------------------------------------
 
@@ -153,19 +155,26 @@ class DbCluster:
 
     # ---- client operations --------------------------------------------------------------------
 
-    def send_client(self, client: str, node: str, body: dict) -> bool:
-        """LOOP THREAD: hand the request to a client thread; the reply comes back on the loop."""
+    def send_client(self, client: str, node: str, body: dict, op: int | None = None) -> bool:
+        """LOOP THREAD: hand the request to a client thread; the reply comes back on the loop.
+
+        Message log (messages.jsonl): the request client -> node is "lost" when it never left
+        (node-down), else "delivered"; the database's answer node -> client is logged when
+        there is one (not after a timeout or a lost connection)."""
         if self._exec is None or self._torn_down:
             self.stats["refused"] += 1
             return False
         self.stats["client"] += 1
+        mid, sent = self.msglog.send()
+        self.msglog.hold(mid, sent, client, node, body, op=op)
         # The client's own deadline ends a little before the pool's timeout, so that its answer
         # (a definite fail for a read) normally arrives before the pool records `info`.
         timeout_s = max(CLIENT_DEADLINE_MIN_S, self.client_timeout_s - CLIENT_DEADLINE_MARGIN_S)
-        self._exec.submit(self._perform, client, node, body, timeout_s)
+        self._exec.submit(self._perform, client, node, body, timeout_s, mid, op)
         return True
 
-    def _perform(self, client: str, node: str, body: dict, timeout_s: float) -> None:
+    def _perform(self, client: str, node: str, body: dict, timeout_s: float, mid: int,
+                 op: int | None) -> None:
         try:
             reply = self.dbclient.invoke(node, body, timeout_s, client)
         except Exception as e:  # noqa: BLE001 - an adapter bug: the op may have happened
@@ -174,6 +183,11 @@ class DbCluster:
         reply["in_reply_to"] = body.get("msg_id")
 
         def deliver() -> None:
+            err = reply.get("error") if reply.get("type") == "error" else None
+            self.msglog.release(mid, "lost" if err == NODE_DOWN else "delivered")
+            if err not in NO_ANSWER:
+                rid, sent = self.msglog.send()
+                self.msglog.record(rid, sent, node, client, reply, "delivered", op=op)
             if self.on_client_message is not None:
                 self.on_client_message(node, client, reply)
         try:

@@ -24,7 +24,9 @@ DEFAULT_WORKLOAD = "register"
 
 
 def build_db_test(*, db, system, bin_path, workload, nemesis, time_limit, nodes, concurrency,
-                  rate, seed, bugs, opts, backend, store, name, schedule) -> dict:
+                  rate, seed, bugs, opts, backend, store, name, schedule, latency=None,
+                  availability=None, topology=None, nemesis_interval=None,
+                  log_stderr=False) -> dict:
     """Validate a database test's options (UserError naming the option); the test dict."""
     from ..cli import UserError
     from ..commands.test import parse_opt
@@ -43,6 +45,13 @@ def build_db_test(*, db, system, bin_path, workload, nemesis, time_limit, nodes,
                         f"modes are options: {', '.join(cls.KNOWN_BAD) or 'none'})")
     if schedule is not None:
         raise UserError("--schedule is for --backend sim")
+    # Maelstrom's options that shape node programs or their network have no meaning here.
+    for flag, v in (("--latency", latency), ("--availability", availability),
+                    ("--topology", topology), ("--log-stderr", log_stderr or None)):
+        if v is not None:
+            raise UserError(f"{flag} is for Maelstrom node programs, not --db (a database's "
+                            f"peer traffic never passes through the harness; its log is "
+                            f"nodes/<node>/node.log)")
     backend = backend or DEFAULT_BACKEND
     if backend not in DB_BACKENDS:
         raise UserError(f"--backend {backend}: --db runs on {', '.join(DB_BACKENDS)} (local is "
@@ -68,8 +77,13 @@ def build_db_test(*, db, system, bin_path, workload, nemesis, time_limit, nodes,
     try:
         make_db_workload(db, workload, wl_opts)
         cls.parse_options(db_opts)
-        faults = parse_faults(",".join(p for p in (nemesis or "").split(",")
-                                       if p.strip() and p.strip() != "none"))
+        items = ([nemesis] if isinstance(nemesis, str) else list(nemesis or ()))
+        words = [w.strip() for i in items for w in str(i).split(",")]
+        if "all" in words:      # every fault that applies to this database and backend
+            faults = [f for f in FAULTS if f not in cls.REFUSED_FAULTS and
+                      not (backend == "local" and FAULTS[f][2] in ("partition", "network"))]
+        else:
+            faults = parse_faults(words)
     except ValueError as e:
         raise UserError(f"--opt: {e}" if "option" in str(e) else str(e)) from None
     for f in faults:
@@ -84,6 +98,10 @@ def build_db_test(*, db, system, bin_path, workload, nemesis, time_limit, nodes,
     for flag, v in (("--nodes", nodes), ("--concurrency", concurrency)):
         if v is not None and v < 1:
             raise UserError(f"{flag} must be >= 1, got {v}")
+    if nemesis_interval is not None:
+        if nemesis_interval <= 0:
+            raise UserError(f"--nemesis-interval must be > 0, got {nemesis_interval}")
+        harness_opts["nemesis_interval_s"] = float(nemesis_interval)
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "big") % 1_000_000_000
     return {"name": name or f"{db}-{workload}", "backend": backend, "db": db, "system": None,
