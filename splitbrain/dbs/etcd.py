@@ -357,7 +357,12 @@ class EtcdClient(DbClient):
 
     def _append(self, node: str, value: Any, deadline: float) -> dict:
         for _ in range(APPEND_ATTEMPTS_MAX):
-            doc = self._range(node, {"key": b64("log")}, deadline, False)
+            try:
+                doc = self._range(node, {"key": b64("log")}, deadline, False)
+            except (NotSent, Indefinite, EtcdError) as e:
+                # Only reads and failed guards so far: nothing was written.
+                return error(NODE_DOWN if isinstance(e, NotSent) else "read-failed", True,
+                             f"reading the log before the append: {e}")
             kvs = doc.get("kvs") or []
             log = json.loads(unb64(kvs[0]["value"])) if kvs else []
             rev = int(kvs[0].get("mod_revision", 0)) if kvs else 0

@@ -263,12 +263,14 @@ class ZkClient(DbClient):
                 return ok("write")
             if f == "cas":
                 path = self._path(body)
-                if self.sync_reads:
-                    wait(zk.sync_async(path))
                 try:
+                    if self.sync_reads:
+                        wait(zk.sync_async(path))
                     data, stat = wait(zk.get_async(path))
                 except NoNodeError:
                     return error("key-does-not-exist", True, "no value yet")
+                except Exception as e:  # noqa: BLE001 - the read step: nothing was written
+                    return error("read-failed", True, f"{type(e).__name__}: {e}")
                 if _decode(data) != body["from"]:
                     return error("precondition-failed", True, f"value is not {body['from']!r}")
                 try:
