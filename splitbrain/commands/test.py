@@ -206,7 +206,9 @@ def print_summary(summary) -> None:
     for line in summary.notes:
         click.echo(line)
     verdict = {True: "VALID", False: "INVALID"}.get(summary.valid, "UNKNOWN")
-    click.echo(f"{summary.history_ops} history events; verdict: {verdict}")
+    incomplete = getattr(summary, "incomplete", None)
+    click.echo(f"{summary.history_ops} history events; verdict: {verdict}"
+               + (f", {incomplete}" if incomplete else ""))
     children = summary.results.get("children") or {}
     for cname, child in children.items():
         names: dict[str, list[dict]] = {}

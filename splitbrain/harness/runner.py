@@ -17,6 +17,14 @@ Phases (Jepsen's, then TigerBeetle's liveness phase):
   6. the workload's checkers, results.json, the reports (timeline, plots) and test.json with the
      outcome.
 
+Bookkeeping for runs that are cut short (analyze.py reads it): test.json's `phase` is rewritten
+at each step (setup, safety, heal, final, check, done); a run stopped by Ctrl-C or SIGTERM
+records `"interrupted": true` and `interrupted_at` (the phase) and Ctrl-C prints where its files
+are; the run marker `running.json` (ownership.py) is written at the start and removed at the
+end, so a run directory that keeps it after its harness died (SIGKILL) was cut short too. Node
+processes are recorded in `pids.jsonl` for `splitbrain cleanup`. A file of the run that cannot
+be written (a full disk) stops the run: exit 4 naming the file and what was kept.
+
 Defaults (recorded in test.json): LOCAL_DEFAULTS; the nemesis interval is a sixth of the time limit
 (at most 5 s), the client timeout 1 s. `--opt harness.NAME=VALUE` (test["harness_opts"]) sets
 HARNESS_OPTIONS.
@@ -68,6 +76,8 @@ HARNESS_OPTIONS = {
     "partition_shapes": "shapes the partition nemesis draws from, comma-separated (default all: "
                         "halves, random-halves, one, bridge, majorities-ring, leader, "
                         "bridge-leader)",
+    "docker_memory": "docker backend: each container's memory limit (default 512m)",
+    "docker_pids_max": "docker backend: each container's process/thread limit (default 256)",
 }
 FINAL_ATTEMPTS_MAX = 20          # re-invocations of a final read through the protocol that failed
 
@@ -80,6 +90,19 @@ class ClusterError(click.ClickException):
 
 class HarnessInterrupted(KeyboardInterrupt):
     """SIGTERM during a run: handled like Ctrl-C (teardown, then exit 130)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run after its teardown; `message` says where its files are
+    (cli.main prints it; exit 130)."""
+
+    def __init__(self, message: str, run_dir: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.run_dir = run_dir
+
+
+PHASES = ("setup", "safety", "heal", "final", "check", "done")
 
 
 def workload_machine(workload) -> str | None:
@@ -267,8 +290,18 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         client_timeout_s = float(hopts.get("client_timeout_s") or CLIENT_TIMEOUT_S)
         recovery_s = float(hopts.get("recovery_s", test.get("recovery_s", RECOVERY_S)))
         overlap = hopts.get("nemesis_overlap", False) in (True, "true", 1)
+        docker_limits = {"memory": hopts.get("docker_memory"),
+                         "pids_max": (int(hopts["docker_pids_max"])
+                                      if hopts.get("docker_pids_max") is not None else None)}
     except (TypeError, ValueError) as e:
         raise UserError(f"--opt harness.*: {e}") from None
+    import re
+    if docker_limits["memory"] is not None and not re.fullmatch(r"[1-9][0-9]*[bkmgBKMG]?",
+                                                                str(docker_limits["memory"])):
+        raise UserError(f"--opt harness.docker_memory={docker_limits['memory']}: give a size "
+                        f"like 512m or 1g")
+    if docker_limits["pids_max"] is not None and docker_limits["pids_max"] < 1:
+        raise UserError(f"--opt harness.docker_pids_max={docker_limits['pids_max']}: need >= 1")
     crash_points = (_crash_point_settings(hopts, test.get("system"), n_nodes)
                     if "crash-point" in faults else None)
     partition_shapes = _partition_shapes(hopts.get("partition_shapes"))
@@ -290,20 +323,41 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         run_dir = Path(tmp.name)
     test["out_dir"] = str(run_dir)
     say = log or (lambda m: None)
+    from .ownership import RunRegistration
+    registration = RunRegistration(run_dir)
+    stop_run = threading.Event()      # set when a file of the run cannot be written
+    if store is not None:
+        store.on_write_error = lambda e: stop_run.set()
+
+    def enter(phase: str) -> None:
+        """Record the phase reached in test.json (what analyze reports for a cut-short run)."""
+        test["phase"] = phase
+        if store is not None:
+            store.write_test(test)
+
+    def check_writes() -> None:
+        if store is not None and store.write_error is not None:
+            raise store.write_error_final()
 
     def note(m: str) -> None:
         if store is not None:
             store.log(m)
         say(m)
 
-    if store is not None:
-        store.write_test(test)
+    try:
+        enter("setup")
+    except BaseException:
+        registration.close()
+        if store is not None:
+            store.finish()
+        raise
     try:
         backend = make_backend(backend_name, nodes, run_dir, system=test.get("system"),
                                machine=workload_machine(workload), bin_path=test.get("bin"),
                                bugs=test.get("bugs") or (), options=test.get("opts") or {},
-                               seed=seed, logger=note)
+                               seed=seed, logger=note, limits=docker_limits)
     except RuntimeError as e:
+        registration.close()
         if store is not None:
             store.finish()
         if tmp is not None:
@@ -311,6 +365,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         raise UserError(f"--backend {backend_name}: {e}") from None
     missing = [f for f in faults if not backend.supports(FAULTS[f][2])]
     if missing:
+        registration.close()
         if store is not None:
             store.finish()
         if tmp is not None:
@@ -332,6 +387,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         old_term = signal.signal(signal.SIGTERM, on_term)
     t0 = time.monotonic_ns()
     finished = False
+    interrupted: str | None = None
     prog_entered = False
     try:
         note(f"seed {seed}: {n_nodes} nodes, {test['concurrency']} workers, rate "
@@ -347,6 +403,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
                           timeout_s=client_timeout_s, on_op=on_op, local_reads=in_house)
         nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note,
                           crash_points=crash_points, partition_shapes=partition_shapes)
+        enter("safety")
         if prog is not None:
             prog.__enter__()
             prog_entered = True
@@ -355,7 +412,9 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
                 nemesis.start(time_limit_gen(float(test["time_limit"]), sched))
         elif faults:
             nemesis.start(time_limit_gen(float(test["time_limit"]), schedule(faults, interval_s, seed)))
-        pool.run(_gen_for(workload, test))
+        pool.run(_gen_for(workload, test), stop_run)
+        check_writes()
+        enter("heal")
         nemesis.stop()
         if nemesis.error is not None:
             raise ClusterError(f"the nemesis failed: {type(nemesis.error).__name__}: "
@@ -365,12 +424,18 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         time.sleep(recovery_s)
         if in_house:
             recovery = _wait_recovery(backend, note, RECOVERY_TIMEOUT_S)
+        check_writes()
+        enter("final")
         pool.timeout_s = FINAL_TIMEOUT_S
         pool.retries_max = FINAL_ATTEMPTS_MAX
-        pool.run(_final_gen(workload, nodes))
+        pool.run(_final_gen(workload, nodes), stop_run)
         note(f"final phase done; {len(recorder.ops)} history events; "
              f"router {getattr(backend, 'stats', {})}")
+        check_writes()
         finished = True
+    except KeyboardInterrupt as e:
+        interrupted = "SIGTERM" if isinstance(e, HarnessInterrupted) else "SIGINT"
+        raise
     finally:
         if prog_entered:
             try:
@@ -384,12 +449,29 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
         if not finished:
-            # Interrupted or failed: the history prefix and the node logs stay in the store.
+            # Interrupted or failed: the history prefix and the node logs stay in the store,
+            # and test.json says how far the run got (analyze reports it as incomplete).
+            test["interrupted"] = True
+            test["interrupted_at"] = test.get("phase")
+            if interrupted:
+                test["interrupted_by"] = interrupted
             if store is not None:
-                store.log("run aborted; nodes torn down")
+                store.log(f"run aborted at phase {test.get('phase')}; nodes torn down")
+                if store.write_error is None:
+                    try:
+                        store.write_test(test)
+                    except click.ClickException:
+                        pass    # a full disk: the error that stopped the run is reported
                 store.finish()
+            registration.close()
             if tmp is not None:
                 tmp.cleanup()
+            if interrupted:
+                where = (f"; the run so far is in {run_dir} (splitbrain analyze {run_dir})"
+                         if store is not None else "")
+                raise RunInterrupted(f"interrupted ({interrupted}) at phase "
+                                     f"{test.get('phase')}{where}",
+                                     str(run_dir) if store is not None else None)
     history = list(recorder.ops)
     result = check_history(workload, history, test, extra=[recovery] if recovery else [])
     summary = RunSummary(valid=result.valid, results=result.to_json(), test=test, replay="",
@@ -397,16 +479,25 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
                          notes=[f"seed {seed}; nemesis {','.join(faults) or 'none'} every "
                                 f"{interval_s:.1f} s; router {getattr(backend, 'stats', {})}"],
                          stats={"router": getattr(backend, "stats", {})})
-    if store is not None:
-        store.write_results(result)
-        test["valid"] = result.valid
-        test["stats"] = summary.stats
-        store.write_test(test)
-        if hopts.get("reports", True) not in (False, "false", 0):
-            store.write_reports(history, test)
-        store.finish()
-    if tmp is not None:
-        tmp.cleanup()
+    try:
+        if store is not None:
+            check_writes()
+            enter("check")
+            store.write_results(result)
+            test["valid"] = result.valid
+            test["stats"] = summary.stats
+            if hopts.get("reports", True) not in (False, "false", 0):
+                store.write_reports(history, test)
+            test["phase"] = "done"
+            test["interrupted"] = False
+            store.write_test(test)
+            check_writes()
+    finally:
+        registration.close()
+        if store is not None:
+            store.finish()
+        if tmp is not None:
+            tmp.cleanup()
     return summary
 
 

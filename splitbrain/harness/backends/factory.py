@@ -31,11 +31,12 @@ def in_house_args(system: str, machine: str, *, bugs: Sequence[str] = (),
 def make_backend(name: str, nodes: Sequence[str], run_dir: str | Path, *, system: str | None,
                  machine: str | None, bin_path: str | None, bugs: Sequence[str] = (),
                  options: dict | None = None, seed: int = 0,
-                 logger: Callable[[str], None] | None = None):
+                 logger: Callable[[str], None] | None = None,
+                 limits: dict | None = None):
     """Build a backend for in-house `system` (with `machine`) or a Maelstrom binary `bin_path`.
 
     Raises RuntimeError with a one-line reason when the backend cannot run here (no root, no
-    Docker engine, ...).
+    Docker engine, ...). `limits` (docker): {"memory": "512m", "pids_max": 256}.
     """
     from .local import bin_command, in_house_command
     in_house = system is not None
@@ -58,7 +59,9 @@ def make_backend(name: str, nodes: Sequence[str], run_dir: str | Path, *, system
         args = in_house_args(system, machine, bugs=bugs, options=options, seed=seed) if in_house else []
         try:
             return DockerBackend(nodes, lambda n: list(args), run_dir, in_house=in_house,
-                                 bin_path=bin_path, logger=logger)
+                                 bin_path=bin_path, logger=logger,
+                                 memory=(limits or {}).get("memory"),
+                                 pids_max=(limits or {}).get("pids_max"))
         except DockerBackendError as e:
             raise RuntimeError(str(e)) from None
     raise ValueError(f"unknown backend {name!r} (choose from {', '.join(REAL_BACKENDS)})")

@@ -9,6 +9,12 @@ harness, and kill/pause signal the whole group. Its stderr goes to `nodes/<node>
 data directory is `nodes/<node>/data` (in-house nodes; a --bin node gets `nodes/<node>/` as its
 working directory). A node whose stdin closes exits (the runtime's contract), so even a harness
 killed with SIGKILL leaves nodes that stop on their own; teardown() kills every group anyway.
+A node whose leader process exits by itself has the rest of its group killed at once (a `--bin`
+program that forks a child and exits leaves nothing running). Against a harness killed outright:
+each node asks the kernel for SIGKILL when the harness's loop thread dies (PR_SET_PDEATHSIG,
+ownership.pdeathsig_preexec), and every process started is recorded in the run directory's
+`pids.jsonl` (pid, pgid, start time) for `splitbrain cleanup`. A child that leaves its process
+group (setsid) escapes both; cleanup cannot find it either.
 
 Messages to a node that is down are dropped; a client request to a node that is down is refused
 (`send_client` returns False: the request certainly did not happen).
@@ -41,6 +47,7 @@ from typing import Callable, Sequence
 
 from ...systems.runtime import RECORDS_FILE, cut_to_last_sync
 from ..grudges import Grudge, drops
+from ..ownership import ProcessLedger, kill_group, pdeathsig_preexec
 from .base import CONTROL_CLIENT, ControlRequests, Loop
 
 READ_CHUNK_BYTES = 1 << 18
@@ -97,6 +104,7 @@ class NodeProcess:
         self.write_registered = False
         self.boots = 0
         self.silenced = False      # crashed by a crash point: nothing more it wrote is routed
+        self.start_time: int | None = None   # the leader's /proc start time (ownership.py)
 
 
 class LocalBackend(ControlRequests):
@@ -128,6 +136,8 @@ class LocalBackend(ControlRequests):
         self.loop.after_iteration.append(self._flush_all)
         base_env = {**os.environ, **(env or {})}
         self.procs: dict[str, NodeProcess] = {}
+        self._ledger = ProcessLedger(self.run_dir)
+        self._preexec = pdeathsig_preexec()
         for n in self.nodes:
             node_dir = self.run_dir / "nodes" / n
             data_dir = node_dir / "data" if in_house else None
@@ -191,13 +201,17 @@ class LocalBackend(ControlRequests):
         assert p.proc is None, f"{n} is already running"
         errf = open(p.node_dir / "node.log", "ab")
         try:
+            # Spawned on the loop thread (it lives as long as the run): see pdeathsig_preexec.
             p.proc = subprocess.Popen(p.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=errf, cwd=p.node_dir, env=p.env,
-                                      start_new_session=True, bufsize=0)
+                                      start_new_session=True, bufsize=0,
+                                      preexec_fn=self._preexec)
         except OSError as e:
             raise RuntimeError(f"cannot start node {n} ({' '.join(p.cmd)}): {e.strerror}") from None
         finally:
             errf.close()
+        self._ledger.add(n, p.proc.pid, boot=p.boots + 1)
+        p.start_time = self._ledger.last_start
         p.boots += 1
         p.up = False
         p.paused = False
@@ -325,10 +339,7 @@ class LocalBackend(ControlRequests):
         for p in self.procs.values():
             if p.proc is not None:
                 p.expected_exit = True
-                try:
-                    os.killpg(p.proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+                self._kill_group(p)
         for p in self.procs.values():
             if p.proc is not None:
                 try:
@@ -437,8 +448,25 @@ class LocalBackend(ControlRequests):
             if line:
                 self._route(n, line)
 
+    def _kill_group(self, p: NodeProcess) -> None:
+        """SIGKILL what is left of a node's process group, also once its leader is gone."""
+        if p.proc is None:
+            return
+        if p.proc.returncode is None:
+            try:        # the leader is not reaped yet: its pid (= the pgid) cannot be reused
+                os.killpg(p.proc.pid, signal.SIGKILL)
+                return
+            except ProcessLookupError:
+                return
+            except PermissionError:
+                pass
+        kill_group(p.proc.pid, p.start_time)   # reaped: only members that are provably ours
+
     def _exited(self, n: str) -> None:
         p = self.procs[n]
+        if p.proc is not None and _leader_exited(p.proc):
+            # Its children (same group) must not outlive it: a node that forks and exits.
+            self._kill_group(p)
         code = p.proc.poll() if p.proc is not None else None
         if not p.expected_exit:
             self._log(f"{n}: exited unexpectedly (code {code}); see {p.node_dir / 'node.log'}")
@@ -533,6 +561,17 @@ class LocalBackend(ControlRequests):
             return
         self.stats["delivered"] += 1
         self._write(p, data)
+
+
+def _leader_exited(proc: subprocess.Popen) -> bool:
+    """Whether a node's leader process has exited, WITHOUT reaping it (its pid stays reserved,
+    so its process group can still be signalled safely)."""
+    if proc.returncode is not None:
+        return True
+    try:
+        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return proc.poll() is not None
 
 
 def in_house_command(system: str, machine: str, *, bugs: Sequence[str] = (),
