@@ -448,6 +448,13 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         recorder.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        if not finished and not interrupted and store is not None and \
+                store.write_error is not None:
+            # Stopped by a failed write: say what the files hold now that the history is closed.
+            store.log(f"run aborted at phase {test.get('phase')}: {store.write_error}")
+            store.finish()
+            registration.close()
+            raise store.write_error_final()
         if not finished:
             # Interrupted or failed: the history prefix and the node logs stay in the store,
             # and test.json says how far the run got (analyze reports it as incomplete).

@@ -404,10 +404,21 @@ class Recorder:
 
     def _drop_writer(self) -> None:
         w, self.writer = self.writer, None
+        # Point the descriptor under the buffers at /dev/null: the unwritten rest of the failed
+        # line must never reach the file (a flush at close, once space is freed, would write a
+        # line's tail without its head). dup2, not close: the file object still owns the number.
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(null, w._fh.fileno())
+            finally:
+                os.close(null)
+        except (OSError, ValueError, AttributeError):
+            pass
         try:
             w.close()
-        except OSError:
-            pass        # the buffered rest of the failed line: discarded with the file object
+        except (OSError, ValueError):
+            pass
         trim_to_last_line(w.path)
         self.written = count_lines(w.path)
 
