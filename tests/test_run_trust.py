@@ -372,6 +372,35 @@ def test_nodes_die_with_a_killed_harness_through_pdeathsig(tmp_path):
         _kill_all(pids)
 
 
+def test_the_preexec_fallback_of_pdeathsig_kills_the_child_with_its_parent(tmp_path):
+    """Where there is no setpriv: the ctypes prctl preexec, from a thread of the parent."""
+    pidfile = tmp_path / "child.pid"
+    parent = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f'''\
+        import subprocess, threading, time
+        from splitbrain.harness.ownership import pdeathsig_preexec
+        def spawn():
+            p = subprocess.Popen(["sleep", "600"], preexec_fn=pdeathsig_preexec())
+            open({str(pidfile)!r}, "w").write(str(p.pid))
+            time.sleep(600)
+        threading.Thread(target=spawn, daemon=True).start()
+        time.sleep(600)
+        ''')], env=_env(tmp_path / "state"))
+    child = None
+    try:
+        _wait(lambda: pidfile.exists() and pidfile.read_text(), "the child")
+        child = int(pidfile.read_text())
+        assert _alive(child)
+        parent.kill()
+        parent.wait()
+        _wait(lambda: not _alive(child), "the child to die with its parent", 10)
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+            parent.wait()
+        if child:
+            _kill_all([child])
+
+
 # ---- item 8: a full disk --------------------------------------------------------------------------
 
 @pytest.fixture

@@ -261,6 +261,37 @@ def kill_group(pgid: int, leader_start: int | None) -> list[int]:
 
 # ---- the first line of defence: die with the harness ---------------------------------------------
 
+_SETPRIV: list[str | None] = []     # cached: the setpriv that knows --pdeathsig, or None
+
+
+def _setpriv() -> str | None:
+    if not _SETPRIV:
+        import shutil
+        import subprocess
+        path = shutil.which("setpriv")
+        ok = False
+        if path:
+            try:
+                ok = "--pdeathsig" in subprocess.run([path, "--help"], capture_output=True,
+                                                     text=True, timeout=10).stdout
+            except (OSError, subprocess.SubprocessError):
+                ok = False
+        _SETPRIV.append(path if ok else None)
+    return _SETPRIV[0]
+
+
+def pdeathsig_launch(argv: list[str]) -> tuple[list[str], Callable[[], None] | None]:
+    """(argv, preexec_fn) that start `argv` with PR_SET_PDEATHSIG = SIGKILL: through util-linux's
+    `setpriv --pdeathsig KILL` when there is one (it keeps subprocess's fast spawn path: a
+    preexec_fn forces a full fork of the harness, 15-25 ms of the caller's thread), else
+    through pdeathsig_preexec(). Unchanged when disabled (SPLITBRAIN_NO_PDEATHSIG)."""
+    if os.environ.get("SPLITBRAIN_NO_PDEATHSIG"):
+        return argv, None
+    setpriv = _setpriv()
+    if setpriv is not None:
+        return [setpriv, "--pdeathsig", "KILL", "--", *argv], None
+    return argv, pdeathsig_preexec()
+
 def pdeathsig_preexec() -> Callable[[], None] | None:
     """A `preexec_fn` that asks the kernel to SIGKILL the child when the thread that started it
     dies (PR_SET_PDEATHSIG), so that nodes ignoring EOF do not outlive a SIGKILLed harness.

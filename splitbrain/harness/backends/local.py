@@ -11,9 +11,10 @@ working directory). A node whose stdin closes exits (the runtime's contract), so
 killed with SIGKILL leaves nodes that stop on their own; teardown() kills every group anyway.
 A node whose leader process exits by itself has the rest of its group killed at once (a `--bin`
 program that forks a child and exits leaves nothing running). Against a harness killed outright:
-each node asks the kernel for SIGKILL when the harness's loop thread dies (PR_SET_PDEATHSIG,
-ownership.pdeathsig_preexec), and every process started is recorded in the run directory's
-`pids.jsonl` (pid, pgid, start time) for `splitbrain cleanup`. A child that leaves its process
+each --bin node asks the kernel for SIGKILL when the harness's loop thread dies
+(PR_SET_PDEATHSIG, ownership.pdeathsig_launch; in-house nodes exit at EOF), and every process
+started is recorded in the run directory's `pids.jsonl` (pid, pgid, start time) for
+`splitbrain cleanup`. A child that leaves its process
 group (setsid) escapes both; cleanup cannot find it either.
 
 Messages to a node that is down are dropped; a client request to a node that is down is refused
@@ -47,13 +48,14 @@ from typing import Callable, Sequence
 
 from ...systems.runtime import RECORDS_FILE, cut_to_last_sync
 from ..grudges import Grudge, drops
-from ..ownership import ProcessLedger, kill_group, pdeathsig_preexec
+from ..ownership import ProcessLedger, kill_group, pdeathsig_launch
 from .base import CONTROL_CLIENT, ControlRequests, Loop
 
 READ_CHUNK_BYTES = 1 << 18
 OUTBUF_BYTES_MAX = 32 << 20      # bytes queued for a stopped node before messages are dropped
 INIT_TIMEOUT_S = 20.0
 KILL_WAIT_S = 10.0
+EXIT_WAIT_S = 0.2                # after a node's stdout closed: how long its exit may take
 
 log = logging.getLogger("splitbrain.local")
 
@@ -137,7 +139,6 @@ class LocalBackend(ControlRequests):
         base_env = {**os.environ, **(env or {})}
         self.procs: dict[str, NodeProcess] = {}
         self._ledger = ProcessLedger(self.run_dir)
-        self._preexec = pdeathsig_preexec()
         for n in self.nodes:
             node_dir = self.run_dir / "nodes" / n
             data_dir = node_dir / "data" if in_house else None
@@ -201,11 +202,13 @@ class LocalBackend(ControlRequests):
         assert p.proc is None, f"{n} is already running"
         errf = open(p.node_dir / "node.log", "ab")
         try:
-            # Spawned on the loop thread (it lives as long as the run): see pdeathsig_preexec.
-            p.proc = subprocess.Popen(p.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            # An in-house node exits when its stdin closes; a --bin node may not, so it gets
+            # PR_SET_PDEATHSIG. It is spawned on the loop thread, which lives as long as the run
+            # (the signal follows the thread that started the process).
+            cmd, preexec = (p.cmd, None) if self.in_house else pdeathsig_launch(p.cmd)
+            p.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=errf, cwd=p.node_dir, env=p.env,
-                                      start_new_session=True, bufsize=0,
-                                      preexec_fn=self._preexec)
+                                      start_new_session=True, bufsize=0, preexec_fn=preexec)
         except OSError as e:
             raise RuntimeError(f"cannot start node {n} ({' '.join(p.cmd)}): {e.strerror}") from None
         finally:
@@ -464,8 +467,9 @@ class LocalBackend(ControlRequests):
 
     def _exited(self, n: str) -> None:
         p = self.procs[n]
-        if p.proc is not None and _leader_exited(p.proc):
+        if p.proc is not None and not p.expected_exit and _leader_exited(p.proc):
             # Its children (same group) must not outlive it: a node that forks and exits.
+            # (A node we killed had its whole group killed already.)
             self._kill_group(p)
         code = p.proc.poll() if p.proc is not None else None
         if not p.expected_exit:
@@ -563,15 +567,22 @@ class LocalBackend(ControlRequests):
         self._write(p, data)
 
 
-def _leader_exited(proc: subprocess.Popen) -> bool:
+def _leader_exited(proc: subprocess.Popen, wait_s: float = EXIT_WAIT_S) -> bool:
     """Whether a node's leader process has exited, WITHOUT reaping it (its pid stays reserved,
-    so its process group can still be signalled safely)."""
-    if proc.returncode is not None:
-        return True
-    try:
-        return os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:
-        return proc.poll() is not None
+    so its process group can still be signalled safely). Its stdout closes a moment before it
+    becomes a zombie, so wait up to `wait_s` for that."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        if proc.returncode is not None:
+            return True
+        try:
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:
+            return proc.poll() is not None
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
 
 
 def in_house_command(system: str, machine: str, *, bugs: Sequence[str] = (),
