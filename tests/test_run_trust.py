@@ -537,3 +537,34 @@ def test_docker_containers_get_the_file_mount_limits_and_owner(tmp_path):
             client.images.remove(image, force=True)
         except docker.errors.APIError:
             pass
+
+
+@pytest.mark.docker
+def test_docker_cleanup_removes_only_a_dead_owners_networks(tmp_path):
+    require(docker_available(), "a Docker engine")
+    import docker
+    from splitbrain.harness.backends.docker import LABEL, cleanup_docker
+    client = docker.from_env()
+    labels = {"dead": {LABEL: "h12bdead", ownership.OWNER_LABEL:
+                       ownership.owner_id(_dead_owner())},
+              "live": {LABEL: "h12blive", ownership.OWNER_LABEL: ownership.owner_id()},
+              "none": {LABEL: "h12bnone"}}
+    nets = {}
+    try:
+        for k, lab in labels.items():
+            nets[k] = client.networks.create(f"splitbrain-h12b-{k}", labels=lab)
+        left: list[str] = []
+        said: list[str] = []
+        cleanup_docker(log=said.append, all_=False, left=left)
+        names = {n.name for n in client.networks.list(filters={"label": LABEL})}
+        assert "splitbrain-h12b-dead" not in names
+        assert {"splitbrain-h12b-live", "splitbrain-h12b-none"} <= names
+        assert "removed network splitbrain-h12b-dead" in said
+        assert any(x.startswith("network splitbrain-h12b-live: owner pid") for x in left)
+        assert "network splitbrain-h12b-none: no owner recorded (--all removes it)" in left
+    finally:
+        for n in nets.values():
+            try:
+                n.remove()
+            except docker.errors.APIError:
+                pass

@@ -326,8 +326,16 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         run_dir = Path(tmp.name)
     test["out_dir"] = str(run_dir)
     say = log or (lambda m: None)
-    from .ownership import RunRegistration
-    registration = RunRegistration(run_dir)
+    from .ownership import RUN_MARKER, RunRegistration
+    from .store import StoreWriteError
+    try:
+        registration = RunRegistration(run_dir)
+    except OSError as e:
+        if store is not None:
+            store.finish()
+        if tmp is not None:
+            tmp.cleanup()
+        raise StoreWriteError(run_dir / RUN_MARKER, e, "the run did not start") from None
     stop_run = threading.Event()      # set when a file of the run cannot be written
     if store is not None:
         store.on_write_error = lambda e: stop_run.set()

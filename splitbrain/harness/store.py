@@ -220,21 +220,27 @@ class RunStore:
         try:
             test_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+                raise StoreWriteError(test_dir, e, "nothing was run") from None
             from ..cli import UserError
             raise UserError(f"cannot create the store directory {test_dir}: {e.strerror}") from None
         stamp = _timestamp(now)
-        for i in range(RUN_SUFFIX_MAX):
-            run_dir = test_dir / (stamp if i == 0 else f"{stamp}-{i}")
-            try:
-                run_dir.mkdir()
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise RuntimeError(f"{RUN_SUFFIX_MAX} runs named {stamp} already in {test_dir}")
-        (run_dir / "nodes").mkdir()
-        store = cls(root_p, name, run_dir)
-        store.update_latest()
+        run_dir = test_dir
+        try:
+            for i in range(RUN_SUFFIX_MAX):
+                run_dir = test_dir / (stamp if i == 0 else f"{stamp}-{i}")
+                try:
+                    run_dir.mkdir()
+                    break
+                except FileExistsError:
+                    continue
+            else:
+                raise RuntimeError(f"{RUN_SUFFIX_MAX} runs named {stamp} already in {test_dir}")
+            (run_dir / "nodes").mkdir()
+            store = cls(root_p, name, run_dir)
+            store.update_latest()
+        except OSError as e:       # a full disk: name the directory, exit 4
+            raise StoreWriteError(e.filename or run_dir, e, "nothing was run") from None
         return store
 
     def _make_logger(self) -> logging.Logger:
