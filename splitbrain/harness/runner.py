@@ -496,17 +496,17 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
                 raise RunInterrupted(f"interrupted ({interrupted}) at phase "
                                      f"{test.get('phase')}{where}",
                                      str(run_dir) if store is not None else None)
-    history = list(recorder.ops)
-    result = check_history(workload, history, test, extra=[recovery] if recovery else [])
-    summary = RunSummary(valid=result.valid, results=result.to_json(), test=test, replay="",
-                         run_dir=str(run_dir) if store else None, history_ops=len(history),
-                         notes=[f"seed {seed}; nemesis {','.join(faults) or 'none'} every "
-                                f"{interval_s:.1f} s; router {getattr(backend, 'stats', {})}"],
-                         stats={"router": getattr(backend, "stats", {})})
     try:
+        check_writes()
+        enter("check")
+        history = list(recorder.ops)
+        result = check_history(workload, history, test, extra=[recovery] if recovery else [])
+        summary = RunSummary(valid=result.valid, results=result.to_json(), test=test, replay="",
+                             run_dir=str(run_dir) if store else None, history_ops=len(history),
+                             notes=[f"seed {seed}; nemesis {','.join(faults) or 'none'} every "
+                                    f"{interval_s:.1f} s; router {getattr(backend, 'stats', {})}"],
+                             stats={"router": getattr(backend, "stats", {})})
         if store is not None:
-            check_writes()
-            enter("check")
             store.write_results(result)
             test["valid"] = result.valid
             test["stats"] = summary.stats
@@ -516,6 +516,17 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
             test["interrupted"] = False
             store.write_test(test)
             check_writes()
+    except KeyboardInterrupt:
+        # Ctrl-C while checking: the history is whole; analyze re-checks it.
+        test["interrupted"], test["interrupted_at"], test["interrupted_by"] = True, "check", "SIGINT"
+        if store is not None and store.write_error is None:
+            try:
+                store.write_test(test)
+            except click.ClickException:
+                pass
+        raise RunInterrupted("interrupted (SIGINT) while checking" + (
+            f"; the whole history is in {run_dir} (splitbrain analyze {run_dir})"
+            if store is not None else ""), str(run_dir) if store is not None else None) from None
     finally:
         registration.close()
         if store is not None:

@@ -277,6 +277,10 @@ class RunStore:
         return None if self.write_error is None else self.write_error.with_kept(self.kept())
 
     def _guard(self, path: Path, fn: Callable[[], Any]) -> Any:
+        """Run a write; a failure (or an earlier one: the run's files are already incomplete,
+        e.g. history.jsonl stopped) raises StoreWriteError."""
+        if self.write_error is not None:
+            raise self.write_error_final()
         try:
             return fn()
         except OSError as e:
