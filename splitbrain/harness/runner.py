@@ -425,6 +425,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         recorder = Recorder(None)
     msglog = MessageLog(run_dir / "messages.jsonl" if store is not None else None,
                         max_lines=message_log_max)
+    if store is not None:
+        msglog.on_write_error = lambda e: store.write_failed(msglog.path, e)
     if hasattr(backend, "attach_message_log"):
         backend.attach_message_log(msglog)
     prog = _progress(test, progress)

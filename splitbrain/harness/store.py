@@ -90,6 +90,28 @@ def trim_to_last_line(path: str | os.PathLike) -> None:
         pass
 
 
+def drop_text_file(fh, path: str | os.PathLike) -> None:
+    """Give up an open file after a failed write: close it without writing its buffers, and cut
+    a torn last line, so that the file holds whole lines only.
+
+    The descriptor under the buffers is first pointed at /dev/null: the unwritten rest of the
+    failed line must never reach the file (a flush at close, once space is freed, would write a
+    line's tail without its head). dup2, not close: the file object still owns the number."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, fh.fileno())
+        finally:
+            os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        fh.close()
+    except (OSError, ValueError):
+        pass
+    trim_to_last_line(path)
+
+
 def count_lines(path: str | os.PathLike) -> int:
     """Newlines in a file (0 when it cannot be read)."""
     n = 0
@@ -247,7 +269,7 @@ class RunStore:
         logger = logging.getLogger(f"splitbrain.run.{id(self)}")
         logger.propagate = False
         logger.setLevel(logging.INFO)
-        handler = _LogHandler(self.log_path, lambda e: self._failed(self.log_path, e))
+        handler = _LogHandler(self.log_path, lambda e: self.write_failed(self.log_path, e))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
         return logger
@@ -255,7 +277,7 @@ class RunStore:
     def log(self, message: str, level: int = logging.INFO) -> None:
         self.logger.log(level, message)
 
-    def _failed(self, path: str | os.PathLike, error: OSError) -> StoreWriteError:
+    def write_failed(self, path: str | os.PathLike, error: OSError) -> StoreWriteError:
         """Remember the first failed write and tell whoever runs the test (it stops the run)."""
         err = StoreWriteError(path, error)
         if self.write_error is None:
@@ -284,7 +306,7 @@ class RunStore:
         try:
             return fn()
         except OSError as e:
-            self._failed(path, e)
+            self.write_failed(path, e)
             raise self.write_error_final() from None
 
     def node_dir(self, node: str) -> Path:
@@ -323,7 +345,7 @@ class RunStore:
         except OSError as e:
             if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
                 # A full disk is not a report bug: the run's files are incomplete; say so.
-                self._failed(e.filename or self.run_dir, e)
+                self.write_failed(e.filename or self.run_dir, e)
                 raise self.write_error_final() from None
             self.log(f"reports failed: {type(e).__name__}: {e}", logging.WARNING)
             return []
@@ -336,7 +358,7 @@ class RunStore:
         last whole line, keeps recording in memory and reports to `on_write_error`."""
         writer = self._guard(self.history_path,
                              lambda: HistoryWriter(str(self.history_path), fsync=fsync))
-        self._recorder = Recorder(writer, on_write_error=lambda e: self._failed(
+        self._recorder = Recorder(writer, on_write_error=lambda e: self.write_failed(
             self.history_path, e))
         return self._recorder
 
@@ -414,22 +436,7 @@ class Recorder:
 
     def _drop_writer(self) -> None:
         w, self.writer = self.writer, None
-        # Point the descriptor under the buffers at /dev/null: the unwritten rest of the failed
-        # line must never reach the file (a flush at close, once space is freed, would write a
-        # line's tail without its head). dup2, not close: the file object still owns the number.
-        try:
-            null = os.open(os.devnull, os.O_WRONLY)
-            try:
-                os.dup2(null, w._fh.fileno())
-            finally:
-                os.close(null)
-        except (OSError, ValueError, AttributeError):
-            pass
-        try:
-            w.close()
-        except (OSError, ValueError):
-            pass
-        trim_to_last_line(w.path)
+        drop_text_file(w._fh, w.path)
         self.written = count_lines(w.path)
 
     def invoke(self, process: Any, f: str, value: Any = None, *, time_ns: int,
