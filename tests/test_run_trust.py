@@ -474,6 +474,8 @@ def test_cleanup_leaves_a_namespace_it_did_not_make_and_removes_a_dead_runs(tmp_
         live = {"id": "h12c", "owner": ownership.me(), "namespaces": ["sb-h12blive-n1"],
                 "links": []}
         (state / "netns-h12c.json").write_text(json.dumps(live))
+        dry = _cli(["cleanup", "--all", "--dry-run"], _env(state))     # the old sweep, listed
+        assert f"would remove namespace {notmine}" in dry.stdout, dry.stdout
         r = _cli(["cleanup"], _env(state))
         assert r.returncode == 0, r.stderr
         names = subprocess.run(["ip", "netns", "list"], capture_output=True,
@@ -501,6 +503,9 @@ def test_docker_bin_mounts_only_the_program_and_named_files(tmp_path):
     assert mounts == {str(prog): {"bind": "/opt/node/node-h12b.py", "mode": "ro"},
                       str(conf): {"bind": "/opt/node/args/1/conf.json", "mode": "ro"}}
     assert str(tmp_path) not in mounts
+    argv, mounts = bin_mounts(prog, [str(conf), str(conf), str(prog)])
+    assert argv[1:] == ["/opt/node/args/0/conf.json"] * 2 + ["/opt/node/node-h12b.py"]
+    assert len(mounts) == 2
 
 
 @pytest.mark.docker

@@ -112,9 +112,10 @@ def bin_mounts(program: Path, args: Sequence[str]) -> tuple[list[str], dict]:
     for k, a in enumerate(args):
         p = Path(a)
         if a and p.is_file():
-            inside = f"{BIN_IN_CONTAINER}/args/{k}/{p.name}"
-            mounts[str(p.resolve())] = {"bind": inside, "mode": "ro"}
-            argv.append(inside)
+            host = str(p.resolve())
+            if host not in mounts:      # one bind per host file (Docker's binds are keyed so)
+                mounts[host] = {"bind": f"{BIN_IN_CONTAINER}/args/{k}/{p.name}", "mode": "ro"}
+            argv.append(mounts[host]["bind"])
         else:
             argv.append(a)
     return argv, mounts
