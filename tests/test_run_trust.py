@@ -433,7 +433,7 @@ def test_a_full_disk_exits_4_naming_the_file_and_the_kept_prefix(tmp_path, tiny_
     assert "cannot write " in line and str(tiny_tmpfs) in line
     run = _run_dir(tiny_tmpfs)
     hist = run / "history.jsonl"
-    assert f"kept the first" in line
+    assert "kept the first" in line
     kept = int(line.split("kept the first ")[1].split()[0])
     text = hist.read_bytes()
     assert kept > 100 and text.count(b"\n") == kept and text.endswith(b"\n")
