@@ -202,11 +202,14 @@ def run(test: dict):
 
 
 def print_summary(summary) -> None:
-    """Verdict, anomalies by checker and name, store path, replay command."""
+    """Verdict, anomalies by checker and name, store path, replay command (everything from the
+    history or the nodes is escaped: splitbrain/termsafe.py)."""
+    from ..termsafe import echo
+
     for line in summary.notes:
-        click.echo(line)
+        echo(line)
     verdict = {True: "VALID", False: "INVALID"}.get(summary.valid, "UNKNOWN")
-    click.echo(f"{summary.history_ops} history events; verdict: {verdict}")
+    echo(f"{summary.history_ops} history events; verdict: {verdict}")
     children = summary.results.get("children") or {}
     for cname, child in children.items():
         names: dict[str, list[dict]] = {}
@@ -214,12 +217,12 @@ def print_summary(summary) -> None:
             names.setdefault(a["name"], []).append(a)
         status = {True: "valid", False: "INVALID"}.get(child.get("valid"), "unknown")
         extra = f" ({child['error']})" if child.get("error") else ""
-        click.echo(f"  {cname}: {status}{extra}")
+        echo(f"  {cname}: {status}{extra}")
         for aname, items in names.items():
-            click.echo(f"    {aname} x{len(items)}: {items[0]['message']}")
+            echo(f"    {aname} x{len(items)}: {items[0]['message']}")
     if summary.run_dir:
-        click.echo(f"store: {summary.run_dir}")
-    click.echo(f"replay: {summary.replay}")
+        echo(f"store: {summary.run_dir}")
+    echo(f"replay: {summary.replay}")
 
 
 @click.command("test")

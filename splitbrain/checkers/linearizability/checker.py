@@ -121,7 +121,13 @@ def check_linearizable(history: Iterable[Op], model: "str | Model", *,
     m = get_model(model)
     deadline = None if time_limit is None else started + float(time_limit)
     history = list(history)
-    parts = list(partition_history(history, m).values())
+    try:
+        parts = list(partition_history(history, m, deadline).values())
+    except TimeLimitReached:
+        return Result(valid=UNKNOWN, checker=CHECKER_NAME,
+                      error=f"time limit of {time_limit} s reached while preparing the history "
+                            f"({len(history)} ops) for the search",
+                      stats={"model": m.name, "seconds": round(time.monotonic() - started, 6)})
     total_calls = sum(len(p.calls) for p in parts)
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (

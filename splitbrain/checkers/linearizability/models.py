@@ -72,6 +72,7 @@ The built-in models (MODELS, by name)
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Hashable, Iterable, NamedTuple
 
 from ...history.values import JSON_NAN, FrozenDict, JsonAtom, canon
@@ -167,6 +168,9 @@ class Model:
         return f"<Model {self.name}>"
 
 
+_LOOKS_LITERAL = re.compile(r"^(true|false|nil|null|NaN|[-+]?(\d|\.\d|Infinity|inf))", re.I)
+
+
 def _show(v: Any) -> str:
     if v is None:
         return "nil"
@@ -175,7 +179,8 @@ def _show(v: Any) -> str:
     if isinstance(v, tuple):
         return "[" + " ".join(_show(x) for x in v) + "]"
     if isinstance(v, str):
-        return repr(v) if v == "" or " " in v else v
+        # bare when unambiguous; quoted when empty, spaced, or looking like another value
+        return repr(v) if v == "" or " " in v or _LOOKS_LITERAL.match(v) else v
     if isinstance(v, bool):
         return "held" if v else "free"
     return repr(v)

@@ -16,11 +16,16 @@ from typing import Any, Iterable
 from ...history.errors import HistoryError
 from ...history.op import FAIL, INVOKE, NEMESIS, OK, Op
 from .models import UNKNOWN, Call, Model, freeze
-from .search import Partition
+from .search import PREPARE_CLOCK_MASK, Partition, check_deadline
 
 
-def partition_history(history: Iterable[Op], model: Model) -> dict[Any, Partition]:
+def partition_history(history: Iterable[Op], model: Model,
+                      deadline: float | None = None) -> dict[Any, Partition]:
     """Split a history by key into Partitions (insertion order = first appearance of the key).
+
+    Values and keys are canonicalized here, once (`freeze`: JSON identity, see models.py).
+    Raises TimeLimitReached past `deadline` (time.monotonic()): preparing counts against the
+    time limit like the search.
 
     Raises HistoryError for a completion whose process has no invocation outstanding, or a second
     invocation by a process that is still busy (the search relies on both).
@@ -76,7 +81,9 @@ def partition_history(history: Iterable[Op], model: Model) -> dict[Any, Partitio
         else:
             add_call(inv, comp, Call(f, value, UNKNOWN), True)  # info, or no completion at all
 
-    for op in history:
+    for n_op, op in enumerate(history):
+        if not n_op & PREPARE_CLOCK_MASK:
+            check_deadline(deadline)
         p = op.process
         if p == NEMESIS:
             continue
@@ -94,6 +101,7 @@ def partition_history(history: Iterable[Op], model: Model) -> dict[Any, Partitio
     for inv in pending.values():
         settle(inv, None)
 
+    check_deadline(deadline)
     for key, part in parts.items():
         part.events = [code for _, code in sorted(events[key])]
         part.dropped = dropped.get(key, 0)

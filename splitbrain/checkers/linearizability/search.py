@@ -59,8 +59,18 @@ CLOCK_EVERY_STEPS = 1024
 GUARD_FUTURE_MAX = 2
 
 
+# Preparing and compiling look at the clock every this many ops / events (a power of 2, minus 1).
+PREPARE_CLOCK_MASK = 4095
+
+
 class TimeLimitReached(Exception):
     """The search ran past its deadline: the verdict is "unknown", never a pass."""
+
+
+def check_deadline(deadline: float | None) -> None:
+    """Raise TimeLimitReached when `deadline` (time.monotonic()) has passed."""
+    if deadline is not None and _time.monotonic() > deadline:
+        raise TimeLimitReached()
 
 
 @dataclass
@@ -140,8 +150,10 @@ class _Compiled:
     which must be linearized first (symmetry).
     """
 
-    def __init__(self, model: Model, part: Partition, prune: bool = True):
+    def __init__(self, model: Model, part: Partition, prune: bool = True,
+                 deadline: float | None = None):
         self.init = model.init
+        self.deadline = deadline
         class_of: dict[tuple, tuple[dict, Call]] = {}
         shared = []
         for c in part.calls:
@@ -156,7 +168,9 @@ class _Compiled:
         crashed_bits_of_class: dict[int, int] = {}
         opens: list[tuple] = []
         read_only = model.read_only
-        for ev in part.events:
+        for n_ev, ev in enumerate(part.events):
+            if not n_ev & PREPARE_CLOCK_MASK:
+                check_deadline(deadline)
             cid = ev >> 1
             cache, call, ci = shared[cid]
             if not ev & 1:
@@ -217,7 +231,9 @@ class _Compiled:
         for pos in range(n_ev - 1, -1, -1):
             ev = part.events[pos]
             next_read[pos] = pos if (ev & 1 and checked[ev >> 1]) else next_read[pos + 1]
-        for st in self.steps:
+        for n_st, st in enumerate(self.steps):
+            if not n_st & PREPARE_CLOCK_MASK:
+                check_deadline(self.deadline)
             p = comp_pos[st.cid]
             limit = next_change[p]
             guards = []
@@ -258,7 +274,7 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
     Raises TimeLimitReached past `deadline` (time.monotonic()) and StepBudgetExceeded past
     `steps_max` expansions.
     """
-    comp = _Compiled(model, part, prune)
+    comp = _Compiled(model, part, prune, deadline)
     steps = comp.steps
     n = len(steps)
     if n == 0:
