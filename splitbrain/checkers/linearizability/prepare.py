@@ -11,12 +11,13 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterable
 
 from ...history.errors import HistoryError
 from ...history.op import FAIL, INVOKE, NEMESIS, OK, Op
 from .models import UNKNOWN, Call, Model, freeze
-from .search import PREPARE_CLOCK_MASK, Partition, check_deadline
+from .search import PREPARE_CLOCK_MASK, Partition, TimeLimitReached, defer_free
 
 
 def partition_history(history: Iterable[Op], model: Model,
@@ -58,6 +59,7 @@ def partition_history(history: Iterable[Op], model: Model,
             ev.append((comp.index, cid << 1 | 1))
 
     dropped: dict[Any, int] = {}
+    clock = time.monotonic
 
     def drop(inv: Op) -> None:
         k = freeze(inv.key)
@@ -82,8 +84,9 @@ def partition_history(history: Iterable[Op], model: Model,
             add_call(inv, comp, Call(f, value, UNKNOWN), True)  # info, or no completion at all
 
     for n_op, op in enumerate(history):
-        if not n_op & PREPARE_CLOCK_MASK:
-            check_deadline(deadline)
+        if not n_op & PREPARE_CLOCK_MASK and deadline is not None and clock() > deadline:
+            defer_free(parts, events, pending, dropped)  # freed later: see search._DEFERRED
+            raise TimeLimitReached()
         p = op.process
         if p == NEMESIS:
             continue
@@ -101,7 +104,6 @@ def partition_history(history: Iterable[Op], model: Model,
     for inv in pending.values():
         settle(inv, None)
 
-    check_deadline(deadline)
     for key, part in parts.items():
         part.events = [code for _, code in sorted(events[key])]
         part.dropped = dropped.get(key, 0)

@@ -67,6 +67,21 @@ class TimeLimitReached(Exception):
     """The search ran past its deadline: the verdict is "unknown", never a pass."""
 
 
+# What a check stopped by its time limit had built (millions of objects on a large history):
+# freeing them takes seconds, so they are kept until the next check starts (or the process
+# ends) and the "unknown" verdict is out within the limit. Bounded: one stopped check's worth.
+_DEFERRED: list = []
+
+
+def defer_free(*objs: Any) -> None:
+    """Keep `objs` alive until `release_deferred` (see _DEFERRED)."""
+    _DEFERRED.append(objs)
+
+
+def release_deferred() -> None:
+    _DEFERRED.clear()
+
+
 def check_deadline(deadline: float | None) -> None:
     """Raise TimeLimitReached when `deadline` (time.monotonic()) has passed."""
     if deadline is not None and _time.monotonic() > deadline:
@@ -274,7 +289,11 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
     Raises TimeLimitReached past `deadline` (time.monotonic()) and StepBudgetExceeded past
     `steps_max` expansions.
     """
-    comp = _Compiled(model, part, prune, deadline)
+    try:
+        comp = _Compiled(model, part, prune, deadline)
+    except TimeLimitReached as e:
+        defer_free(e.__traceback__)  # the frames hold what was compiled so far
+        raise
     steps = comp.steps
     n = len(steps)
     if n == 0:
@@ -317,6 +336,7 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
         expanded += 1
         if not expanded & clock_mask:
             if deadline is not None and clock() > deadline:
+                defer_free(comp, disc, stack)
                 raise TimeLimitReached()
             if 0 <= budget < expanded:
                 raise StepBudgetExceeded()
