@@ -75,8 +75,9 @@ def _read_head(path: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        # A multi-byte character cut by the head's end is fine; anything else is not text.
-        if len(raw) == HEAD_BYTES_MAX and e.start >= len(raw) - 3:
+        # A multi-byte character cut by the head's end (or by a crash at the file's end: a
+        # torn last line, which the reader then ignores) is fine; anything else is not text.
+        if e.start >= len(raw) - 3 and e.end == len(raw) and e.reason == "unexpected end of data":
             return raw[:e.start].decode("utf-8")
         line = raw[:e.start].count(b"\n") + 1
         raise HistoryError(f"not UTF-8 text ({e.reason} at byte {e.start}); is this a history?",
