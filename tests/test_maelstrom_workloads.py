@@ -575,3 +575,88 @@ def test_a_node_without_a_final_read_is_never_a_pass():
         h.done(2, "fail", None, node="n2", error="node-down")
         r = checker.check(h.ops)
         assert r.valid == "unknown" and "n2" in r.error, (checker, r)
+
+
+def _jepsen_set_full(ops):
+    """A direct transcription of Jepsen's set-full reduction (for the property below): elements
+    tracked from their add's invoke, every ok read updates every tracked element."""
+    elements: dict = {}
+    invokes: dict = {}
+    for op in ops:
+        if op.f == "add":
+            if op.type == "invoke":
+                elements[op.value] = {"known": None, "lp": None, "la": None}
+            elif op.type == "ok" and elements[op.value]["known"] is None:
+                elements[op.value]["known"] = op
+        elif op.f == "read":
+            if op.type == "invoke":
+                invokes[op.process] = op
+                continue
+            iop = invokes.pop(op.process)
+            if op.type != "ok":
+                continue
+            for v, e in elements.items():
+                if v in op.value:
+                    e["known"] = e["known"] or op
+                    if e["lp"] is None or e["lp"].index < iop.index:
+                        e["lp"] = iop
+                elif e["la"] is None or e["la"].index < iop.index:
+                    e["la"] = iop
+    out = {}
+    for v, e in elements.items():
+        kn, lp, la = e["known"], e["lp"], e["la"]
+        stable = lp is not None and (la.index if la else -1) < lp.index
+        lost = (kn is not None and la is not None and (lp.index if lp else -1) < la.index
+                and kn.index < la.index)
+        lat = None
+        if stable:
+            lat = int(max(0, (la.time + 1 if la else 0) - kn.time) / 1e6)
+        out[v] = ("stable" if stable else "lost" if lost else "never-read", lat)
+    return out
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.sets(st.integers(0, 7)),
+                          st.integers(0, 5)), min_size=4, max_size=40))
+def test_set_full_matches_jepsens_reduction(steps):
+    """Random interleavings of concurrent adds (ok, fail, info, pending) and reads of random
+    subsets of the values invoked so far: the outcomes, stale elements and stable latencies are
+    exactly Jepsen's (reads pinned to no node, so splitbrain's final-phase rule stays out)."""
+    h = H()
+    open_ops: dict = {}
+    invoked: list = []
+    proc = {i: i for i in range(4)}          # worker -> its current process (a new one after info)
+    for w, kind, sub, how in steps:
+        p = proc[w]
+        if p in open_ops:
+            f, v = open_ops.pop(p)
+            t = ("ok", "ok", "ok", "ok", "fail", "info")[how] if f == "add" else "ok"
+            if t == "info":
+                proc[w] = p + 4
+            h.done(p, t, sorted(x for x in sub if x in invoked) if f == "read" else v)
+        elif kind == 0 and len(invoked) < 8:
+            v = len(invoked)
+            invoked.append(v)
+            h.invoke(p, "add", v)
+            open_ops[p] = ("add", v)
+        else:
+            h.invoke(p, "read")
+            open_ops[p] = ("read", None)
+    # Failed adds whose element is read are splitbrain's `unexpected`, outside set-full.
+    failed = {op.value for op in h.ops if op.f == "add" and op.type == "fail"}
+    if any(op.f == "read" and op.type == "ok" and failed & set(op.value) for op in h.ops):
+        return
+    want = _jepsen_set_full(h.ops)
+    r = _checker("g-set").check(h.ops)
+    got = {}
+    for v in r.stats["lost"]:
+        got[v] = "lost"
+    for v in r.stats["never-read"]:
+        got[v] = "never-read"
+    stable = {v for v in want if v not in got}
+    assert {v: o for v, (o, _) in want.items()} == {**{v: "stable" for v in stable}, **got}
+    assert sorted(r.stats["stale"]) == sorted(v for v, (o, lat) in want.items()
+                                              if o == "stable" and lat > 0)
+    lats = [lat for o, lat in want.values() if o == "stable"]
+    assert r.stats.get("stable-latencies") == frequency_distribution(lats)
+    assert (r.valid is False) == any(o == "lost" for o, _ in want.values())
