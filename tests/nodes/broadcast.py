@@ -8,7 +8,7 @@ node only: lost messages on every other node's final read).
 """
 import sys
 
-from mnode import Node
+from wlnode import Node
 
 node = Node()
 BUG = sys.argv[1:] == ["no-gossip"]

@@ -3,7 +3,7 @@
 `flaky`: answers every third echo with error 11 (temporarily unavailable)."""
 import sys
 
-from mnode import Node
+from wlnode import Node
 
 node = Node()
 BUG = sys.argv[1:] == ["wrong"]

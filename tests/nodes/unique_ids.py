@@ -3,7 +3,7 @@
 two nodes hand out the same ids."""
 import sys
 
-from mnode import Node
+from wlnode import Node
 
 node = Node()
 BUG = sys.argv[1:] == ["local"]
