@@ -259,12 +259,11 @@ class EventualSetChecker:
         done_absent: set = set()
         for r in by_inv:
             n = bisect.bisect_left(invokes, r.index)
-            if len(done_absent) < n:
-                new = set(order[:n]) - r.keys - done_absent
-                if new:
-                    done_absent |= new
-                    for k in new:
-                        last_absent_of[k] = r
+            new = set(order[:n]) - r.keys - done_absent
+            if new:
+                done_absent |= new
+                for k in new:
+                    last_absent_of[k] = r
             new = r.keys - done_present
             for k in new:
                 e = elements.get(k)
