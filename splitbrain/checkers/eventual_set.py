@@ -121,7 +121,7 @@ class _Read:
     keys: frozenset
     process: Any
     node: Any
-    final: bool = False     # a read of the final phase (its invoke is pinned to a node)
+    final: Any = None       # final phase: the node its invoke was pinned to (else None)
 
 
 @dataclass
@@ -201,8 +201,8 @@ class EventualSetChecker:
             reads.append(_Read(inv.index if inv is not None else op.index,
                                inv.time if inv is not None else op.time,
                                op.index, op.time, ks, op.process, node,
-                               inv is not None and inv.node is not None))
-        final_ok = {r.node for r in reads if r.final}
+                               inv.node if inv is not None else None))
+        final_ok = {r.final for r in reads if r.final is not None}
         no_final = sorted(str(n) for n in final_invoked - final_ok)
         return self._judge(elements, reads, anomalies, counts, flag, len(dup_elements),
                            no_final)
@@ -243,7 +243,7 @@ class EventualSetChecker:
         last_by_node: dict[Any, _Read] = {}
         for r in by_inv:
             last_by_node.setdefault(r.node, r)
-        final_reads = [r for r in last_by_node.values() if r.final]
+        final_reads = [r for r in last_by_node.values() if r.final is not None]
         outcomes = {"stable": [], "lost": [], "never-read": []}
         stable_lat: list[int] = []
         lost_lat: list[int] = []
