@@ -49,6 +49,7 @@ NEMESIS_INTERVAL_MAX_S = 5.0
 RECOVERY_S = 2.0                 # quiet time after the heal before the final phase
 RECOVERY_TIMEOUT_S = 20.0        # in-house: wait at most this long for equal applied indexes
 FINAL_TIMEOUT_S = 5.0            # client timeout of the final reads
+SETUP_TIMEOUT_S = 5.0            # wait for the workload's setup replies (broadcast's topology)
 HARNESS_OPTIONS = {
     "nemesis_interval_s": "seconds between faults and how long each lasts (default time limit / 6, "
                           "at most 5)",
@@ -70,7 +71,6 @@ HARNESS_OPTIONS = {
                         "bridge-leader)",
 }
 FINAL_ATTEMPTS_MAX = 20          # re-invocations of a final read through the protocol that failed
-SETUP_TIMEOUT_S = 10.0           # a workload's setup request (topology) must be answered in this
 
 
 class ClusterError(click.ClickException):
@@ -185,32 +185,6 @@ def _gen_for(workload, test: dict):
 def _final_gen(workload, nodes: list[str]):
     return Seq(tuple(Once(GenOp(f.inv.f, f.inv.value, f.inv.key, node=f.node))
                      for f in workload.final_invocations(nodes)))
-
-
-def _setup_requests(workload, backend, pool, note) -> None:
-    """The workload's one-time requests after init (broadcast's topology), each answered *_ok
-    (contracts.md: Workload.setup_requests). Sent as the harness client c0 would: a node that
-    does not answer is a cluster error."""
-    hook = getattr(workload, "setup_requests", None)
-    if hook is None:
-        return
-    reqs = hook(list(backend.nodes))
-    if not reqs:
-        return
-    for node, body in reqs:
-        reply = _setup_request(backend, node, dict(body))
-        typ = reply.get("type") if isinstance(reply, dict) else None
-        if typ != f"{body.get('type')}_ok":
-            raise ClusterError(f"{node} answered the workload's {body.get('type')} request with "
-                               f"{reply!r} (expected {body.get('type')}_ok)")
-    note(f"setup: {len(reqs)} {reqs[0][1].get('type')} request(s) answered")
-
-
-def _setup_request(backend, node: str, body: dict) -> dict:
-    try:
-        return backend.control(node, body, timeout_s=SETUP_TIMEOUT_S)
-    except TimeoutError as e:
-        raise ClusterError(f"the workload's {body.get('type')} request: {e}") from None
 
 
 def _wait_recovery(backend, log: Callable[[str], None], timeout_s: float) -> Result:
@@ -371,10 +345,16 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         except RuntimeError as e:
             raise ClusterError(f"the cluster did not start: {e}") from None
         note(f"cluster up: {', '.join(nodes)}")
-        _setup_requests(workload, backend, None, note)
         t0 = time.monotonic_ns()
         pool = ClientPool(backend, workload, recorder, int(test["concurrency"]), t0_ns=t0,
                           timeout_s=client_timeout_s, on_op=on_op, local_reads=in_house)
+        setup = workload.setup_requests(nodes)
+        if setup:
+            problems = pool.setup(setup, SETUP_TIMEOUT_S)
+            if problems:
+                # Sorted: the replies arrive in any order, the message names the same nodes first.
+                raise ClusterError(f"the workload's setup failed: {'; '.join(sorted(problems)[:5])}")
+            note(f"setup: {len(setup)} {setup[0][1].get('type')} requests answered")
         nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note,
                           crash_points=crash_points, partition_shapes=partition_shapes)
         if prog is not None:

@@ -8,7 +8,7 @@ node only: lost messages on every other node's final read).
 """
 import sys
 
-from wlnode import Node
+from mnode import Node
 
 node = Node()
 BUG = sys.argv[1:] == ["no-gossip"]

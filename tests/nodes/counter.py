@@ -5,7 +5,7 @@ Argument `local`: never replicates (each node's final read is only its own adds:
 """
 import sys
 
-from wlnode import Node
+from mnode import Node
 
 node = Node()
 BUG = sys.argv[1:] == ["local"]

@@ -3,7 +3,7 @@
 `flaky`: answers every third echo with error 11 (temporarily unavailable)."""
 import sys
 
-from wlnode import Node
+from mnode import Node
 
 node = Node()
 BUG = sys.argv[1:] == ["wrong"]

@@ -4,7 +4,7 @@ other node, which merges it (union). Argument `local`: never replicates (element
 node are missing from the other nodes' final reads: lost)."""
 import sys
 
-from wlnode import Node
+from mnode import Node
 
 node = Node()
 BUG = sys.argv[1:] == ["local"]

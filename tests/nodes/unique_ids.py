@@ -3,7 +3,7 @@
 two nodes hand out the same ids."""
 import sys
 
-from wlnode import Node
+from mnode import Node
 
 node = Node()
 BUG = sys.argv[1:] == ["local"]

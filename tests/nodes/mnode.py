@@ -1,5 +1,4 @@
-"""A tiny Maelstrom node library for the workload test nodes (echo, unique_ids, broadcast, gset,
-counter) (standard library only).
+"""A tiny Maelstrom node library for the test nodes in this directory (standard library only).
 
     node = Node()
     @node.handler("echo")
