@@ -234,6 +234,8 @@ def test_set_full_valid_with_stale_reads_and_latencies():
     # element 1: last absent read invoked at 30 ms, known at 20 ms: 10 ms; element 2: 0 ms
     assert s["stable-latencies"] == {"0": 0, "0.5": 10, "0.95": 10, "0.99": 10, "1": 10}
     assert s["worst-stale"][0]["element"] == 1 and s["worst-stale"][0]["stable-latency"] == 10
+    assert s["headline"].startswith("2 broadcasts: 2 stable, 0 lost, 1 stale, 0 never read; "
+                                    "stable latency ms: median 10")
 
 
 def test_set_full_lost_element_named_with_the_nodes_missing_it():
@@ -365,6 +367,7 @@ def test_counter_with_stale_mid_run_reads_is_valid():
     assert r.valid is True, r.anomalies
     assert r.stats["mid-run-reads"] == 2 and r.stats["final-reads"] == 2
     assert r.stats["acceptable"] == [[3, 3]]
+    assert r.stats["headline"] == "2 adds (0 indefinite); final reads n1 3, n2 3.0; the adds allow 3"
 
 
 def test_counter_final_read_out_of_bounds_is_invalid():

@@ -345,8 +345,15 @@ class EventualSetChecker:
             "read-count": len(reads),
             "final-read-missing": no_final,
         }
+        lat = frequency_distribution(stable_lat) if stable_lat else None
+        stats["headline"] = (
+            f"{stats['attempt-count']} {self.add_f}s: {stats['stable-count']} stable, "
+            f"{stats['lost-count']} lost, {stats['stale-count']} stale, "
+            f"{stats['never-read-count']} never read"
+            + (f"; stable latency ms: median {lat['0.5']}, p95 {lat['0.95']}, p99 "
+               f"{lat['0.99']}, max {lat['1']}" if lat else ""))
         if stable_lat:
-            stats["stable-latencies"] = frequency_distribution(stable_lat)
+            stats["stable-latencies"] = lat
         if lost_lat:
             stats["lost-latencies"] = frequency_distribution(lost_lat)
         if self.linearizable and stale:

@@ -166,6 +166,10 @@ class PnCounterChecker:
                  "reads": n_reads, "final-reads": len(finals), "final-reads-by": by,
                  "final-values": values,
                  "mid-run-reads": n_reads - len(finals), "final-read-missing": no_final}
+        shown = ", ".join(f"{n} {v}" for n, v in sorted(values.items())[:8])
+        more = f" and {len(values) - 8} more" if len(values) > 8 else ""
+        stats["headline"] = (f"{len(deltas)} adds ({len(indefinite)} indefinite); final reads "
+                             f"{shown or 'none'}{more}; the adds allow {_ranges_text(ranges)}")
         if anomalies:
             return Result(valid=False, checker=self.name, anomalies=anomalies, stats=stats)
         if not finals:

@@ -215,6 +215,9 @@ def print_summary(summary) -> None:
         status = {True: "valid", False: "INVALID"}.get(child.get("valid"), "unknown")
         extra = f" ({child['error']})" if child.get("error") else ""
         click.echo(f"  {cname}: {status}{extra}")
+        headline = (child.get("stats") or {}).get("headline")
+        if headline:                       # a checker's key figures in one line
+            click.echo(f"    {headline}")
         for aname, items in names.items():
             click.echo(f"    {aname} x{len(items)}: {items[0]['message']}")
     if summary.run_dir:
