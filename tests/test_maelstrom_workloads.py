@@ -476,16 +476,21 @@ def test_workloads_command_lists_maelstroms_workloads():
 
 # (workload, node program, nemesis, expected validity, anomaly the checker must name)
 E2E = [
+    ("echo", "echo.py", "none", True, None),
     ("echo", "echo.py", "partition", True, None),
     ("echo", "echo-wrong.sh", "none", False, "missing-echo"),
+    ("unique-ids", "unique_ids.py", "none", True, None),
     ("unique-ids", "unique_ids.py", "partition", True, None),
     ("unique-ids", "unique-ids-local.sh", "none", False, "duplicate-id"),
     ("broadcast", "broadcast.py", "none", True, None),
     ("broadcast", "broadcast.py", "partition", True, None),
     ("broadcast", "broadcast-no-gossip.sh", "none", False, "lost"),
+    ("g-set", "gset.py", "none", True, None),
     ("g-set", "gset.py", "partition", True, None),
     ("g-set", "gset-local.sh", "none", False, "lost"),
+    ("g-counter", "counter.py", "none", True, None),
     ("g-counter", "counter.py", "partition", True, None),
+    ("counter", "counter.py", "partition", True, None),
     ("pn-counter", "counter.py", "none", True, None),
     ("pn-counter", "counter.py", "partition", True, None),
     ("pn-counter", "counter-local.sh", "none", False, "out-of-bounds-read"),
