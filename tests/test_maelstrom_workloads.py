@@ -367,7 +367,8 @@ def test_counter_with_stale_mid_run_reads_is_valid():
     assert r.valid is True, r.anomalies
     assert r.stats["mid-run-reads"] == 2 and r.stats["final-reads"] == 2
     assert r.stats["acceptable"] == [[3, 3]]
-    assert r.stats["headline"] == "2 adds (0 indefinite); final reads n1 3, n2 3.0; the adds allow 3"
+    assert r.stats["headline"] == ("2 adds (0 indefinite); final reads n1 3, n2 3.0; the adds "
+                                   "allow 3")
 
 
 def test_counter_final_read_out_of_bounds_is_invalid():

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..history.op import FAIL, INVOKE, NEMESIS, OK
@@ -130,7 +130,6 @@ class _Element:
     invoke: int                          # index of its (first) add invoke
     ok: tuple[int, int] | None = None    # (index, time) of its add's ok completion
     failed: bool = False                 # an add of it failed, none succeeded
-    extra: dict = field(default_factory=dict)
 
 
 class EventualSetChecker:
