@@ -308,7 +308,9 @@ def print_summary(summary) -> None:
         names: dict[str, list[dict]] = {}
         for a in child.get("anomalies") or []:
             names.setdefault(a["name"], []).append(a)
-        status = {True: "valid", False: "INVALID"}.get(child.get("valid"), "unknown")
+        status = ({True: "valid", False: "INVALID"}.get(child.get("valid"), "unknown")   # and
+                  + "".join(f"\n    {h}" for h in [(child.get("stats") or {}).get("headline")]
+                            if h))                             # the checker's key figures
         extra = f" ({child['error']})" if child.get("error") else ""
         echo(f"  {cname}: {status}{extra}")
         for aname, items in names.items():
