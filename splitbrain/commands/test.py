@@ -202,7 +202,9 @@ def run(test: dict):
 
 
 def print_summary(summary) -> None:
-    """Verdict, anomalies by checker and name, store path, replay command."""
+    """Verdict, anomalies by checker and name (with a link into the message diagram at the
+    first anomaly's operation when the run has one), store path, replay command."""
+    from ..harness.report.messages import diagram_link
     for line in summary.notes:
         click.echo(line)
     verdict = {True: "VALID", False: "INVALID"}.get(summary.valid, "UNKNOWN")
@@ -217,6 +219,9 @@ def print_summary(summary) -> None:
         click.echo(f"  {cname}: {status}{extra}")
         for aname, items in names.items():
             click.echo(f"    {aname} x{len(items)}: {items[0]['message']}")
+            link = diagram_link(summary.run_dir, items[0].get("ops"))
+            if link:
+                click.echo(f"      messages: {link}")
     if summary.run_dir:
         click.echo(f"store: {summary.run_dir}")
     click.echo(f"replay: {summary.replay}")

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+import orjson
 from jinja2 import Environment, FileSystemLoader
 
 from ...history.op import INVOKE, NEMESIS, Op
@@ -79,10 +80,13 @@ class MessageLog:
     `messages` are the valid records (as decoded); `skipped` counts lines that were not valid
     records and `skipped_examples` names the first few (`line N: reason`); `harness_truncated` is the
     `logged` count of the harness's own truncation marker (harness.message_log_max), None if none;
-    `cut` counts valid records beyond the reader's limit that were not kept.
+    `cut` counts valid records beyond the reader's limit that were not kept; `long_rows` are the
+    positions in `messages` of records whose line was longer than BODY_CHARS_MAX (only their
+    bodies can need shortening, which saves re-encoding every body).
     """
 
     messages: list[dict] = field(default_factory=list)
+    long_rows: set[int] = field(default_factory=set)   # messages whose line > BODY_CHARS_MAX
     skipped: int = 0
     skipped_examples: list[str] = field(default_factory=list)
     harness_truncated: int | None = None
@@ -91,6 +95,15 @@ class MessageLog:
 
 def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _fine(rec: Any) -> bool:
+    """The common case of _problem, fast: a well-formed delivered or undelivered record."""
+    return (type(rec) is dict and type(rec.get("src")) is str and type(rec.get("dest")) is str
+            and type(rec.get("sent")) is int and type(rec.get("body", {})) is dict
+            and type(rec.get("op", 0)) is int
+            and ((rec.get("fate") == "delivered" and type(rec.get("recv")) is int)
+                 or rec.get("fate") in FATES[1:]) and rec["src"] != "" and rec["dest"] != "")
 
 
 def _problem(rec: Any) -> str | None:
@@ -115,6 +128,14 @@ def _problem(rec: Any) -> str | None:
     return None
 
 
+def _decode(line: str) -> Any:
+    """orjson (fast) for the common case; json for what only it reads (NaN, Infinity)."""
+    try:
+        return orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return json.loads(line)
+
+
 def read_message_log(path: str | os.PathLike, limit: int = DIAGRAM_MESSAGES_MAX) -> MessageLog:
     """Read messages.jsonl (format: contracts.md); bad lines are counted, never fatal.
 
@@ -131,15 +152,18 @@ def read_message_log(path: str | os.PathLike, limit: int = DIAGRAM_MESSAGES_MAX)
                 if not line.strip():
                     continue
                 try:
-                    rec = json.loads(line)
+                    rec = _decode(line)
                 except ValueError as e:
-                    why: str | None = f"not JSON ({e.msg})"
+                    why: str | None = f"not JSON ({getattr(e, 'msg', e)})"
                 else:
-                    if isinstance(rec, dict) and rec.get("truncated") is True:
+                    if _fine(rec):
+                        why = None
+                    elif isinstance(rec, dict) and rec.get("truncated") is True:
                         logged = rec.get("logged")
                         log.harness_truncated = logged if _is_int(logged) else lineno - 1
                         continue
-                    why = _problem(rec)
+                    else:
+                        why = _problem(rec)
                 if why is not None:
                     log.skipped += 1
                     if len(log.skipped_examples) < SKIPPED_SHOWN_MAX:
@@ -148,6 +172,8 @@ def read_message_log(path: str | os.PathLike, limit: int = DIAGRAM_MESSAGES_MAX)
                 if len(log.messages) >= limit:
                     log.cut += 1
                     continue
+                if len(line) > BODY_CHARS_MAX:
+                    log.long_rows.add(len(log.messages))
                 log.messages.append(rec)
         except UnicodeDecodeError as e:
             raise MessageLogError(f"{path}: not UTF-8 text ({e.reason})") from None
@@ -165,7 +191,7 @@ def _short(value: Any, limit: int) -> str:
 
 
 def _body_for_page(body: dict) -> Any:
-    text = json.dumps(body, default=str, ensure_ascii=False)
+    text = orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
     if len(text) <= BODY_CHARS_MAX:
         return body
     return {"type": body.get("type"),
@@ -294,7 +320,12 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
     lanes = _Lanes(concurrency if _is_int(concurrency) else None,
                    [n for n in nodes if isinstance(n, str)])
 
-    msgs = sorted(log.messages, key=lambda m: (m["sent"], m.get("id") if _is_int(m.get("id")) else 0))
+    msgs = log.messages
+    rows = list(range(len(msgs)))
+    sent = [m["sent"] for m in msgs]
+    if any(sent[k] > sent[k + 1] for k in range(len(sent) - 1)):
+        # The log is in send order by id; the page needs send-time order (equal within a thread).
+        rows.sort(key=lambda k: sent[k])
     # Client operations and where they were sent from.
     op_client: dict[int, str] = {}
     for m in msgs:
@@ -319,16 +350,14 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
             pairs.append((pending.pop(op.process), op))
     pairs.extend((inv, None) for inv in pending.values())
     pairs.sort(key=lambda p: p[0].index)
-    for m in msgs:
-        end_ns = max(end_ns, int(m["sent"]), int(m.get("recv") or 0))
+    end_ns = max([end_ns] + sent + [m["recv"] for m in msgs if m.get("recv") is not None])
+    end_ns = int(end_ns)
 
     # Lanes: every endpoint, every op's client.
-    for m in msgs:
-        lanes.lane(m["src"])
-        if m["fate"] == "unknown-dest":
-            lanes.unknown = True
-        else:
-            lanes.lane(m["dest"])
+    endpoints = {m["src"] for m in msgs}
+    endpoints |= {m["dest"] for m in msgs if m["fate"] != "unknown-dest"}
+    lanes.unknown = any(m["fate"] == "unknown-dest" for m in msgs)
+    lane_of_name = {name: lanes.lane(name) for name in sorted(endpoints, key=_natural)}
     op_lane_name: list[str] = []
     for inv, _ in pairs:
         # A client process p speaks as "c<p+1>" (client.py); client processes are integers.
@@ -352,27 +381,40 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
     bodies: list[Any] = []
     xdest: dict[int, str] = {}
     fate_counts = dict.fromkeys(FATES, 0)
-    for row, m in enumerate(msgs):
-        body = m.get("body") if isinstance(m.get("body"), dict) else {}
-        typ = str(body.get("type", "?"))
-        cols["id"].append(m["id"] if _is_int(m.get("id")) else row)
-        cols["s"].append(lane_index[lanes.lane(m["src"])])
-        if m["fate"] == "unknown-dest":
-            cols["d"].append(lane_index[UNKNOWN_LANE])
+    lane_no = {name: lane_index[lane] for name, lane in lane_of_name.items()}
+    fate_no = {f: k for k, f in enumerate(FATES)}
+    c_id, c_s, c_d, c_t0, c_t1, c_f, c_y, c_o, c_c = (cols[k] for k in cols)
+    long_rows = log.long_rows
+    for row, k in enumerate(rows):
+        m = msgs[k]
+        body = m.get("body")
+        if type(body) is not dict:
+            body = {}
+        typ = body.get("type", "?")
+        mid = m.get("id")
+        c_id.append(mid if type(mid) is int else k)
+        c_s.append(lane_no[m["src"]])
+        fate = m["fate"]
+        if fate == "unknown-dest":
+            c_d.append(lane_index[UNKNOWN_LANE])
             xdest[row] = m["dest"]
         else:
-            cols["d"].append(lane_index[lanes.lane(m["dest"])])
+            c_d.append(lane_no[m["dest"]])
         sent_us = int(m["sent"]) // 1000
-        cols["t0"].append(sent_us)
-        recv = m.get("recv")
-        cols["t1"].append(max(sent_us, int(recv) // 1000) if recv is not None
-                          and m["fate"] == "delivered" else -1)
-        cols["f"].append(FATES.index(m["fate"]))
-        fate_counts[m["fate"]] += 1
-        cols["y"].append(types.setdefault(typ, len(types)))
-        cols["o"].append(m["op"] if _is_int(m.get("op")) else -1)
-        cols["c"].append(1 if m.get("control") else 0)
-        bodies.append(_body_for_page(body))
+        c_t0.append(sent_us)
+        c_t1.append(max(sent_us, int(m["recv"]) // 1000) if fate == "delivered" else -1)
+        c_f.append(fate_no[fate])
+        fate_counts[fate] += 1
+        if type(typ) is not str:
+            typ = json.dumps(typ, default=str)
+        y = types.get(typ)
+        if y is None:
+            y = types[typ] = len(types)
+        c_y.append(y)
+        o = m.get("op")
+        c_o.append(o if type(o) is int else -1)
+        c_c.append(1 if m.get("control") else 0)
+        bodies.append(_body_for_page(body) if k in long_rows else body)
 
     ocols: dict[str, list] = {k: [] for k in ("i", "j", "l", "t0", "t1", "k", "f", "d")}
     kind_counts = dict.fromkeys(OP_KINDS, 0)
@@ -423,9 +465,12 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
 
 
 def encode_data(data: dict) -> str:
-    """The embedded form: base64 of gzip'd JSON (no '<' can occur, so it cannot end the script)."""
-    raw = json.dumps(data, separators=(",", ":"), ensure_ascii=False, default=str)
-    return base64.b64encode(gzip.compress(raw.encode("utf-8"), GZIP_LEVEL)).decode("ascii")
+    """The embedded form: base64 of gzip'd JSON (no '<' can occur, so it cannot end the script).
+
+    Non-finite numbers (NaN, Infinity: not JSON, the browser could not parse them) become null.
+    """
+    raw = orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS)
+    return base64.b64encode(gzip.compress(raw, GZIP_LEVEL)).decode("ascii")
 
 
 def extract_data(page: str) -> dict:
@@ -449,6 +494,17 @@ def render_messages(log: MessageLog, history: Sequence[Op], test: dict | None = 
     env = Environment(loader=FileSystemLoader(str(_TEMPLATES)), autoescape=True)
     return env.get_template("messages.html.j2").render(
         title=title, summary=summary, notes=data["notes"], data_b64=encode_data(data))
+
+
+def diagram_link(run_dir: str | os.PathLike | None, ops: Any) -> str | None:
+    """`file:///.../messages.html#op=N` for the first operation an anomaly names, when run_dir has
+    a messages.html (None otherwise): the summary prints it under the anomaly."""
+    if not run_dir or not isinstance(ops, list) or not ops or not _is_int(ops[0]):
+        return None
+    page = Path(run_dir, "messages.html").resolve()
+    if not page.is_file():
+        return None
+    return f"{page.as_uri()}#op={ops[0]}"
 
 
 def write_messages(run_dir: str, history: Sequence[Op], test: dict | None = None,
