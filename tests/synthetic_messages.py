@@ -157,3 +157,67 @@ def make_run(run_dir: str, *, ops: int = 40, nodes: int = 5, clients: int = 4, s
     with open(os.path.join(run_dir, "test.json"), "w") as fh:
         json.dump(test, fh)
     return {"history": history, "messages": msgs, "test": test}
+
+
+def write_big_run(run_dir: str, *, n_messages: int = 200_000, nodes: int = 25, clients: int = 10,
+                  duration_s: float = 20.0) -> dict:
+    """A big run written fast (lines formatted directly): Maelstrom broadcast-like traffic, each
+    client op a request to a node, a gossip fan-out of that node to `fanout` peers and the reply.
+    About n_messages messages; a partition over the middle third drops gossip across it.
+    Returns {"ops": number of client ops, "messages": number of messages, "test": test}."""
+    names = [f"n{k + 1}" for k in range(nodes)]
+    fanout = 8
+    per_op = fanout + 2
+    n_ops = max(1, n_messages // per_op)
+    span = int(duration_s * 1e9)
+    dt = span // n_ops
+    part = (span // 3, 2 * span // 3)
+    hist: list[str] = []
+    lines: list[str] = []
+    mid = 0
+    hist.append(f'{{"index":0,"time":{part[0]},"process":"nemesis","type":"invoke","f":"start-partition","value":{{"shape":"one"}}}}')
+    grudge = {names[0]: names[1:], **{n: [names[0]] for n in names[1:]}}
+    hist.append(f'{{"index":1,"time":{part[0] + 1000},"process":"nemesis","type":"info","f":"start-partition","value":{json.dumps({"shape": "one", "grudge": grudge})}}}')
+    events = []
+    for k in range(n_ops):
+        t = k * dt + 1000
+        p = k % clients
+        node = names[k % nodes]
+        done = t + dt * clients - 1000
+        events.append((t, f'"process":{p},"type":"invoke","f":"broadcast","value":{k}', k))
+        events.append((done, f'"process":{p},"type":"ok","f":"broadcast","value":{k}', None))
+    events.sort(key=lambda e: e[0])
+    op_index = {}
+    for t, body, k in events:
+        idx = len(hist)
+        if k is not None:
+            op_index[k] = idx
+        hist.append(f'{{"index":{idx},"time":{t},{body}}}')
+    hist.append(f'{{"index":{len(hist)},"time":{part[1]},"process":"nemesis","type":"invoke","f":"stop-partition","value":null}}')
+    hist.append(f'{{"index":{len(hist)},"time":{part[1] + 1000},"process":"nemesis","type":"info","f":"stop-partition","value":null}}')
+    for k in range(n_ops):
+        t = k * dt + 2000
+        c = f"c{k % clients + 1}"
+        node = names[k % nodes]
+        op = op_index[k]
+        lines.append(f'{{"id":{mid},"src":"{c}","dest":"{node}","body":{{"type":"broadcast","message":{k},"msg_id":{k}}},"sent":{t},"recv":{t + 50_000},"fate":"delivered","op":{op}}}')
+        mid += 1
+        for j in range(1, fanout + 1):
+            peer = names[(k + j) % nodes]
+            cut = part[0] <= t < part[1] and (node == names[0]) != (peer == names[0])
+            s = t + 60_000 + j * 1000
+            fate = '"recv":null,"fate":"dropped"' if cut else f'"recv":{s + 300_000},"fate":"delivered"'
+            lines.append(f'{{"id":{mid},"src":"{node}","dest":"{peer}","body":{{"type":"gossip","messages":[{k}],"msg_id":{mid}}},"sent":{s},{fate}}}')
+            mid += 1
+        r = t + 100_000
+        lines.append(f'{{"id":{mid},"src":"{node}","dest":"{c}","body":{{"type":"broadcast_ok","in_reply_to":{k},"msg_id":{mid}}},"sent":{r},"recv":{r + 40_000},"fate":"delivered","op":{op}}}')
+        mid += 1
+    test = {"workload": "broadcast", "nodes": names, "concurrency": clients, "bin": "./node"}
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "history.jsonl"), "w") as fh:
+        fh.write("\n".join(hist) + "\n")
+    with open(os.path.join(run_dir, "messages.jsonl"), "w") as fh:
+        fh.write("\n".join(lines) + "\n")
+    with open(os.path.join(run_dir, "test.json"), "w") as fh:
+        json.dump(test, fh)
+    return {"ops": n_ops, "messages": mid, "test": test}

@@ -64,11 +64,10 @@ OPS.forEach((o, i) => {
   d.style.top = (o.y + 2) + 'px'; d.dataset.i = i; frag.appendChild(d);
 });
 canvas.appendChild(frag);
-const MESSAGES_LINK = {{ 'true' if messages_link else 'false' }};
-if (MESSAGES_LINK) canvas.addEventListener('click', e => {
+{% if messages_link %}canvas.addEventListener('click', e => {
   const i = e.target.dataset && e.target.dataset.i;
   if (i !== undefined) location.href = 'messages.html#op=' + OPS[i].i;
-});
+});{% endif %}
 function showOp() {
   const m = /op=([0-9]+)/.exec(location.hash);
   document.querySelectorAll('.sel').forEach(d => d.classList.remove('sel'));
