@@ -133,6 +133,33 @@ def test_client_lanes_are_per_worker_and_the_control_client_has_its_own(tmp_path
     assert [l[0] for l in data["lanes"]] == ["c0", "c1", "c2", "c4", "c7", "n1"]
 
 
+def test_the_log_as_the_harness_writes_it_out_of_order_and_before_the_clock(tmp_path):
+    """Lines are written when a message's fate is known (not in send order); the init handshake
+    happens before the history's clock starts (negative times); what a node wrote is drawn as
+    it is, even a dest that is not a string or a body that is not an object."""
+    lines = [
+        {"id": 2, "src": "c1", "dest": "n1", "body": {"type": "read", "msg_id": 1}, "sent": 5_000_000,
+         "recv": 5_100_000, "fate": "delivered", "op": 0},
+        {"id": 0, "src": "c0", "dest": "n1", "body": {"type": "init"}, "sent": -3_000_000,
+         "recv": -2_900_000, "fate": "delivered", "control": True},
+        {"id": 1, "src": "n1", "dest": "c0", "body": {"type": "init_ok"}, "sent": -2_800_000,
+         "recv": -2_700_000, "fate": "delivered", "control": True},
+        {"id": 3, "src": "n1", "dest": 7, "body": [1, 2], "sent": 5_200_000, "recv": None,
+         "fate": "unknown-dest"},
+        {"id": 4, "src": "n1", "dest": "c1", "body": {"type": "read_ok", "in_reply_to": 1},
+         "sent": 5_300_000, "recv": 5_400_000, "fate": "delivered", "op": 0, "x-new-field": 1},
+    ]
+    (tmp_path / "messages.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    from splitbrain.history import Op
+    history = [Op(0, 4_000_000, 0, "invoke", "read", None), Op(1, 6_000_000, 0, "ok", "read", 3)]
+    data = build_diagram_data(read_message_log(tmp_path / "messages.jsonl"), history,
+                              {"concurrency": 1, "nodes": ["n1"]})
+    assert data["msgs"]["id"] == [0, 1, 2, 3, 4] and not data["notes"]
+    assert data["start"] == -3000 and data["msgs"]["t0"][0] == -3000 and data["end"] == 6000
+    assert data["xdest"] == {3: "7"} and data["types"][data["msgs"]["y"][3]] == "(not an object)"
+    assert data["bodies"][3] == [1, 2]
+
+
 def test_unreadable_lines_and_the_harness_cut_are_said_never_silent(tmp_path):
     make_run(str(tmp_path), ops=5, extra_lines=[
         "{not json", json.dumps({"src": "n1", "dest": "n2", "sent": 5, "fate": "teleported"}),

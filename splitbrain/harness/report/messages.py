@@ -107,12 +107,18 @@ def _fine(rec: Any) -> bool:
 
 
 def _problem(rec: Any) -> str | None:
-    """Why a decoded line is not a message record (None when it is one)."""
+    """Why a decoded line is not a message record (None when it is one).
+
+    What a node wrote is drawn as it is: a `src`/`dest` that is not a string (a node's mistake
+    the harness logs as unknown-dest) becomes its JSON text, a body that is not an object is
+    shown with the type "(not an object)". So this normalizes those two in place."""
     if not isinstance(rec, dict):
         return f"expected a JSON object, got {type(rec).__name__}"
     for k in ("src", "dest"):
-        if not isinstance(rec.get(k), str) or not rec.get(k):
-            return f"'{k}' must be a non-empty string"
+        if rec.get(k) is None or rec.get(k) == "":
+            return f"'{k}' is missing"
+        if not isinstance(rec[k], str):
+            rec[k] = json.dumps(rec[k], default=str)
     if not _is_int(rec.get("sent")) and not isinstance(rec.get("sent"), float):
         return "'sent' must be a number (ns)"
     fate = rec.get("fate")
@@ -121,8 +127,6 @@ def _problem(rec: Any) -> str | None:
     recv = rec.get("recv")
     if fate == "delivered" and not (_is_int(recv) or isinstance(recv, float)):
         return "a delivered message needs 'recv' (ns)"
-    if "body" in rec and not isinstance(rec["body"], dict):
-        return "'body' must be a JSON object"
     if rec.get("op") is not None and not _is_int(rec.get("op")):
         return "'op' must be a history index"
     return None
@@ -190,11 +194,11 @@ def _short(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
 
-def _body_for_page(body: dict) -> Any:
+def _body_for_page(body: Any) -> Any:
     text = orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
     if len(text) <= BODY_CHARS_MAX:
         return body
-    return {"type": body.get("type"),
+    return {"type": body.get("type") if isinstance(body, dict) else "(not an object)",
             "(shortened)": f"{len(text)} chars of JSON; the whole body is in messages.jsonl",
             "head": text[:BODY_CHARS_MAX]}
 
@@ -312,7 +316,9 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
     FATES, type index, op invoke index or -1, control 0/1), bodies (parallel), xdest {row: name}
     (unknown destinations), ops {i, j, l, t0, t1, k, f, d} (invoke index, completion index or -1,
     lane, times, kind index in OP_KINDS, f, text), faults [{name, t0, t1, value, targets}], nemesis
-    [[index, t]], anomalies, end (µs), notes [text], counts.
+    [[index, t]], anomalies, start and end (µs; start is 0 or the first message's send time,
+    negative for the init handshake logged before the history's clock started), notes [text],
+    counts.
     """
     test = test or {}
     concurrency = test.get("concurrency")
@@ -387,10 +393,8 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
     long_rows = log.long_rows
     for row, k in enumerate(rows):
         m = msgs[k]
-        body = m.get("body")
-        if type(body) is not dict:
-            body = {}
-        typ = body.get("type", "?")
+        body = m.get("body", {})
+        typ = body.get("type", "?") if type(body) is dict else "(not an object)"
         mid = m.get("id")
         c_id.append(mid if type(mid) is int else k)
         c_s.append(lane_no[m["src"]])
@@ -460,7 +464,8 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
                      "(all are in results.json).")
     return {"lanes": lane_rows, "types": list(types), "msgs": cols, "bodies": bodies,
             "xdest": xdest, "ops": ocols, "faults": faults, "nemesis": nemesis,
-            "anomalies": listed, "end": end_ns // 1000, "notes": notes,
+            "anomalies": listed, "start": min([0] + sent) // 1000, "end": end_ns // 1000,
+            "notes": notes,
             "counts": {"messages": len(msgs), "fates": fate_counts, "ops": kind_counts}}
 
 
