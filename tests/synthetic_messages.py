@@ -76,8 +76,10 @@ def make_run(run_dir: str, *, ops: int = 40, nodes: int = 5, clients: int = 4, s
         events.append((t + 2 * MS, {"process": "nemesis", "type": "info", "f": f, "value": v_done}))
     # control traffic: c0 inits every node at the start
     for n in names:
-        send("c0", n, {"type": "init", "node_id": n, "node_ids": names}, 0, MS, control=True)
-        send(n, "c0", {"type": "init_ok", "in_reply_to": 1}, MS, MS, control=True)
+        init = send("c0", n, {"type": "init", "node_id": n, "node_ids": names}, 0, MS,
+                    control=True)
+        send(n, "c0", {"type": "init_ok", "in_reply_to": init["body"]["msg_id"]}, MS, MS,
+             control=True)
 
     # client operations: invoke, request, forwarding/replication, reply, completion
     pending_ops = []
@@ -123,7 +125,7 @@ def make_run(run_dir: str, *, ops: int = 40, nodes: int = 5, clients: int = 4, s
         body = {"type": f, "key": key}
         if f == "write":
             body["value"] = rng.randint(0, 9)
-        send(client, node, body, t + 10_000, MS // 2, op=op)
+        req = send(client, node, body, t + 10_000, MS // 2, op=op)
         leader = names[0]
         t2 = t + MS
         if node != leader:
@@ -134,7 +136,8 @@ def make_run(run_dir: str, *, ops: int = 40, nodes: int = 5, clients: int = 4, s
                  t2, rng.randint(1, 3) * MS)
         send(leader, "lin-kv", {"type": "read", "key": key}, t2, MS // 2)
         if k < ops - 1:
-            send(node, client, {"type": f + "_ok", "in_reply_to": 1}, completions[k] - MS // 2,
+            send(node, client, {"type": f + "_ok", "in_reply_to": req["body"]["msg_id"]},
+                 completions[k] - MS // 2,
                  MS // 2 - 1000, op=op)
     if unknown_dest:
         send("n2", "n99", {"type": "gossip"}, span // 3, MS)

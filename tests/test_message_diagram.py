@@ -345,6 +345,10 @@ def test_the_page_opens_at_an_operation_in_a_browser(tmp_path):
     top, bottom = map(int, cv["window"].split(","))
     assert top <= inv["time"] // 1000 <= bottom and bottom - top < 200_000   # zoomed in on it
     assert int(cv["visible"]) >= len(tied)
+    # at a message: a reply is shown with its request
+    reply = next(m for m in tied if "in_reply_to" in m["body"])
+    body, cv = _dom((tmp_path / "messages.html").as_uri() + f"#msg={reply['id']}", tmp_path)
+    assert cv["selected-msg"] == str(reply["id"]) and cv["highlighted"] == "2"
     # at a time: #t=1.3 shows a window around 1.3 s
     body, cv = _dom((tmp_path / "messages.html").as_uri() + "#t=1.3&w=0.2", tmp_path)
     top, bottom = map(int, cv["window"].split(","))
