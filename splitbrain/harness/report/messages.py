@@ -9,13 +9,15 @@ destination's lane, `unknown-dest` at a lane "?" (the name they were sent to is 
 (in flight at teardown) dashed to the end of the run. Client operations are bars on their client's
 lane (invoke to completion, green ok, red fail, orange info, grey never completed), linked to their
 messages by the message log's `op` field (the history index of the invoke). The nemesis's fault
-intervals are shaded across the diagram, and on the lanes they target (a partition's sides in
-different colours, killed/paused/skewed nodes hatched).
+intervals are shaded across the diagram, and darker on the lanes they target (a partition's sides
+in different colours, as grouped by its grudge; killed, paused or clock-skewed nodes), with a
+caption such as "partition halves: n1 n2 | n3 n4 n5" or "kill n3".
 
 The page is one self-contained file (no network access): the data is embedded as gzip-compressed
 JSON (base64) and drawn on a canvas by the page's script, which renders only the visible time
 window, so runs of 25 nodes and 100k+ messages stay usable. Zoom (Ctrl+wheel, +/-), pan (wheel,
-drag), filters by lane, message type, fate and control traffic; hovering shows a message or an
+drag), filters by lane, message type, fate and control traffic, and a focus on the messages of
+one lane; hovering shows a message or an
 operation, clicking pins it with the whole body. `messages.html#op=N` opens at the operation whose
 invoke or completion is history index N (zoomed to it, its messages highlighted); `#t=2.5` at 2.5 s
 since the start (`#t=2.5&w=0.1` with a 0.1 s window); `#msg=ID` at a message. Operations link to
