@@ -147,7 +147,8 @@ def make_run(run_dir: str, *, ops: int = 40, nodes: int = 5, clients: int = 4, s
     msgs.sort(key=lambda m: m["sent"])
     for i, m in enumerate(msgs):
         m["id"] = i
-    test = {"workload": "lin-kv", "nodes": names, "concurrency": clients, "bin": "./node"}
+    test = {"workload": "lin-kv", "nodes": len(names), "node_ids": names, "concurrency": clients,
+            "bin": "./node"}
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "history.jsonl"), "w") as fh:
         for op in history:
@@ -215,7 +216,8 @@ def write_big_run(run_dir: str, *, n_messages: int = 200_000, nodes: int = 25, c
         r = t + 100_000
         lines.append(f'{{"id":{mid},"src":"{node}","dest":"{c}","body":{{"type":"broadcast_ok","in_reply_to":{k},"msg_id":{mid}}},"sent":{r},"recv":{r + 40_000},"fate":"delivered","op":{op}}}')
         mid += 1
-    test = {"workload": "broadcast", "nodes": names, "concurrency": clients, "bin": "./node"}
+    test = {"workload": "broadcast", "nodes": len(names), "node_ids": names,
+            "concurrency": clients, "bin": "./node"}
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "history.jsonl"), "w") as fh:
         fh.write("\n".join(hist) + "\n")

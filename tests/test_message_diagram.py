@@ -121,7 +121,7 @@ def test_client_lanes_are_per_worker_and_the_control_client_has_its_own(tmp_path
                       "sent": 10_000 * (k + 1), "recv": 10_000 * (k + 1) + 500, "fate": "delivered"})
     (tmp_path / "messages.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     log = read_message_log(tmp_path / "messages.jsonl")
-    data = build_diagram_data(log, [], {"concurrency": 3, "nodes": ["n1", "n2"]})
+    data = build_diagram_data(log, [], {"concurrency": 3, "nodes": 2, "node_ids": ["n1", "n2"]})
     assert [l[0] for l in data["lanes"]] == ["c0", "c1", "c2", "n1", "n2"]
     assert data["lanes"][1][2] == "client ids c1, c4, c7"
     assert [data["lanes"][s][0] for s in data["msgs"]["s"]] == ["c0", "c1", "c1", "c1", "c2"]

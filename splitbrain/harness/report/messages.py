@@ -324,7 +324,8 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
     """
     test = test or {}
     concurrency = test.get("concurrency")
-    nodes = test.get("nodes") if isinstance(test.get("nodes"), list) else []
+    # The runner records the node ids as "node_ids" ("nodes" is their number there).
+    nodes = next((v for v in (test.get("node_ids"), test.get("nodes")) if isinstance(v, list)), [])
     lanes = _Lanes(concurrency if _is_int(concurrency) else None,
                    [n for n in nodes if isinstance(n, str)])
 
