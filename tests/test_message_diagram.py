@@ -113,6 +113,26 @@ def test_fault_intervals_carry_their_grudge_and_targets(tmp_path):
                                if o["process"] == "nemesis"] and len(data["nemesis"]) == 8
 
 
+def test_fault_captions_name_what_they_did(tmp_path):
+    from splitbrain.history import Op
+    h = [Op(0, 1_000, "nemesis", "invoke", "start-partition", {"shape": "majorities-ring"}),
+         Op(1, 2_000, "nemesis", "info", "start-partition", {"shape": "majorities-ring",
+                                                               "grudge": {}}),
+         Op(2, 3_000, "nemesis", "invoke", "start-loss", {"loss": 0.3}),
+         Op(3, 4_000, "nemesis", "info", "start-loss", {"loss": 0.3}),
+         Op(4, 5_000, "nemesis", "invoke", "pause", None),
+         Op(5, 6_000, "nemesis", "info", "pause", {"nodes": ["n2", "n1"]})]
+    data = build_diagram_data(read_message_log(_empty(tmp_path)), h, {"node_ids": ["n1", "n2"]})
+    assert [f["label"] for f in data["faults"]] == [
+        "partition majorities-ring: nobody cut off", 'loss {"loss": 0.3}', "pause n2 n1"]
+    assert [f["targets"] for f in data["faults"]] == [[], [], [[1, 0], [0, 0]]]
+
+
+def _empty(tmp_path) -> Path:
+    (tmp_path / "messages.jsonl").write_text("")
+    return tmp_path / "messages.jsonl"
+
+
 def test_client_lanes_are_per_worker_and_the_control_client_has_its_own(tmp_path):
     lines = [{"id": 0, "src": "c0", "dest": "n1", "body": {"type": "init"}, "sent": 0, "recv": 1000,
               "fate": "delivered", "control": True}]

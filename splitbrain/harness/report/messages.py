@@ -285,6 +285,8 @@ def _fault_label(name: str, value: Any, targets: list[list[int]],
             groups.setdefault(g, []).append(order[lane][0])
         label += (": " if name == "partition" else " ") + " | ".join(
             " ".join(ns) for _, ns in sorted(groups.items()))
+    elif isinstance(value, dict) and value.get("grudge") == {}:
+        label += ": nobody cut off"            # a shape that drops nothing for this cluster
     elif value is not None and not (isinstance(value, dict) and set(value) <= {"shape"}):
         label += " " + _short(value, 80)
     return label[:200]
