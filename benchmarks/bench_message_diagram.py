@@ -14,6 +14,7 @@ asserts nothing.
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import tempfile
 import time
@@ -63,11 +64,12 @@ def main() -> int:
             cpu, t = time.process_time(), time.monotonic()
             path = Path(write_messages(str(run), history, info["test"], "bench"))
             wall, cpu = time.monotonic() - t, time.process_time() - cpu
+            rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             size, log_size = path.stat().st_size, (run / "messages.jsonl").stat().st_size
             mid = next(op for op in history[len(history) // 2:]
                        if op.type == "invoke" and op.process != "nemesis")
             print(f"{info['messages']} messages, {info['ops']} ops, {args.nodes} nodes: "
-                  f"messages.html written in {wall:.2f} s ({cpu:.2f} s CPU), "
+                  f"messages.html written in {wall:.2f} s ({cpu:.2f} s CPU, peak RSS {rss_mb:.0f} MB), "
                   f"{size / 1e6:.2f} MB = {size / info['messages']:.1f} B/message "
                   f"(messages.jsonl {log_size / 1e6:.1f} MB); "
                   + browser_figures(path, mid.index, Path(tmp) / "profile"))

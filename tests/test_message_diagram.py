@@ -15,8 +15,13 @@ from click.testing import CliRunner
 
 from splitbrain.harness.report import write_reports
 from splitbrain.harness.report.messages import (BODY_CHARS_MAX, FATES, build_diagram_data,
-                                                diagram_link, extract_data, read_message_log,
-                                                write_messages)
+                                                data_json, diagram_link, extract_data,
+                                                read_message_log, write_messages)
+
+
+def _data(*args, **kw) -> dict:
+    """build_diagram_data as the page sees it (JSON)."""
+    return data_json(build_diagram_data(*args, **kw))
 from splitbrain.harness.report.timeline import render_timeline
 from splitbrain.history.jsonl import read_jsonl
 from splitbrain.history.values import json_equal
@@ -122,7 +127,7 @@ def test_fault_captions_name_what_they_did(tmp_path):
          Op(3, 4_000, "nemesis", "info", "start-loss", {"loss": 0.3}),
          Op(4, 5_000, "nemesis", "invoke", "pause", None),
          Op(5, 6_000, "nemesis", "info", "pause", {"nodes": ["n2", "n1"]})]
-    data = build_diagram_data(read_message_log(_empty(tmp_path)), h, {"node_ids": ["n1", "n2"]})
+    data = _data(read_message_log(_empty(tmp_path)), h, {"node_ids": ["n1", "n2"]})
     assert [f["label"] for f in data["faults"]] == [
         "partition majorities-ring: nobody cut off", 'loss {"loss": 0.3}', "pause n2 n1"]
     assert [f["targets"] for f in data["faults"]] == [[], [], [[1, 0], [0, 0]]]
@@ -141,12 +146,12 @@ def test_client_lanes_are_per_worker_and_the_control_client_has_its_own(tmp_path
                       "sent": 10_000 * (k + 1), "recv": 10_000 * (k + 1) + 500, "fate": "delivered"})
     (tmp_path / "messages.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     log = read_message_log(tmp_path / "messages.jsonl")
-    data = build_diagram_data(log, [], {"concurrency": 3, "nodes": 2, "node_ids": ["n1", "n2"]})
+    data = _data(log, [], {"concurrency": 3, "nodes": 2, "node_ids": ["n1", "n2"]})
     assert [l[0] for l in data["lanes"]] == ["c0", "c1", "c2", "n1", "n2"]
     assert data["lanes"][1][2] == "client ids c1, c4, c7"
     assert [data["lanes"][s][0] for s in data["msgs"]["s"]] == ["c0", "c1", "c1", "c1", "c2"]
     # without the concurrency every client id is a lane
-    data = build_diagram_data(log, [], {})
+    data = _data(log, [], {})
     assert [l[0] for l in data["lanes"]] == ["c0", "c1", "c2", "c4", "c7", "n1"]
 
 
@@ -169,11 +174,11 @@ def test_the_log_as_the_harness_writes_it_out_of_order_and_before_the_clock(tmp_
     (tmp_path / "messages.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     from splitbrain.history import Op
     history = [Op(0, 4_000_000, 0, "invoke", "read", None), Op(1, 6_000_000, 0, "ok", "read", 3)]
-    data = build_diagram_data(read_message_log(tmp_path / "messages.jsonl"), history,
-                              {"concurrency": 1, "nodes": ["n1"]})
+    data = _data(read_message_log(tmp_path / "messages.jsonl"), history,
+                 {"concurrency": 1, "nodes": ["n1"]})
     assert data["msgs"]["id"] == [0, 1, 2, 3, 4] and not data["notes"]
     assert data["start"] == -3000 and data["msgs"]["t0"][0] == -3000 and data["end"] == 6000
-    assert data["xdest"] == {3: "7"} and data["types"][data["msgs"]["y"][3]] == "(not an object)"
+    assert data["xdest"] == {"3": "7"} and data["types"][data["msgs"]["y"][3]] == "(not an object)"
     assert data["bodies"][3] == [1, 2]
 
 
@@ -194,8 +199,8 @@ def test_unreadable_lines_and_the_harness_cut_are_said_never_silent(tmp_path):
 def test_the_reader_keeps_at_most_its_limit_and_counts_the_rest(tmp_path):
     make_run(str(tmp_path), ops=5)
     log = read_message_log(tmp_path / "messages.jsonl", limit=10)
-    assert len(log.messages) == 10 and log.cut > 0
-    data = build_diagram_data(log, [], {})
+    assert len(log) == 10 and log.cut > 0
+    data = _data(log, [], {})
     assert any(f"Only the first 10 messages are drawn" in n for n in data["notes"])
 
 

@@ -42,6 +42,8 @@ import gzip
 import json
 import os
 import re
+import zlib
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -66,8 +68,8 @@ CONTROL_CLIENT = "c0"
 OP_KINDS = ("ok", "fail", "info", "open")
 
 _CLIENT_RE = re.compile(r"^c(\d+)$")
-_DATA_RE = re.compile(r'<script id="diagram-data" type="application/octet-stream">([A-Za-z0-9+/=\s]*)'
-                      r'</script>')
+_DATA_RE = re.compile(r'<script id="diagram-data" type="application/octet-stream">'
+                      r'([A-Za-z0-9+/=\s]*)</script>')
 _TEMPLATES = Path(__file__).with_name("templates")
 
 
@@ -77,22 +79,38 @@ class MessageLogError(ValueError):
 
 @dataclass
 class MessageLog:
-    """The readable part of a messages.jsonl.
+    """The readable part of a messages.jsonl, in compact columns (a run's log can hold millions
+    of messages: about 60 bytes a message plus its body's JSON, not a dict per message).
 
-    `messages` are the valid records (as decoded); `skipped` counts lines that were not valid
-    records and `skipped_examples` names the first few (`line N: reason`); `harness_truncated` is the
-    `logged` count of the harness's own truncation marker (harness.message_log_max), None if none;
-    `cut` counts valid records beyond the reader's limit that were not kept; `long_rows` are the
-    positions in `messages` of records whose line was longer than BODY_CHARS_MAX (only their
-    bodies can need shortening, which saves re-encoding every body).
+    Row k: `ids[k]`; `src[k]`/`dest[k]` are codes into `names`; `sent[k]`/`recv[k]` ns (`recv`
+    meaningful only when delivered); `fate[k]` the index in FATES; `op[k]` the history index of
+    the operation's invoke or -1; `control[k]` 0/1; `type[k]` a code into `types`; `bodies[k]`
+    the body's JSON (UTF-8; shortened past BODY_CHARS_MAX). Rows are in file order.
+    `skipped` counts lines that were not valid records and `skipped_examples` names the first few
+    (`line N: reason`); `harness_truncated` is the `logged` count of the harness's own truncation
+    marker (harness.message_log_max), None if none; `cut` counts the lines beyond the reader's
+    limit (counted, not decoded).
     """
 
-    messages: list[dict] = field(default_factory=list)
-    long_rows: set[int] = field(default_factory=set)   # messages whose line > BODY_CHARS_MAX
+    ids: array = field(default_factory=lambda: array("q"))
+    src: array = field(default_factory=lambda: array("i"))
+    dest: array = field(default_factory=lambda: array("i"))
+    sent: array = field(default_factory=lambda: array("q"))
+    recv: array = field(default_factory=lambda: array("q"))
+    fate: bytearray = field(default_factory=bytearray)
+    op: array = field(default_factory=lambda: array("q"))
+    control: bytearray = field(default_factory=bytearray)
+    type: array = field(default_factory=lambda: array("i"))
+    bodies: list[bytes] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+    types: list[str] = field(default_factory=list)
     skipped: int = 0
     skipped_examples: list[str] = field(default_factory=list)
     harness_truncated: int | None = None
     cut: int = 0
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 def _is_int(v: Any) -> bool:
@@ -148,6 +166,8 @@ def read_message_log(path: str | os.PathLike, limit: int = DIAGRAM_MESSAGES_MAX)
     Raises MessageLogError only when the file cannot be opened or is not UTF-8 text.
     """
     log = MessageLog()
+    name_code: dict[str, int] = {}
+    type_code: dict[str, int] = {}
     try:
         fh = open(path, "r", encoding="utf-8")
     except OSError as e:
@@ -156,6 +176,9 @@ def read_message_log(path: str | os.PathLike, limit: int = DIAGRAM_MESSAGES_MAX)
         try:
             for lineno, line in enumerate(fh, 1):
                 if not line.strip():
+                    continue
+                if len(log) >= limit and '"truncated"' not in line:
+                    log.cut += 1        # past the limit lines are counted, not decoded
                     continue
                 try:
                     rec = _decode(line)
@@ -175,12 +198,10 @@ def read_message_log(path: str | os.PathLike, limit: int = DIAGRAM_MESSAGES_MAX)
                     if len(log.skipped_examples) < SKIPPED_SHOWN_MAX:
                         log.skipped_examples.append(f"line {lineno}: {why}")
                     continue
-                if len(log.messages) >= limit:
+                if len(log) >= limit:
                     log.cut += 1
                     continue
-                if len(line) > BODY_CHARS_MAX:
-                    log.long_rows.add(len(log.messages))
-                log.messages.append(rec)
+                _append(log, rec, name_code, type_code)
         except UnicodeDecodeError as e:
             raise MessageLogError(f"{path}: not UTF-8 text ({e.reason})") from None
     return log
@@ -196,13 +217,54 @@ def _short(value: Any, limit: int) -> str:
     return text if len(text) <= limit else text[:limit] + f"... ({len(text)} chars)"
 
 
-def _body_for_page(body: Any) -> Any:
-    text = orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS).decode("utf-8")
+def _code(table: dict[str, int], names: list[str], name: str) -> int:
+    k = table.get(name)
+    if k is None:
+        k = table[name] = len(names)
+        names.append(name)
+    return k
+
+
+def _append(log: MessageLog, rec: dict, name_code: dict[str, int],
+            type_code: dict[str, int]) -> None:
+    """One valid record into the log's columns."""
+    body = rec.get("body", {})
+    typ = body.get("type", "?") if type(body) is dict else "(not an object)"
+    if type(typ) is not str:
+        typ = json.dumps(typ, default=str)
+    fate = rec["fate"]
+    mid = rec.get("id")
+    op = rec.get("op")
+    log.ids.append(mid if type(mid) is int else len(log.ids))
+    log.src.append(_code(name_code, log.names, rec["src"]))
+    log.dest.append(_code(name_code, log.names, rec["dest"]))
+    log.sent.append(int(rec["sent"]))
+    log.recv.append(int(rec["recv"]) if fate == "delivered" else 0)
+    log.fate.append(FATES.index(fate))
+    log.op.append(op if type(op) is int and op >= 0 else -1)
+    log.control.append(1 if rec.get("control") else 0)
+    log.type.append(_code(type_code, log.types, typ))
+    log.bodies.append(_body_json(body))
+
+
+def _body_json(body: Any) -> bytes:
+    """The body as the page shows it: its JSON, or past BODY_CHARS_MAX characters its head.
+    Non-finite numbers become null (the browser's JSON has none); integers beyond 64 bits (which
+    orjson cannot write) go through json."""
+    try:
+        text = orjson.dumps(body, default=str, option=orjson.OPT_NON_STR_KEYS)
+    except (orjson.JSONEncodeError, TypeError):
+        try:
+            text = json.dumps(body, default=str, allow_nan=False).encode("utf-8")
+        except ValueError:
+            text = b'"(a body with numbers the page cannot show: see messages.jsonl)"'
     if len(text) <= BODY_CHARS_MAX:
-        return body
-    return {"type": body.get("type") if isinstance(body, dict) else "(not an object)",
-            "(shortened)": f"{len(text)} chars of JSON; the whole body is in messages.jsonl",
-            "head": text[:BODY_CHARS_MAX]}
+        return text
+    head = text.decode("utf-8", "replace")
+    return orjson.dumps({"type": body.get("type") if isinstance(body, dict) else "(not an object)",
+                         "(shortened)": f"{len(head)} chars of JSON; the whole body is in "
+                                        "messages.jsonl",
+                         "head": head[:BODY_CHARS_MAX]}, default=str)
 
 
 class _Lanes:
@@ -331,20 +393,22 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
     lanes = _Lanes(concurrency if _is_int(concurrency) else None,
                    [n for n in nodes if isinstance(n, str)])
 
-    msgs = log.messages
-    rows = list(range(len(msgs)))
-    sent = [m["sent"] for m in msgs]
-    if any(sent[k] > sent[k + 1] for k in range(len(sent) - 1)):
-        # The log is in send order by id; the page needs send-time order (equal within a thread).
-        rows.sort(key=lambda k: sent[k])
-    # Client operations and where they were sent from.
+    n = len(log)
+    names = log.names
+    client_code = [bool(_CLIENT_RE.match(name)) for name in names]
+    rows: Sequence[int] = range(n)
+    sent = log.sent
+    if any(sent[k] > sent[k + 1] for k in range(n - 1)):
+        # Lines are written when a message's fate is known; the page needs send-time order.
+        rows = sorted(rows, key=sent.__getitem__)
+    # Client operations and the client that sent them.
     op_client: dict[int, str] = {}
-    for m in msgs:
-        o = m.get("op")
-        if o is not None and o not in op_client:
-            for end in (m["src"], m["dest"]):
-                if _CLIENT_RE.match(end):
-                    op_client[o] = end
+    for k in range(n):
+        o = log.op[k]
+        if o >= 0 and o not in op_client:
+            for end in (log.src[k], log.dest[k]):
+                if client_code[end]:
+                    op_client[o] = names[end]
                     break
     pending: dict[Any, Op] = {}
     pairs: list[tuple[Op, Op | None]] = []
@@ -361,14 +425,16 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
             pairs.append((pending.pop(op.process), op))
     pairs.extend((inv, None) for inv in pending.values())
     pairs.sort(key=lambda p: p[0].index)
-    end_ns = max([end_ns] + sent + [m["recv"] for m in msgs if m.get("recv") is not None])
-    end_ns = int(end_ns)
+    delivered = FATES.index("delivered")
+    unknown = FATES.index("unknown-dest")
+    if n:
+        end_ns = max(end_ns, max(sent), max((log.recv[k] for k in range(n)
+                                             if log.fate[k] == delivered), default=0))
 
     # Lanes: every endpoint, every op's client.
-    endpoints = {m["src"] for m in msgs}
-    endpoints |= {m["dest"] for m in msgs if m["fate"] != "unknown-dest"}
-    lanes.unknown = any(m["fate"] == "unknown-dest" for m in msgs)
-    lane_of_name = {name: lanes.lane(name) for name in sorted(endpoints, key=_natural)}
+    used = set(log.src) | {log.dest[k] for k in range(n) if log.fate[k] != unknown}
+    lanes.unknown = unknown in log.fate
+    lane_of_code = {c: lanes.lane(names[c]) for c in sorted(used, key=lambda c: _natural(names[c]))}
     op_lane_name: list[str] = []
     for inv, _ in pairs:
         # A client process p speaks as "c<p+1>" (client.py); client processes are integers.
@@ -387,43 +453,30 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
             tip = "messages to unknown destinations"
         lane_rows.append([name, kind, tip])
 
-    types: dict[str, int] = {}
-    cols: dict[str, list] = {k: [] for k in ("id", "s", "d", "t0", "t1", "f", "y", "o", "c")}
-    bodies: list[Any] = []
+    # The message columns, in send-time order, as compact arrays (encode_data writes them).
+    lane_no = [lane_index[lane_of_code[c]] if c in lane_of_code else -1 for c in range(len(names))]
+    unknown_lane = lane_index.get(UNKNOWN_LANE, -1)
+    fate, recv = log.fate, log.recv
     xdest: dict[int, str] = {}
-    fate_counts = dict.fromkeys(FATES, 0)
-    lane_no = {name: lane_index[lane] for name, lane in lane_of_name.items()}
-    fate_no = {f: k for k, f in enumerate(FATES)}
-    c_id, c_s, c_d, c_t0, c_t1, c_f, c_y, c_o, c_c = (cols[k] for k in cols)
-    long_rows = log.long_rows
     for row, k in enumerate(rows):
-        m = msgs[k]
-        body = m.get("body", {})
-        typ = body.get("type", "?") if type(body) is dict else "(not an object)"
-        mid = m.get("id")
-        c_id.append(mid if type(mid) is int else k)
-        c_s.append(lane_no[m["src"]])
-        fate = m["fate"]
-        if fate == "unknown-dest":
-            c_d.append(lane_index[UNKNOWN_LANE])
-            xdest[row] = m["dest"]
-        else:
-            c_d.append(lane_no[m["dest"]])
-        sent_us = int(m["sent"]) // 1000
-        c_t0.append(sent_us)
-        c_t1.append(max(sent_us, int(m["recv"]) // 1000) if fate == "delivered" else -1)
-        c_f.append(fate_no[fate])
-        fate_counts[fate] += 1
-        if type(typ) is not str:
-            typ = json.dumps(typ, default=str)
-        y = types.get(typ)
-        if y is None:
-            y = types[typ] = len(types)
-        c_y.append(y)
-        o = m.get("op")
-        c_o.append(o if type(o) is int else -1)
-        c_c.append(1 if m.get("control") else 0)
-        bodies.append(_body_for_page(body) if k in long_rows else body)
+        if fate[k] == unknown:
+            xdest[row] = names[log.dest[k]]
+    t0 = array("q", (sent[k] // 1000 for k in rows))
+    cols = {
+        "id": array("q", (log.ids[k] for k in rows)),
+        "s": array("i", (lane_no[log.src[k]] for k in rows)),
+        "d": array("i", (lane_no[log.dest[k]] if fate[k] != unknown else unknown_lane
+                         for k in rows)),
+        "t0": t0,
+        "t1": array("q", (max(t, recv[k] // 1000) if fate[k] == delivered else -1
+                          for t, k in zip(t0, rows))),
+        "f": array("b", (fate[k] for k in rows)),
+        "y": array("i", (log.type[k] for k in rows)),
+        "o": array("q", (log.op[k] for k in rows)),
+        "c": array("b", (log.control[k] for k in rows)),
+    }
+    bodies = [log.bodies[k] for k in rows]
+    fate_counts = {f: fate.count(k) for k, f in enumerate(FATES)}
 
     ocols: dict[str, list] = {k: [] for k in ("i", "j", "l", "t0", "t1", "k", "f", "d")}
     kind_counts = dict.fromkeys(OP_KINDS, 0)
@@ -457,8 +510,8 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
         notes.append(f"The harness stopped logging messages after {log.harness_truncated} "
                      "(harness.message_log_max); later messages are not drawn.")
     if log.cut:
-        notes.append(f"Only the first {len(msgs)} messages are drawn (limit "
-                     f"{DIAGRAM_MESSAGES_MAX}); {log.cut} more are in messages.jsonl.")
+        notes.append(f"Only the first {n} messages are drawn (limit "
+                     f"{DIAGRAM_MESSAGES_MAX}); {log.cut} more lines are in messages.jsonl.")
     if log.skipped:
         notes.append(f"{log.skipped} unreadable lines of messages.jsonl skipped: "
                      + "; ".join(log.skipped_examples) + (" ..." if log.skipped > len(
@@ -467,11 +520,35 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
     if len(anomalies) > len(listed):
         notes.append(f"{len(anomalies)} anomalies; the first {len(listed)} are listed "
                      "(all are in results.json).")
-    return {"lanes": lane_rows, "types": list(types), "msgs": cols, "bodies": bodies,
+    return {"lanes": lane_rows, "types": list(log.types), "msgs": cols, "bodies": bodies,
             "xdest": xdest, "ops": ocols, "faults": faults, "nemesis": nemesis,
-            "anomalies": listed, "start": min([0] + sent) // 1000, "end": end_ns // 1000,
+            "anomalies": listed, "start": min(0, min(sent, default=0)) // 1000,
+            "end": end_ns // 1000,
             "notes": notes,
-            "counts": {"messages": len(msgs), "fates": fate_counts, "ops": kind_counts}}
+            "counts": {"messages": n, "fates": fate_counts, "ops": kind_counts}}
+
+
+def _json_chunks(data: dict):
+    """The data's JSON in pieces (the message columns and bodies without one big copy)."""
+    yield b"{"
+    for k, (key, value) in enumerate(data.items()):
+        yield (b"," if k else b"") + orjson.dumps(key) + b":"
+        if key == "msgs":
+            yield b"{" + b",".join(orjson.dumps(name) + b":" + orjson.dumps(col.tolist())
+                                   for name, col in value.items()) + b"}"
+        elif key == "bodies":
+            yield b"["
+            for start in range(0, len(value), 10_000):
+                yield (b"," if start else b"") + b",".join(value[start:start + 10_000])
+            yield b"]"
+        else:
+            yield orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
+    yield b"}"
+
+
+def data_json(data: dict) -> dict:
+    """The data as the page decodes it (for tests and tools)."""
+    return json.loads(b"".join(_json_chunks(data)))
 
 
 def encode_data(data: dict) -> str:
@@ -479,8 +556,10 @@ def encode_data(data: dict) -> str:
 
     Non-finite numbers (NaN, Infinity: not JSON, the browser could not parse them) become null.
     """
-    raw = orjson.dumps(data, default=str, option=orjson.OPT_NON_STR_KEYS)
-    return base64.b64encode(gzip.compress(raw, GZIP_LEVEL)).decode("ascii")
+    z = zlib.compressobj(GZIP_LEVEL, zlib.DEFLATED, 31)      # 31: the gzip format
+    out = [z.compress(chunk) for chunk in _json_chunks(data)]
+    out.append(z.flush())
+    return base64.b64encode(b"".join(out)).decode("ascii")
 
 
 def extract_data(page: str) -> dict:
