@@ -177,7 +177,6 @@ def write_big_run(run_dir: str, *, n_messages: int = 200_000, nodes: int = 25, c
     dt = span // n_ops
     part = (span // 3, 2 * span // 3)
     hist: list[str] = []
-    lines: list[str] = []
     mid = 0
     hist.append(f'{{"index":0,"time":{part[0]},"process":"nemesis","type":"invoke","f":"start-partition","value":{{"shape":"one"}}}}')
     grudge = {names[0]: names[1:], **{n: [names[0]] for n in names[1:]}}
@@ -199,30 +198,30 @@ def write_big_run(run_dir: str, *, n_messages: int = 200_000, nodes: int = 25, c
         hist.append(f'{{"index":{idx},"time":{t},{body}}}')
     hist.append(f'{{"index":{len(hist)},"time":{part[1]},"process":"nemesis","type":"invoke","f":"stop-partition","value":null}}')
     hist.append(f'{{"index":{len(hist)},"time":{part[1] + 1000},"process":"nemesis","type":"info","f":"stop-partition","value":null}}')
-    for k in range(n_ops):
-        t = k * dt + 2000
-        c = f"c{k % clients + 1}"
-        node = names[k % nodes]
-        op = op_index[k]
-        lines.append(f'{{"id":{mid},"src":"{c}","dest":"{node}","body":{{"type":"broadcast","message":{k},"msg_id":{k}}},"sent":{t},"recv":{t + 50_000},"fate":"delivered","op":{op}}}')
-        mid += 1
-        for j in range(1, fanout + 1):
-            peer = names[(k + j) % nodes]
-            cut = part[0] <= t < part[1] and (node == names[0]) != (peer == names[0])
-            s = t + 60_000 + j * 1000
-            fate = '"recv":null,"fate":"dropped"' if cut else f'"recv":{s + 300_000},"fate":"delivered"'
-            lines.append(f'{{"id":{mid},"src":"{node}","dest":"{peer}","body":{{"type":"gossip","messages":[{k}],"msg_id":{mid}}},"sent":{s},{fate}}}')
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "messages.jsonl"), "w") as out:   # written as it goes
+        for k in range(n_ops):
+            t = k * dt + 2000
+            c = f"c{k % clients + 1}"
+            node = names[k % nodes]
+            op = op_index[k]
+            out.write(f'{{"id":{mid},"src":"{c}","dest":"{node}","body":{{"type":"broadcast","message":{k},"msg_id":{k}}},"sent":{t},"recv":{t + 50_000},"fate":"delivered","op":{op}}}\n')
             mid += 1
-        r = t + 100_000
-        lines.append(f'{{"id":{mid},"src":"{node}","dest":"{c}","body":{{"type":"broadcast_ok","in_reply_to":{k},"msg_id":{mid}}},"sent":{r},"recv":{r + 40_000},"fate":"delivered","op":{op}}}')
-        mid += 1
+            for j in range(1, fanout + 1):
+                peer = names[(k + j) % nodes]
+                cut = part[0] <= t < part[1] and (node == names[0]) != (peer == names[0])
+                s = t + 60_000 + j * 1000
+                fate = '"recv":null,"fate":"dropped"' if cut else f'"recv":{s + 300_000},"fate":"delivered"'
+                out.write(f'{{"id":{mid},"src":"{node}","dest":"{peer}","body":{{"type":"gossip","messages":[{k}],"msg_id":{mid}}},"sent":{s},{fate}}}\n')
+                mid += 1
+            r = t + 100_000
+            out.write(f'{{"id":{mid},"src":"{node}","dest":"{c}","body":{{"type":"broadcast_ok","in_reply_to":{k},"msg_id":{mid}}},"sent":{r},"recv":{r + 40_000},"fate":"delivered","op":{op}}}\n')
+            mid += 1
     test = {"workload": "broadcast", "nodes": len(names), "node_ids": names,
             "concurrency": clients, "bin": "./node"}
     os.makedirs(run_dir, exist_ok=True)
     with open(os.path.join(run_dir, "history.jsonl"), "w") as fh:
         fh.write("\n".join(hist) + "\n")
-    with open(os.path.join(run_dir, "messages.jsonl"), "w") as fh:
-        fh.write("\n".join(lines) + "\n")
     with open(os.path.join(run_dir, "test.json"), "w") as fh:
         json.dump(test, fh)
     return {"ops": n_ops, "messages": mid, "test": test}
