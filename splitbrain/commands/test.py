@@ -295,8 +295,10 @@ def run(test: dict):
 
 
 def print_summary(summary) -> None:
-    """Verdict, anomalies by checker and name, store path, replay command (everything from the
-    history or the nodes is escaped: splitbrain/termsafe.py)."""
+    """Verdict, anomalies by checker and name (with a link into the message diagram at the
+    first anomaly's operation when the run has one), store path, replay command (everything from
+    the history or the nodes is escaped: splitbrain/termsafe.py)."""
+    from ..harness.report.messages import diagram_link
     from ..termsafe import echo
 
     for line in summary.notes:
@@ -315,6 +317,9 @@ def print_summary(summary) -> None:
         echo(f"  {cname}: {status}{extra}")
         for aname, items in names.items():
             echo(f"    {aname} x{len(items)}: {items[0]['message']}")
+            link = diagram_link(summary.run_dir, items[0].get("ops"))
+            if link:
+                echo(f"      messages: {link}")
     if summary.run_dir:
         echo(f"store: {summary.run_dir}")
     echo(f"replay: {summary.replay}")
