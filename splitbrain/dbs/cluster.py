@@ -24,13 +24,14 @@ a node that cannot rejoin yet (cut off by a partition) is still restarted.
 
 Teardown (always, in `finally`): clients closed, processes killed, namespaces or containers
 removed, then each node's data directory compressed into nodes/<n>/data.tar.gz and deleted (the
-node log stays). Loopback runs record their processes in /run/splitbrain/dbloop-ID.json with the
-owner pid, so a harness killed outright leaves nothing that the next run does not remove.
+node log stays). Every database process is recorded in the run's pids.jsonl (and the netns and
+docker backends record their namespaces and containers with the owner), so `splitbrain cleanup`
+removes what a harness killed outright left (harness/ownership.py); loopback processes also die
+with the harness (PR_SET_PDEATHSIG).
 """
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -38,7 +39,6 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Callable, Sequence
 
 from ..harness.backends.tcp_cluster import TcpClusterBackend
@@ -54,7 +54,6 @@ CLIENT_DEADLINE_MIN_S = 0.05
 # Client outcomes that carry no answer of the database (nothing came back to log).
 NO_ANSWER = frozenset({NODE_DOWN, "timed-out", "connection-lost", "client-crashed"})
 KILL_WAIT_S = 10.0
-STATE_DIR = Path("/run/splitbrain") if os.geteuid() == 0 else Path("/tmp/splitbrain-run")
 
 
 class DbCluster:
@@ -236,37 +235,6 @@ class DbCluster:
 # ---- loopback --------------------------------------------------------------------------------
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-        return True
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-
-
-def cleanup_loopback(log: Callable[[str], None] = lambda m: None) -> int:
-    """Kill the processes of loopback runs whose owner is gone. Returns how many."""
-    killed = 0
-    for f in STATE_DIR.glob("dbloop-*.json") if STATE_DIR.is_dir() else ():
-        try:
-            state = json.loads(f.read_text())
-        except (OSError, ValueError):
-            state = {}
-        if state.get("pid") and _pid_alive(state["pid"]):
-            continue
-        for pid in state.get("pids", []):
-            try:
-                os.killpg(pid, signal.SIGKILL)
-                killed += 1
-                log(f"killed process group {pid} of a dead loopback run")
-            except (ProcessLookupError, PermissionError):
-                pass
-        f.unlink(missing_ok=True)
-    return killed
-
-
 class LoopbackDb(DbCluster, TcpClusterBackend):
     """Database processes on loopback addresses 127.R.S.(10+K): no partitions, no loss."""
 
@@ -281,29 +249,29 @@ class LoopbackDb(DbCluster, TcpClusterBackend):
         hosts = {n: f"{base}.{10 + k}" for k, n in enumerate(self.nodes)}
         self._db_init(db_cls, hosts, options, workload, self.id)
         self.procs: dict[str, subprocess.Popen] = {}
-        self.state_file = STATE_DIR / f"dbloop-{self.id}.json"
 
     def supports(self, ability: str) -> bool:
         return ability in ("kill", "pause")
 
-    def _save_state(self) -> None:
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
-        self.state_file.write_text(json.dumps({
-            "id": self.id, "pid": os.getpid(), "run_dir": str(self.run_dir),
-            "pids": [p.pid for p in self.procs.values()]}))
-
     def _setup_infra(self) -> None:
-        cleanup_loopback(self._log)
-        self._save_state()
+        pass
 
     def _launch(self, n: str) -> None:
-        assert n not in self.procs or self.procs[n].poll() is not None, f"{n} is running"
-        with open(self.node_dir(n) / "node.log", "ab") as out:
-            self.procs[n] = subprocess.Popen(self.db.command(n), stdin=subprocess.DEVNULL,
-                                             stdout=out, stderr=out, cwd=self.node_dir(n),
-                                             start_new_session=True)
-        self._save_state()
+        """Start the node ON THE LOOP THREAD, which lives as long as the run: the process gets
+        PR_SET_PDEATHSIG (it dies with that thread, so with the harness), and is recorded in
+        pids.jsonl for `splitbrain cleanup` (harness/ownership.py)."""
+        self.loop.call(lambda: self._spawn(n))
         self._log(f"{n}: {self.db.name} started, pid {self.procs[n].pid}")
+
+    def _spawn(self, n: str) -> None:
+        from ..harness.ownership import ProcessLedger, pdeathsig_launch
+        assert n not in self.procs or self.procs[n].poll() is not None, f"{n} is running"
+        argv, preexec = pdeathsig_launch(self.db.command(n))
+        with open(self.node_dir(n) / "node.log", "ab") as out:
+            self.procs[n] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                             stderr=out, cwd=self.node_dir(n),
+                                             start_new_session=True, preexec_fn=preexec)
+        ProcessLedger(self.run_dir).add(n, self.procs[n].pid)
 
     def _install_chain(self, node: str) -> None:
         pass
@@ -349,7 +317,6 @@ class LoopbackDb(DbCluster, TcpClusterBackend):
     def _teardown_infra(self) -> None:
         for n in self.nodes:
             self._kill_process(n)
-        self.state_file.unlink(missing_ok=True)
 
     def alive(self) -> list[int]:
         return [p.pid for p in self.procs.values() if p.poll() is None]

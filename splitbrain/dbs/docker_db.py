@@ -3,7 +3,7 @@
 Each node is a container of the database's image (image.py: the offline base image plus the
 database's Debian packages) on a private Docker network made for the test, with NET_ADMIN so that
 partitions and loss are iptables rules inside it (harness/backends/docker.py does the network,
-the labels, kill = `docker kill`, restart = `docker start` of the same container, pause =
+the labels with the owner (cleanup), the memory and pids limits, kill = `docker kill`, restart = `docker start` of the same container, pause =
 `docker pause`, and teardown). The node's directory nodes/<n>/ is bind-mounted at the SAME path
 inside the container, so the config files, ids and data directory the adapter writes are where
 its command line says they are, and a restarted container recovers from its kept data. The
@@ -12,7 +12,7 @@ container's output becomes nodes/<n>/node.log at teardown.
 
 from __future__ import annotations
 
-from ..harness.backends.docker import LABEL, DockerBackend, DockerBackendError
+from ..harness.backends.docker import DockerBackend, DockerBackendError
 from .cluster import DbCluster
 
 
@@ -36,11 +36,12 @@ class DockerDb(DbCluster, DockerBackend):
         endpoint = self.client.api.create_endpoint_config(ipv4_address=self.addr[n][0])
         networking = self.client.api.create_networking_config({self.network.name: endpoint})
         host_config = self.client.api.create_host_config(
-            binds={node_dir: {"bind": node_dir, "mode": "rw"}}, cap_add=["NET_ADMIN"])
+            binds={node_dir: {"bind": node_dir, "mode": "rw"}}, cap_add=["NET_ADMIN"],
+            mem_limit=self.memory, memswap_limit=self.memory, pids_limit=self.pids_max)
         try:
             resp = self.client.api.create_container(
                 self.image, command=argv[1:], entrypoint=[argv[0]], working_dir=node_dir,
-                name=f"splitbrain-{self.id}-{n}", hostname=n, labels={LABEL: self.id},
+                name=f"splitbrain-{self.id}-{n}", hostname=n, labels=dict(self.labels),
                 host_config=host_config, networking_config=networking, detach=True)
         except docker.errors.APIError as e:
             raise DockerBackendError(f"cannot create the container of {n}: {e}") from None
