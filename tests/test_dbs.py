@@ -364,3 +364,33 @@ def test_db_in_containers_under_partition_kill_pause_is_valid(tmp_path, db):
     s = run_db(tmp_path, "--db", db, "--backend", "docker", "--workload", "register",
                "--time-limit", "15", "--nemesis", "partition,kill,pause", "--rate", "100")
     assert s["valid"] is True, json.dumps(s["results"])[:3000]
+
+
+def test_loopback_database_processes_die_with_a_killed_harness(tmp_path):
+    """SIGKILL of the harness (no teardown runs): the etcd processes, recorded in pids.jsonl,
+    die with it (PR_SET_PDEATHSIG), so nothing outlives even a harness killed outright."""
+    _need("etcd", backend="local")
+    proc = subprocess.Popen([sys.executable, "-m", "splitbrain", "test", "--db", "etcd",
+                             "--backend", "local", "--time-limit", "30", "--store",
+                             str(tmp_path / "store")], env=ENV, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    pids: list[int] = []
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and len(pids) < 3:
+            time.sleep(0.2)
+            for f in (tmp_path / "store").glob("*/*/pids.jsonl"):
+                pids = [json.loads(line)["pid"] for line in f.read_text().splitlines() if line]
+        assert len(pids) == 3, "the run did not start its 3 nodes"
+        assert all(Path(f"/proc/{p}").exists() for p in pids)
+    finally:
+        proc.kill()
+        proc.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(Path(f"/proc/{p}").exists() and not _zombie(p)
+                                              for p in pids):
+        time.sleep(0.1)
+    alive = [p for p in pids if Path(f"/proc/{p}").exists() and not _zombie(p)]
+    for p in alive:             # never leave them behind, even when the test fails
+        os.kill(p, 9)
+    assert not alive, f"etcd processes {alive} outlived the killed harness"
