@@ -61,6 +61,7 @@ class DbCluster:
 
     db: Database
     client_timeout_s: float = 1.0
+    probes_leader = True        # the nemesis may ask leader() (the database's own word)
 
     def _db_init(self, db_cls: type[Database], hosts: dict[str, str], options: dict,
                  workload: str, run_id: str) -> None:

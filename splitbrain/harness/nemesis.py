@@ -248,7 +248,8 @@ class Nemesis:
         never probed (they get only what Maelstrom would send them): a leader-targeted fault
         then picks a random node, and the nemesis log says so (once per run)."""
         b = self.backend
-        if not getattr(b, "in_house", True):
+        # A real database's backend asks the database itself (splitbrain/dbs: probes_leader).
+        if not getattr(b, "in_house", True) and not getattr(b, "probes_leader", False):
             if not self._said_no_leader:
                 self._said_no_leader = True
                 self.log("nemesis: --bin nodes are never probed for their leader; "
