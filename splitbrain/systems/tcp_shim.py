@@ -26,6 +26,7 @@ from ..harness.backends.wire import LineReader, parse_envelope
 from .tcp import TcpTransport, parse_addr, parse_peers
 
 READ_CHUNK_BYTES = 1 << 16
+DISCARD_LOG_MAX = 20          # over-long lines mentioned in the node's log (then only counted)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
     out_fd = child.stdout.fileno()
     os.set_blocking(out_fd, False)
-    state = {"eof": False}
+    state = {"eof": False, "discarded": 0}
     reader = LineReader()
 
     def from_child() -> None:
@@ -62,14 +63,21 @@ def main(argv: list[str] | None = None) -> int:
             state["eof"] = True
             transport.unwatch(out_fd)
             return
-        envs = []
-        for line in reader.feed(chunk):
+        lines = reader.feed(chunk)
+        if reader.discarded > state["discarded"]:
+            state["discarded"] = reader.discarded
+            if reader.discarded <= DISCARD_LOG_MAX:
+                print(f"tcp_shim: discarded a line over {reader.line_bytes_max} bytes from the "
+                      f"node ({reader.discarded} so far)", file=sys.stderr, flush=True)
+        for line in lines:
             env, _why = parse_envelope(line)
             if env is None:
                 transport.send_raw(line + b"\n")
-            else:
-                envs.append(env)
-        transport.send(envs)
+                continue
+            try:
+                transport.send([env])
+            except (RecursionError, ValueError, TypeError):
+                transport.send_raw(line + b"\n")     # cannot be written back: the harness logs it
 
     transport.watch(out_fd, from_child)
     try:
