@@ -62,7 +62,7 @@ HARNESS_OPTIONS = {
                           "at most 5)",
     "client_timeout_s": f"client request timeout (default {CLIENT_TIMEOUT_S})",
     "recovery_s": f"quiet seconds after the heal before the final phase (default {RECOVERY_S})",
-    "reports": "write timeline.html and the plots (default true)",
+    "reports": "write timeline.html, the plots and messages.html (default true)",
     "nemesis_overlap": "one fault schedule per fault family, overlapping (default false: one "
                        "fault at a time)",
     "crash_point_types": "message types the crash-point nemesis crashes a sender at, comma-"
