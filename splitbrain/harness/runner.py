@@ -363,6 +363,9 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
     if recorder is None:
         from .store import Recorder
         recorder = Recorder(None)
+    if test.get("log_stderr") and backend_name != "local":
+        note(f"--log-stderr: the {backend_name} backend writes the nodes' stderr to "
+             f"nodes/<node>/node.log only")
     msglog = MessageLog(run_dir / "messages.jsonl" if store is not None else None,
                         max_lines=message_log_max)
     if hasattr(backend, "attach_message_log"):
