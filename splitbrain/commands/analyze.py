@@ -49,7 +49,9 @@ def command(run: str, as_json: bool, no_write: bool) -> int:
         workload = make_workload(test["workload"], test.get("workload_opts") or {})
     except ValueError as e:
         raise UserError(f"{test_path}: {e}") from None
-    history = read_jsonl(str(hist_path))
+    # A torn last line (a crash or a full disk while writing) is ignored; the note says so.
+    warnings: list[str] = []
+    history = read_jsonl(str(hist_path), on_warning=lambda m: warnings.append(f"warning: {m}"))
     test["out_dir"] = str(run_dir)
     result = check_history(workload, history, test)
     data = result.to_json()
@@ -62,7 +64,7 @@ def command(run: str, as_json: bool, no_write: bool) -> int:
     replay = replay_command(test) if test.get("backend") else ""
     summary = RunSummary(valid=result.valid, results=data, test=test, replay=replay,
                          run_dir=str(run_dir), history_ops=len(history),
-                         notes=[f"re-checked {hist_path}"])
+                         notes=[f"re-checked {hist_path}"] + warnings)
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2, default=str))
     else:
