@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +19,8 @@ from click.testing import CliRunner
 from splitbrain.harness.report import write_reports
 from splitbrain.harness.report.messages import (BODY_CHARS_MAX, FATES, build_diagram_data,
                                                 data_json, diagram_link, extract_data,
-                                                read_message_log, write_messages)
+                                                read_message_log, render_messages,
+                                                write_messages)
 
 
 def _data(*args, **kw) -> dict:
@@ -303,6 +307,19 @@ def test_a_big_run_renders_in_bounded_time_and_size(big_run):
     assert data["counts"]["messages"] == n == BIG_MESSAGES and not data["notes"]
     assert len(data["lanes"]) == 10 + 25 and len(data["ops"]["i"]) == big_run["ops"]
     assert data["counts"]["fates"]["dropped"] > 0
+
+
+def test_the_page_script_parses(tmp_path):
+    """A syntax error would leave the page blank: check the script with node (cheap)."""
+    require(shutil.which("node") is not None, "node (JavaScript)")
+    page = render_messages(read_message_log(_empty(tmp_path)), [], {}, (), "t")
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
+    assert len(scripts) == 2
+    for k, js in enumerate(scripts):
+        (tmp_path / f"page{k}.js").write_text(js)
+        p = subprocess.run(["node", "--check", str(tmp_path / f"page{k}.js")],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
 
 
 # ---- in a browser (the DevTools protocol over a pipe: tests/cdp.py) ----------------------------
