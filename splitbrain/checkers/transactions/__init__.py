@@ -32,8 +32,9 @@ from typing import Any, Iterable, Sequence
 from ..result import UNKNOWN, Anomaly, Result
 from . import models as cm
 from .explain import cycle_details, describe_cycle, write_cycle_html
-from .graph import (DATA, PROCESS, Deadline, SEARCH_TIME_S, classify, components, cycle_specs,
-                    realtime_pairs, shortest_cycle, subgraph)
+from .graph import (DATA, PROCESS, RW, Deadline, SEARCH_TIME_S, adjacency, classify,
+                    component_edges, component_graph, components, cycle_specs, kinds_present,
+                    realtime_pairs, shortest_cycle)
 from .history import OK_S, is_txn_history, parse, realtime_chain
 from .list_append import ListAppend
 from .rw_register import RwRegister
@@ -113,17 +114,23 @@ class TxnChecker:
         cycles: dict[str, list] = {}
         cycle_counts: dict[str, int] = {}
         undecided = 0
-        for comp in comps:
-            graphs: dict[int, Any] = {}
+        for comp, triples in zip(comps, component_edges(edges, comps)):
             names_here = set()
-            rt = realtime_pairs(comp, h.inv, h.done, h.status, OK_S)
+            g = component_graph(comp, triples,
+                                realtime_pairs(comp, h.inv, h.done, h.status, OK_S))
+            adj = adjacency(g)
+            present = kinds_present(adj)
+            implied: set[str] = set()
             for spec in cycle_specs():
                 if deadline.over():
                     undecided += 1
                     break
-                g = graphs.get(spec.allowed)
-                if g is None:
-                    g = graphs[spec.allowed] = subgraph(edges, comp, spec.allowed, rt)
+                if spec.name in implied or (spec.need & present) != spec.need or (
+                        spec.rw != "none" and not present & RW):
+                    # A worse cycle already found here implies this kind (a G-single is a
+                    # G-single-process too), or the component lacks the edges it needs.
+                    continue
+                g = adj
                 cyc = shortest_cycle(g, spec, deadline)
                 if cyc is None:
                     continue
@@ -131,6 +138,7 @@ class TxnChecker:
                 if name in names_here:
                     continue
                 names_here.add(name)
+                implied |= cm.implied_anomalies([name])
                 cycle_counts[name] = cycle_counts.get(name, 0) + 1
                 lst = cycles.setdefault(name, [])
                 if len(lst) < CYCLES_PER_NAME_MAX:
