@@ -34,7 +34,7 @@ from . import models as cm
 from .explain import cycle_details, describe_cycle, write_cycle_html
 from .graph import (DATA, PROCESS, RW, Deadline, SEARCH_TIME_S, adjacency, classify,
                     component_edges, component_graph, components, cycle_specs, kinds_present,
-                    realtime_pairs, shortest_cycle)
+                    process_pairs, realtime_pairs, shortest_cycle)
 from .history import OK_S, is_txn_history, parse, realtime_chain
 from .list_append import ListAppend
 from .rw_register import RwRegister
@@ -117,7 +117,8 @@ class TxnChecker:
         for comp, triples in zip(comps, component_edges(edges, comps)):
             names_here = set()
             g = component_graph(comp, triples,
-                                realtime_pairs(comp, h.inv, h.done, h.status, OK_S))
+                                realtime_pairs(comp, h.inv, h.done, h.status, OK_S),
+                                process_pairs(comp, h.process, h.inv))
             adj = adjacency(g)
             present = kinds_present(adj)
             implied: set[str] = set()

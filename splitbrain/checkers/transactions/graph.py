@@ -25,7 +25,7 @@ import time
 from array import array
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 import networkx as nx
 import numpy as np
@@ -156,15 +156,34 @@ def component_edges(edges: Edges, comps: list[list[int]]) -> list[tuple[list, li
             for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
 
 
+def process_pairs(nodes: list[int], process: list, inv) -> list[tuple[int, int]]:
+    """Every pair (a, b) of `nodes` run by one process, a invoked first: the process order is
+    total, so inside a component each pair is an edge (not only consecutive ones) and the
+    cycles found are the shortest."""
+    by: dict[Any, list[int]] = {}
+    for t in nodes:
+        by.setdefault(process[t], []).append(t)
+    out = []
+    for ts in by.values():
+        ts.sort(key=lambda t: inv[t])
+        for i, a in enumerate(ts):
+            out.extend((a, b) for b in ts[i + 1:])
+    return out
+
+
 def component_graph(nodes: list[int], triples: tuple[list, list, list],
-                    realtime: tuple[list, list] | None = None) -> nx.DiGraph:
+                    realtime: tuple[list, list] | None = None,
+                    process: list[tuple[int, int]] | None = None) -> nx.DiGraph:
     """The networkx graph of one component: its edges (`component_edges`) plus the `realtime`
-    (src, dst) pairs; each edge's attribute `k` is the OR of the kinds joining that pair."""
+    (src, dst) pairs and the `process` pairs; each edge's attribute `k` is the OR of the kinds
+    joining that pair."""
     g = nx.DiGraph()
     g.add_nodes_from(nodes)
     pairs = list(zip(*triples))
     if realtime is not None:
         pairs.extend((s, d, REALTIME) for s, d in zip(*realtime))
+    if process is not None:
+        pairs.extend((s, d, PROCESS) for s, d in process)
     for s, d, k in pairs:
         if g.has_edge(s, d):
             g[s][d]["k"] |= k
