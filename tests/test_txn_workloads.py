@@ -186,3 +186,30 @@ def test_check_reads_elle_test_histories_without_process_and_f(tmp_path, capsys)
     assert len(doc["anomalies"][0]["details"]["cycle"]) == 2
     code, out, _ = run("check", str(edn), "--consistency-model", "serializable", capsys=capsys)
     assert code == 0 and "allowed by the chosen model: G-single-process" in out
+
+
+def _bin_run(tmp_path, workload, nodes):
+    import subprocess
+    import sys
+    from pathlib import Path
+    node = Path(__file__).parent / "nodes" / "txn.py"
+    p = subprocess.run(
+        [sys.executable, "-m", "splitbrain.cli", "test", "--bin", str(node), "--workload",
+         workload, "--nodes", str(nodes), "--time-limit", "3", "--rate", "150", "--seed", "2",
+         "--store", str(tmp_path / "store"), "--json", "--opt", "harness.reports=false",
+         "--opt", "harness.recovery_s=0.3", "--opt", "workload.key-count=2"],
+        capture_output=True, text=True, timeout=180)
+    return p, json.loads(p.stdout) if p.stdout.strip().startswith("{") else None
+
+
+def test_bin_node_speaks_maelstroms_txn_and_is_checked(tmp_path):
+    """A Maelstrom node program (tests/nodes/txn.py) over the txn request: one node is valid;
+    three nodes that do not replicate are caught."""
+    p, out = _bin_run(tmp_path / "one", "txn-list-append", 1)
+    assert p.returncode == 0 and out is not None, p.stdout[-1500:] + p.stderr[-1500:]
+    la = out["results"]["children"]["list-append"]
+    assert la["valid"] is True and la["stats"]["committed"] > 100
+    p, out = _bin_run(tmp_path / "three", "txn-rw-register", 3)
+    assert p.returncode == 1, p.stdout[-1500:] + p.stderr[-1500:]
+    rw = out["results"]["children"]["rw-register"]
+    assert rw["valid"] is False and rw["anomaly_names"]

@@ -109,7 +109,8 @@ class TxnChecker:
 
         # Cycles: components of the whole graph, then the shortest cycle of each kind in each.
         comps = components(n, edges, DATA | PROCESS, realtime_chain(h))
-        stats["components"] = [len(c) for c in comps[:20]]
+        stats["components"] = len(comps)
+        stats["component_sizes"] = [len(c) for c in comps[:20]]   # the smallest 20
         deadline = Deadline(self.search_time_s)
         cycles: dict[str, list] = {}
         cycle_counts: dict[str, int] = {}
@@ -124,15 +125,13 @@ class TxnChecker:
             implied: set[str] = set()
             for spec in cycle_specs():
                 if deadline.over():
-                    undecided += 1
                     break
                 if spec.name in implied or (spec.need & present) != spec.need or (
                         spec.rw != "none" and not present & RW):
                     # A worse cycle already found here implies this kind (a G-single is a
                     # G-single-process too), or the component lacks the edges it needs.
                     continue
-                g = adj
-                cyc = shortest_cycle(g, spec, deadline)
+                cyc = shortest_cycle(adj, spec, deadline)
                 if cyc is None:
                     continue
                 name = classify([k for _, _, k in cyc])
