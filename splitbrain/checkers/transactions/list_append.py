@@ -279,7 +279,8 @@ class ListAppend:
         edges.add_many(es, ed, WW)
         # every committed read against the version order (the hot loop: keep it lean)
         wr_s, wr_d, rw_s, rw_d = [], [], [], []
-        failed_pos = [i for i, e in enumerate(L) if W[i] < 0 and fast_key(e) in failed]
+        failed_pos = ([i for i, e in enumerate(L) if W[i] < 0 and fast_key(e) in failed]
+                      if failed else ())
         first_failed_read = failed_pos[0] if failed_pos else n
         # IW[i]: the writer of L[i] when it is one of its writer's intermediate appends
         IW = [inter.get(fast_key(e), -1) for e in L] if inter else None
