@@ -332,3 +332,17 @@ def test_one_swapped_read_is_invalid_with_a_named_anomaly(ops, rnd):
     assert result.valid is False
     assert names(result), result.to_json()
     assert names(result) <= models.prohibited(["strict-serializable"])
+
+
+def test_rw_register_real_time_version_order_only_under_strict_serializability():
+    # T0 wrote 1, then T1 blindly wrote 2, then T2 (after both) read 1: with linearizable
+    # keys 1 < 2, so T2 missed T1's write although T1 had completed
+    ops = sequence(("invoke", 0, [["w", "x", 1]]), ("ok", 0, [["w", "x", 1]]),
+                   ("invoke", 1, [["w", "x", 2]]), ("ok", 1, [["w", "x", 2]]),
+                   ("invoke", 2, [["r", "x", None]]), ("ok", 2, [["r", "x", 1]]))
+    r = check("rw-register", ops)
+    assert names(r) == {"G-single-realtime"} and r.stats["linearizable_keys"] is True
+    # under serializable the same data says nothing (the versions 1 and 2 are unordered)
+    r = check("rw-register", ops, ["serializable"])
+    assert r.valid is True and r.stats["linearizable_keys"] is False
+    assert r.stats["anomaly_counts"] == {}

@@ -99,7 +99,14 @@ class TxnChecker:
             stats["reason"] = "no transaction committed: nothing was observed"
             return Result(valid=UNKNOWN, checker=self.name, stats=stats,
                           error=stats["reason"] if n == 0 else None)
-        inf = ListAppend(h) if self.kind == "list-append" else RwRegister(h)
+        if self.kind == "list-append":
+            inf: Any = ListAppend(h)
+        else:
+            # Real-time version order only when every model checked implies strict
+            # serializability (so per-key linearizability): rw_register.py's docstring.
+            lin = set(self.models) == {"strict-serializable"}
+            inf = RwRegister(h, linearizable_keys=lin)
+            stats["linearizable_keys"] = lin
         inf.run()
         edges = inf.edges
         edges.add_many(h.proc_src, h.proc_dst, PROCESS)
