@@ -43,8 +43,9 @@ completed counts from its invoke), or, when there is no such read, its last `ok`
 are acknowledged appends but no read of the key at all, durability cannot be judged and the
 result is "unknown".
 
-Values are compared by Python equality of their JSON values; unhashable values (lists, objects)
-are keyed by their canonical JSON. (So JSON `1`, `1.0` and `true` count as one value.)
+Values (and keys) are compared as JSON values (splitbrain/history/values.py): `true` is not `1`,
+NaN is NaN, `1` and `1.0` are one value. Every read log is converted once, on input, into hkeys
+(`canon_log`; a log of ints and strings is used as it is).
 """
 
 from __future__ import annotations
@@ -59,7 +60,7 @@ import networkx as nx
 
 from ..history.errors import HistoryError
 from ..history.op import FAIL, INVOKE, OK
-from ..systems.machines import canonical_json
+from ..history.values import canon, is_plain_list, uncanon
 from .result import UNKNOWN, Anomaly, Result
 
 NAME = "log"
@@ -70,25 +71,36 @@ _JSON_TAG = "\x00json"          # marks a hkey that encodes an unhashable value
 
 
 def hkey(value: Any) -> Any:
-    """A hashable key for a JSON value: the value itself when hashable, else its canonical JSON."""
-    if isinstance(value, (list, dict)):
-        return (_JSON_TAG, canonical_json(value))
-    return value
+    """A hashable key for a JSON value whose `==` is JSON identity (history/values.py `canon`):
+    ints and strings as they are, true/false/NaN as singletons, lists as tuples, objects as
+    FrozenDicts. Idempotent."""
+    t = type(value)
+    if t is int or t is str:
+        return value
+    return canon(value)
 
 
 def unkey(h: Any) -> Any:
     """The JSON value of a hkey (inverse of hkey)."""
-    if isinstance(h, tuple) and len(h) == 2 and h[0] == _JSON_TAG:
-        return json.loads(h[1])
-    return h
+    t = type(h)
+    if t is int or t is str:
+        return h
+    return uncanon(h)
 
 
 def hkeys(values: list) -> set:
-    """The set of hkeys of a list; C speed when every value is hashable."""
-    try:
+    """The set of hkeys of a list; C speed when every value is an int or a string."""
+    if is_plain_list(values):
         return set(values)
-    except TypeError:
-        return {hkey(v) for v in values}
+    return {hkey(v) for v in values}
+
+
+def canon_log(log: list) -> list:
+    """A read log with every entry a hkey: the list itself when it holds only ints and strings
+    (the common case, checked at C speed), else a new list."""
+    if is_plain_list(log):
+        return log
+    return [hkey(v) for v in log]
 
 
 def _first_difference(a: list, b: list) -> int:
@@ -292,9 +304,9 @@ class LogChecker:
             key = op.key
             if key is None and inv is not None:
                 key = inv.key
-            try:
-                st = keys[key]
-            except (KeyError, TypeError):
+            tk = type(key)
+            st = keys.get(key) if tk is str or tk is int or key is None else None
+            if st is None:
                 st = get_state(keys, key)
             if not indexed:
                 meta[op.index] = (proc, op.node if op.node is not None or inv is None
@@ -311,7 +323,7 @@ class LogChecker:
                     value = value["value"]
                 if inv is not None:
                     value = inv.value
-                if type(value) is list or type(value) is dict:
+                if type(value) is not int and type(value) is not str:
                     value = hkey(value)
                 st.last_append = op.index
                 if st.tail:
@@ -334,6 +346,7 @@ class LogChecker:
             if type(log) is not list:
                 raise HistoryError(f"op {op.index}: an ok read of the append-log workload must "
                                    f"return a list, got {type(log).__name__}", field="value")
+            log = canon_log(log)
             st.insert(log, op.index)
             st.last_read = (op.index, log)
             if node is not None:
@@ -364,17 +377,12 @@ class LogChecker:
 
     @staticmethod
     def _state(keys: dict, key: Any) -> _KeyState:
-        try:
-            return keys[key]
-        except KeyError:
-            st = keys[key] = _KeyState(key=key, hkey=key)
-            return st
-        except TypeError:       # a list or object key
-            hk = hkey(key)
-            st = keys.get(hk)
-            if st is None:
-                st = keys[hk] = _KeyState(key=key, hkey=hk)
-            return st
+        """The state of `key`, keyed by its hkey (key `true` is not key `1`)."""
+        hk = hkey(key)
+        st = keys.get(hk)
+        if st is None:
+            st = keys[hk] = _KeyState(key=key, hkey=hk)
+        return st
 
     # ---------------------------------------------------------------- after the pass
     def _finish(self, keys: dict, out: "_Report", mono_candidates: list, n_ops: int) -> Result:
@@ -525,7 +533,7 @@ class LogChecker:
                         out.add("duplicate",
                                 f"{_show(v)} is at offsets {ob.start + ob.rel_of(h)} and {off} of "
                                 f"the log read by {out.desc(op2)}", sorted({op1, op2}), key=k,
-                                value=v, offsets=[ob.start + ob.rel_of(h), off],
+                                value=unkey(v), offsets=[ob.start + ob.rel_of(h), off],
                                 read=out.op_json(op2))
                         continue
                     on_path[h] = b
@@ -594,7 +602,7 @@ class LogChecker:
             out.add("divergent-logs",
                     f"logs diverge at offset {fk.offset}: the log read by {out.desc(xo)} has "
                     f"{_show(x)}, the log read by {out.desc(fk.new_op)} has {_show(y)}",
-                    sorted({xo, fk.new_op}), key=k, offset=fk.offset, entries=[x, y],
+                    sorted({xo, fk.new_op}), key=k, offset=fk.offset, entries=[unkey(x), unkey(y)],
                     logs=[out.op_json(xo), out.op_json(fk.new_op)])
         return pos
 
@@ -678,7 +686,7 @@ def _entries(n: int) -> str:
 
 
 def _show(v: Any) -> str:
-    return json.dumps(v, ensure_ascii=False)
+    return json.dumps(unkey(v), ensure_ascii=False)
 
 
 class _Report:

@@ -2,8 +2,9 @@
 
 RUN is a run directory of the store (`store/raft-append-log/20260101T120000.000Z`, or
 `store/latest`). It reads `test.json` and `history.jsonl`, runs the workload's checkers again,
-prints the verdict like `splitbrain test` does, and rewrites `results.json` (the previous one is
-kept as `results.previous.json`). The `recovery`/`liveness` results of the original run depend on
+prints the verdict like `splitbrain test` does, rewrites `results.json` (the previous one is
+kept as `results.previous.json`) and regenerates the reports (timeline.html, the plots, and
+messages.html when the run has a messages.jsonl). The `recovery`/`liveness` results of the original run depend on
 observations that are not in the history and are not recomputed. Exit code from the validity.
 """
 
@@ -22,7 +23,7 @@ from ..cli import UserError
 @click.command("analyze")
 @click.argument("run", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--no-write", is_flag=True, help="Do not rewrite results.json.")
+@click.option("--no-write", is_flag=True, help="Do not rewrite results.json nor the reports.")
 def command(run: str, as_json: bool, no_write: bool) -> int:
     """Re-check a stored run (a store run directory, or store/latest)."""
     from ..harness.store import RunSummary, _write_json_atomic
@@ -48,7 +49,9 @@ def command(run: str, as_json: bool, no_write: bool) -> int:
         workload = make_workload(test["workload"], test.get("workload_opts") or {})
     except ValueError as e:
         raise UserError(f"{test_path}: {e}") from None
-    history = read_jsonl(str(hist_path))
+    # A torn last line (a crash or a full disk while writing) is ignored; the note says so.
+    warnings: list[str] = []
+    history = read_jsonl(str(hist_path), on_warning=lambda m: warnings.append(f"warning: {m}"))
     test["out_dir"] = str(run_dir)
     result = check_history(workload, history, test)
     data = result.to_json()
@@ -57,12 +60,22 @@ def command(run: str, as_json: bool, no_write: bool) -> int:
         if old.is_file():
             os.replace(old, run_dir / "results.previous.json")
         _write_json_atomic(old, data)
+        _write_reports(run_dir, history, test)
     replay = replay_command(test) if test.get("backend") else ""
     summary = RunSummary(valid=result.valid, results=data, test=test, replay=replay,
                          run_dir=str(run_dir), history_ops=len(history),
-                         notes=[f"re-checked {hist_path}"])
+                         notes=[f"re-checked {hist_path}"] + warnings)
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2, default=str))
     else:
         print_summary(summary)
     return exitcodes.for_validity(result.valid)
+
+
+def _write_reports(run_dir: Path, history: list, test: dict) -> None:
+    """Regenerate the run's reports; a failure is a warning (the verdict stands without them)."""
+    from ..harness.report import write_reports
+    try:
+        write_reports(str(run_dir), history, test)
+    except Exception as e:  # noqa: BLE001 - a report must never mask the verdict
+        click.echo(f"warning: reports not regenerated: {type(e).__name__}: {e}", err=True)
