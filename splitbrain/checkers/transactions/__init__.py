@@ -202,11 +202,18 @@ def _models(options: dict) -> list[str] | None:
     return ms
 
 
+def _make(kind: str, options: dict) -> TxnChecker:
+    limit = options.get("time_limit")
+    return TxnChecker(kind, _models(options), options.get("out_dir"),
+                      search_time_s=float(limit) if limit else SEARCH_TIME_S)
+
+
 def make_list_append_checker(options: dict) -> TxnChecker:
-    """Registry factory. Options: consistency_models (list), out_dir."""
-    return TxnChecker("list-append", _models(options), options.get("out_dir"))
+    """Registry factory. Options: consistency_models (list), out_dir, time_limit (seconds of
+    cycle search; past it a component not yet explained makes the verdict unknown)."""
+    return _make("list-append", options)
 
 
 def make_rw_register_checker(options: dict) -> TxnChecker:
-    """Registry factory. Options: consistency_models (list), out_dir."""
-    return TxnChecker("rw-register", _models(options), options.get("out_dir"))
+    """Registry factory. Options as make_list_append_checker's."""
+    return _make("rw-register", options)
