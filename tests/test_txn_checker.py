@@ -5,7 +5,6 @@ Hypothesis properties of serial executions, and the lattice's not / also-not."""
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 from hypothesis import HealthCheck, assume, given, settings

@@ -3,14 +3,18 @@
 Registered as "list-append" and "rw-register" (splitbrain/checkers/registry.py). Options:
   consistency_models  the models the history must satisfy (default ["strict-serializable"],
                       Maelstrom's and Elle's default); names in models.py (MODEL_IMPLIES);
-  out_dir             where to write one HTML picture per cycle (transactions/<n>-<name>.html).
+  out_dir             where to write one HTML picture per cycle (transactions/<name>-<n>.html);
+  time_limit          seconds for all cycle searches (default 10); past it a component that
+                      has no cycle explained yet leaves the verdict unknown.
 
 How it decides (one file per step):
   history.py      pair invocations with completions; number the transactions; process and
                   real-time orders
   list_append.py / rw_register.py   version orders, ww / wr / rw edges, non-cycle anomalies
-  graph.py        strongly connected components of all edges (scipy, whole graph), then in
-                  each non-trivial one the shortest cycle of each kind (networkx + BFS)
+  graph.py        strongly connected components of all edges (scipy on the whole graph,
+                  networkx below 20,000 nodes), then in each non-trivial one the shortest
+                  cycle of each kind (networkx + BFS over edge-constraint states); a kind
+                  that a worse cycle found in the same component implies is not searched
   models.py       which anomalies the chosen models forbid; "not" / "also-not"
   explain.py      each cycle in words and as an SVG/HTML picture
 
