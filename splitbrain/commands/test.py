@@ -304,7 +304,9 @@ def print_summary(summary) -> None:
     for line in summary.notes:
         echo(line)
     verdict = {True: "VALID", False: "INVALID"}.get(summary.valid, "UNKNOWN")
-    echo(f"{summary.history_ops} history events; verdict: {verdict}")
+    incomplete = getattr(summary, "incomplete", None)
+    echo(f"{summary.history_ops} history events; verdict: {verdict}"
+         + (f", {incomplete}" if incomplete else ""))
     children = summary.results.get("children") or {}
     for cname, child in children.items():
         names: dict[str, list[dict]] = {}
