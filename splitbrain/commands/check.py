@@ -46,6 +46,7 @@ from typing import Any, Sequence
 import click
 
 from .. import exitcodes
+from ..checkers.linearizability.search import release_deferred
 from ..checkers.registry import checker_names, make_checker
 from ..checkers.result import Result, merge_validity, safe_check
 from ..history.errors import HistoryError
@@ -335,6 +336,7 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
         reports.append(report)
         if not as_json:
             _print_report(report, widths)  # as each history finishes: checks can be long
+        release_deferred()  # what a check stopped by the time limit left (after its verdict)
 
     overall = merge_validity([r["valid"] for r in reports])
     if as_json:
