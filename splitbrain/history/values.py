@@ -126,6 +126,11 @@ class FrozenDict(dict):
     __setitem__ = __delitem__ = update = _readonly  # type: ignore[assignment]
     pop = popitem = clear = setdefault = _readonly  # type: ignore[assignment]
 
+    def __reduce__(self):
+        # pickle (results of forked checker workers) rebuilds it from its items: the default
+        # for a dict subclass would call the read-only __setitem__
+        return (FrozenDict, (list(self.items()),))
+
 
 def canon(v: Any) -> Any:
     """The canonical, hashable form of the JSON value `v` (see above): `canon(a) == canon(b)`
