@@ -19,8 +19,9 @@ Anomalies (each names the ops - index, process, node - and the offsets that prov
   consecutive entries of every observed log) has a cycle: no single total order exists. The cycle
   and the op that showed each of its edges are the witness. A divergence whose two entries lie on
   the same cycle is reported as this more specific anomaly, not also as `divergent-logs`.
-- `lost-append`: an append acknowledged `ok` is in none of the final logs. An append that ended
-  `info` (or never completed) may be present once ("recovered", counted in stats) or absent.
+- `lost-append`: an append acknowledged `ok` is in none of the final logs although at least one
+  of their reads began after the acknowledgement. An append that ended `info` (or never
+  completed) may be present once ("recovered", counted in stats) or absent.
 - `failed-append-visible`: an append that completed `fail` appears in some observed log.
 - `duplicate`: one value at two offsets of one observed log. Only its first occurrence counts for
   the order graph, and a divergence that begins with the duplicated entry is not reported again
@@ -42,6 +43,13 @@ read invoked after the key's last append had completed (the final phase; an appe
 completed counts from its invoke), or, when there is no such read, its last `ok` read. When there
 are acknowledged appends but no read of the key at all, durability cannot be judged and the
 result is "unknown".
+
+Runs without a final phase (cut short by Ctrl-C, SIGTERM or a killed harness, or a history whose
+reads stop early): an acknowledged append that is in no final log and was acknowledged after
+every final log's read had begun could not have been seen by any read. Its durability is unknown,
+not lost: it is counted as `unconfirmed` (stats) and makes the result "unknown" when nothing else
+is wrong. In a complete run the final phase's reads begin after every append completed, so no
+append is unconfirmed.
 
 Values (and keys) are compared as JSON values (splitbrain/history/values.py): `true` is not `1`,
 NaN is NaN, `1` and `1.0` are one value. Every read log is converted once, on input, into hkeys
@@ -180,6 +188,8 @@ class _KeyState:
     reported: dict = field(default_factory=dict)        # hkey -> (offset, ok op index)
     final: dict = field(default_factory=dict)           # node -> (op index, log)
     last_read: tuple | None = None                      # (op index, log) of the last ok read
+    last_began: int = -1                                # invoke index of last_read
+    final_began: dict = field(default_factory=dict)     # node -> invoke index of its final read
     last_append: int = -1                               # index of the last append completion
     tail: list = field(default_factory=list)            # (invoke index, op index, log) of reads
                                                         # without node invoked after last_append
@@ -351,8 +361,11 @@ class LogChecker:
                 log = [hkey(v) for v in log]
             st.insert(log, op.index)
             st.last_read = (op.index, log)
+            began = inv.index if inv is not None else op.index
+            st.last_began = began
             if node is not None:
                 st.final[node] = (op.index, log)
+                st.final_began[node] = began
             elif not st.final and inv is not None and inv.index > st.last_append:
                 st.tail.append((inv.index, op.index, log))
             # per-process monotonic reads: keep the longest read; a shorter prefix is a candidate
@@ -390,8 +403,8 @@ class LogChecker:
     def _finish(self, keys: dict, out: "_Report", mono_candidates: list, n_ops: int) -> Result:
         unknown_reasons = []
         totals = {"ops": n_ops, "keys": len(keys), "reads": 0, "final-logs": 0,
-                  "acknowledged": 0, "recovered": 0, "lost": 0, "longest-log": 0,
-                  "trie-entries": 0}
+                  "acknowledged": 0, "recovered": 0, "lost": 0, "unconfirmed": 0,
+                  "longest-log": 0, "trie-entries": 0}
         final_node: dict[int, Any] = {}     # op index of a final read -> its node
         for st in keys.values():
             k = st.key
@@ -412,6 +425,15 @@ class LogChecker:
                     present |= hkeys(log)
                     totals["longest-log"] = max(totals["longest-log"], len(log))
                 lost = st.ok.keys() - present
+                # Acknowledged after every final read had begun: no read could have seen it.
+                began = self._finals_began(st)
+                unconfirmed = {h for h in lost if st.ok[h] > began}
+                if unconfirmed:
+                    lost -= unconfirmed
+                    totals["unconfirmed"] += len(unconfirmed)
+                    unknown_reasons.append(
+                        f"key {k!r}: {len(unconfirmed)} acknowledged append(s) came after the "
+                        f"last read began (no final phase?), so no read could confirm them")
                 totals["lost"] += len(lost)
                 totals["recovered"] += len(st.info.keys() & present)
                 fin_ops = [i for i, _ in finals]
@@ -479,6 +501,15 @@ class LogChecker:
         if st.tail:
             return [(i, log) for _, i, log in st.tail]
         return [st.last_read] if st.last_read is not None else []
+
+    @staticmethod
+    def _finals_began(st: _KeyState) -> int:
+        """The history index at which the latest-starting read among the final logs began."""
+        if st.final:
+            return max(st.final_began.values())
+        if st.tail:
+            return max(t[0] for t in st.tail)
+        return st.last_began
 
     def _walk(self, st: _KeyState, out: "_Report", totals: dict) -> _Positions:
         """Walk the trie once, depth first: duplicates, offsets, order cycles, divergences."""
