@@ -76,6 +76,13 @@ module Maelstrom
       @out.synchronize { STDOUT.puts line; STDOUT.flush }
     end
 
+    # Pass a message on UNCHANGED: its src stays the original sender (e.g. a client), so the node
+    # that serves it answers that sender directly.
+    def forward!(msg, dest)
+      line = JSON.generate({src: msg[:src], dest: dest, body: msg[:body]})
+      @out.synchronize { STDOUT.puts line; STDOUT.flush }
+    end
+
     def reply!(req, body)
       send! req[:src], body.merge(in_reply_to: req[:body][:msg_id])
     end
