@@ -10,7 +10,7 @@ class EchoServer
     @node = Maelstrom::Node.new
     @node.on "echo" do |msg|
       @current = msg
-      sleep 0.005     # "audit logging"
+      sleep 0.02      # "audit logging"
       @node.reply! msg, {type: "echo_ok", echo: @current[:body][:echo]}
     end
   end
