@@ -20,6 +20,12 @@ CHECKER_PATHS: dict[str, str] = {
     "stats": "splitbrain.checkers.stats:make_checker",
     "unique-ids": "splitbrain.checkers.unique_ids:make_checker",
     "kafka": "splitbrain.checkers.kafka:make_checker",
+    "echo": "splitbrain.checkers.echo:make_checker",
+    "broadcast": "splitbrain.checkers.eventual_set:make_broadcast_checker",
+    "g-set": "splitbrain.checkers.eventual_set:make_gset_checker",
+    "pn-counter": "splitbrain.checkers.pn_counter:make_checker",
+    "g-counter": "splitbrain.checkers.pn_counter:make_g_counter_checker",
+    "availability": "splitbrain.checkers.availability:make_checker",
 }
 
 

@@ -16,8 +16,13 @@ Which model and checkers (first that applies):
      that dict is also what checkers receive as `test`, minus the run's own `time_limit` (the
      test's duration), `out_dir`, `run_dir` and `workers`: only --time-limit, --out and
      --workers set those for a check (`splitbrain analyze` re-checks a stored run as it ran);
+     A stored run of one of Maelstrom's eventually consistent or stateless workloads (test.json's
+     `"workload"`: echo, unique-ids, broadcast, g-set, g-counter, pn-counter) without
+     `"checkers"` gets that workload's checkers, plus `availability` when the run had that goal
+     (`workload_checkers`);
   3. the model is inferred from the operations (`infer_model`); the checker is `linearizable`,
-     or `kafka` for a history of send / poll operations (`infer_checkers`).
+     or the one of Maelstrom's workload the ops name (`infer_checkers`): `kafka` for send /
+     poll, `broadcast` for broadcast, `echo` for echo, `unique-ids` for generate.
 
 Exit code (splitbrain/exitcodes.py): the composed validity of every checker on every history
 (False > "unknown" > True): 0 valid, 1 invalid, 3 unknown; 2 for bad input or usage, 4 when a
@@ -96,13 +101,42 @@ def infer_model(history: Sequence[Op]) -> str | None:
     return None
 
 
+# Workloads whose checkers a stored run's test.json selects (rule 2 of the module docstring).
+_WORKLOAD_CHECKED = ("echo", "unique-ids", "broadcast", "g-set", "g-counter", "pn-counter",
+                     "counter")
+
+
 def infer_checkers(history: Sequence[Op]) -> list[str]:
-    """The checkers when neither --checker nor a sidecar names them: `kafka` for a history of
-    Maelstrom's kafka workload (send / poll), else the linearizability checker."""
+    """The checkers when neither --checker nor a sidecar names them, from the ops' `f`:
+    Maelstrom's kafka (send / poll), broadcast (broadcast / read), echo, unique-ids (generate);
+    else the linearizability checker. Ops that tell nothing apart (add / read: a g-set, a
+    counter or splitbrain's linearizable set) keep the linearizability checker."""
     fs = {op.f for op in history if op.process != NEMESIS}
     if fs & {"send", "poll"} and not fs & {"read", "write", "cas", "append", "add"}:
         return ["kafka"]
+    if "broadcast" in fs and fs <= {"broadcast", "read"}:
+        return ["broadcast"]
+    if fs == {"echo"}:
+        return ["echo"]
+    if fs == {"generate"}:
+        return ["unique-ids"]
     return list(DEFAULT_CHECKERS)
+
+
+def workload_checkers(test: dict) -> list[str] | None:
+    """A stored run's checkers by its workload (rule 2), or None when test.json does not tell."""
+    from ..harness.workloads import make_workload
+    name = test.get("workload")
+    opts = test.get("workload_opts") or {}
+    if not isinstance(name, str) or not isinstance(opts, dict):
+        return None
+    try:
+        w = make_workload(name, opts)
+    except ValueError:
+        return None
+    if name not in _WORKLOAD_CHECKED:
+        return None
+    return [n for n, _ in w.checker_plan(test)]
 
 
 def _sidecar(path: str) -> tuple[dict, str | None]:
@@ -200,13 +234,14 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
             loaded.append((path, real, used_fmt, ops, {}, [], model or "-"))
             continue
         test, test_path = _sidecar(real)
-        names = list(checkers) or list(test.get("checkers") or infer_checkers(ops))
+        names = list(checkers) or list(test.get("checkers") or workload_checkers(test)
+                                       or infer_checkers(ops))
         for name in names:
             if name not in checker_names():
                 raise HistoryError(f"unknown checker {name!r} (choose from "
                                    f"{', '.join(checker_names())})", path=test_path,
                                    field="checkers")
-        m = model or test.get("model") or infer_model(ops)
+        m = model or test.get("model") or (infer_model(ops) if "linearizable" in names else None)
         if m is None and "linearizable" in names:
             fs = sorted({op.f for op in ops if op.process != NEMESIS})
             raise UserError(f"{real}: cannot infer the model from its operations "

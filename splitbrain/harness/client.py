@@ -87,6 +87,9 @@ class ClientPool:
         self._done = threading.Event()
         self._stopping = False
         self.completed = 0
+        self._setup_waiting: dict[tuple[str, int], tuple[str, dict]] = {}
+        self._setup_replies: dict[tuple[str, int], dict] = {}
+        self._setup_done = threading.Event()
         backend.on_client_message = self._on_message
 
     # ---- the public side (any thread but the loop) -------------------------------------------
@@ -104,6 +107,43 @@ class ClientPool:
             if err is not None:
                 raise RuntimeError(f"the event loop failed: {type(err).__name__}: {err}") from err
         return self.completed - before
+
+    def setup(self, requests: list[tuple[str, dict]], timeout_s: float) -> list[str]:
+        """Send the workload's setup requests (Workload.setup_requests: broadcast's topology)
+        and wait up to `timeout_s` for their replies. They are not operations: nothing goes
+        into the history. Request i is sent from client c<i % n + 1> (Maelstrom sends each from
+        the client bound to that node). Returns one line per request that did not get its
+        `<type>_ok` (no reply, an error, the node down); [] when all were answered."""
+        problems: list[str] = []
+        if not requests:
+            return problems
+        self._setup_done.clear()
+
+        def send_all() -> None:
+            for i, (node, body) in enumerate(requests):
+                self._msg_id += 1
+                client = f"c{i % self.n + 1}"
+                key = (client, self._msg_id)
+                self._setup_waiting[key] = (node, body)
+                if not self.backend.send_client(client, node, {**body, "msg_id": self._msg_id}):
+                    del self._setup_waiting[key]
+                    problems.append(f"{body.get('type')} to {node}: the node is down")
+            if not self._setup_waiting:
+                self._setup_done.set()
+        self.backend.loop.call(send_all)
+        self._setup_done.wait(timeout_s)
+
+        def collect() -> None:
+            for (client, _), (node, body) in self._setup_waiting.items():
+                problems.append(f"{body.get('type')} to {node}: no reply within {timeout_s:g} s")
+            self._setup_waiting.clear()
+            for (node, body), reply in self._setup_replies.values():
+                if reply.get("type") != f"{body.get('type')}_ok":
+                    problems.append(f"{body.get('type')} to {node}: answered "
+                                    f"{str(reply)[:200]}")
+            self._setup_replies.clear()
+        self.backend.loop.call(collect)
+        return problems
 
     def stop(self) -> None:
         """Ask no more ops; outstanding ones still complete (or time out)."""
@@ -218,6 +258,11 @@ class ClientPool:
 
     def _on_message(self, node: str, client: str, body: dict) -> None:
         key = (client, body.get("in_reply_to"))
+        if key in self._setup_waiting:
+            self._setup_replies[key] = (self._setup_waiting.pop(key), body)
+            if not self._setup_waiting:
+                self._setup_done.set()
+            return
         w = self._by_msg.pop(key, None)
         if w is None:
             return   # a late reply to an op that already timed out: ignored, as Jepsen does

@@ -49,6 +49,7 @@ NEMESIS_INTERVAL_MAX_S = 5.0
 RECOVERY_S = 2.0                 # quiet time after the heal before the final phase
 RECOVERY_TIMEOUT_S = 20.0        # in-house: wait at most this long for equal applied indexes
 FINAL_TIMEOUT_S = 5.0            # client timeout of the final reads
+SETUP_TIMEOUT_S = 5.0            # wait for the workload's setup replies (broadcast's topology)
 HARNESS_OPTIONS = {
     "nemesis_interval_s": "seconds between faults and how long each lasts (default time limit / 6, "
                           "at most 5)",
@@ -265,7 +266,9 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         interval_s = float(hopts.get("nemesis_interval_s") or
                            min(NEMESIS_INTERVAL_MAX_S, max(0.5, float(test["time_limit"]) / 6)))
         client_timeout_s = float(hopts.get("client_timeout_s") or CLIENT_TIMEOUT_S)
-        recovery_s = float(hopts.get("recovery_s", test.get("recovery_s", RECOVERY_S)))
+        # An eventually consistent workload asks for Maelstrom's longer quiet period.
+        recovery_s = float(hopts.get("recovery_s", test.get("recovery_s",
+                                                            workload.recovery_s or RECOVERY_S)))
         overlap = hopts.get("nemesis_overlap", False) in (True, "true", 1)
     except (TypeError, ValueError) as e:
         raise UserError(f"--opt harness.*: {e}") from None
@@ -345,6 +348,13 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         t0 = time.monotonic_ns()
         pool = ClientPool(backend, workload, recorder, int(test["concurrency"]), t0_ns=t0,
                           timeout_s=client_timeout_s, on_op=on_op, local_reads=in_house)
+        setup = workload.setup_requests(nodes)
+        if setup:
+            problems = pool.setup(setup, SETUP_TIMEOUT_S)
+            if problems:
+                # Sorted: the replies arrive in any order, the message names the same nodes first.
+                raise ClusterError(f"the workload's setup failed: {'; '.join(sorted(problems)[:5])}")
+            note(f"setup: {len(setup)} {setup[0][1].get('type')} requests answered")
         nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note,
                           crash_points=crash_points, partition_shapes=partition_shapes)
         if prog is not None:

@@ -11,10 +11,14 @@ same objects, so a history means the same thing whatever ran it. A workload answ
   request(inv)            the Maelstrom request body for an invocation (without msg_id)
   completion(inv, reply)  a reply body decoded into a Completion (type ok/fail/info, value, error)
   timeout(inv)            the Completion of a request that got no reply in time (info, timed-out)
+  setup_requests(nodes)   requests sent once, after init and before the generator starts:
+                          (node, body) pairs, each answered `<type>_ok` (broadcast's topology);
+                          not operations of the history (Maelstrom's client setup!)
   final_invocations(nodes) the final phase, after the cluster healed: FinalOp(node, inv) items;
                           `node` set means "this node's own state" (append-log's per-node read and
                           every node's status), None means "any node, through the protocol"
-  checkers(test)          the checkers to run (splitbrain.checkers.registry.make_checker)
+  checkers(test)          the checkers to run (splitbrain.checkers.registry.make_checker):
+                          checker_names() plus `availability` when that goal is set
   prepare(process, inv)   the invocation a process actually performs, from its own client state
                           (identity for stateless workloads; kafka's consumers fill in the offsets
                           they poll from); called before the invoke is recorded, so the history
@@ -115,13 +119,27 @@ class Workload:
     ops: ClassVar[tuple[str, ...]]
     # Option name -> (meaning, default), settable with --opt workload.NAME=VALUE.
     OPTIONS: ClassVar[dict[str, tuple[str, Any]]] = {}
+    # Quiet seconds after the heal before the final phase, when this workload needs its own
+    # (None: the runner's default). Eventually consistent workloads wait Maelstrom's 10 s.
+    recovery_s: ClassVar[float | None] = None
+    # Options every workload takes (Maelstrom's --availability: see checkers/availability.py).
+    COMMON_OPTIONS: ClassVar[dict[str, tuple[str, Any]]] = {
+        "availability": ("'total' (every op must succeed) or a fraction f (ok ops / all ops "
+                         ">= f); checked by the availability checker", None)}
 
     def __init__(self, options: dict[str, Any] | None = None):
+        from ..checkers.availability import parse_goal  # lazy: checkers import late
         opts = {k: d for k, (_, d) in self.OPTIONS.items()}
-        for k, v in (options or {}).items():
+        options = dict(options or {})
+        try:
+            self.availability = parse_goal(options.pop("availability", None))
+        except ValueError as e:
+            raise ValueError(f"workload {self.name}: {e}") from None
+        for k, v in options.items():
             if k not in self.OPTIONS:
+                known = [*self.OPTIONS, *self.COMMON_OPTIONS]
                 raise ValueError(f"workload {self.name}: unknown option {k!r} "
-                                 f"(known: {', '.join(self.OPTIONS) or 'none'})")
+                                 f"(known: {', '.join(known)})")
             default = opts[k]
             if isinstance(default, int) and not isinstance(v, int):
                 try:
@@ -188,7 +206,11 @@ class Workload:
     def timeout(self, inv: Invocation, reason: str = TIMED_OUT) -> Completion:
         return Completion(INFO, inv.value, reason)
 
-    # ---- the final phase and checking -------------------------------------------------------
+    # ---- setup, the final phase and checking -----------------------------------------------
+
+    def setup_requests(self, nodes: Iterable[str]) -> list[tuple[str, dict]]:
+        """(node, request body) pairs sent once before the run; default none."""
+        return []
 
     def final_invocations(self, nodes: Iterable[str]) -> list[FinalOp]:
         """Default: one read per key through any node (after the cluster converged).
@@ -201,12 +223,27 @@ class Workload:
         """(registry name, options) of the checkers for this workload; `stats` always."""
         return [("stats", {})]
 
+    def checker_plan(self, test: dict | None = None) -> list[tuple[str, dict]]:
+        """checker_names() plus the availability checker when a goal is set (this workload's
+        `availability` option, else the test's `availability`)."""
+        from ..checkers.availability import goal_from_test, parse_goal
+        plan = list(self.checker_names())
+        goal = self.availability
+        if goal is None:
+            try:
+                goal = parse_goal(goal_from_test(test))
+            except ValueError:
+                goal = None       # the test's own option was validated where it was given
+        if goal is not None and not any(n == "availability" for n, _ in plan):
+            plan.append(("availability", {"availability": goal}))
+        return plan
+
     def checkers(self, test: dict | None = None) -> list:
         """Checker objects for this workload. `test` may give `out_dir` (the run directory)."""
         from ..checkers.registry import make_checker  # lazy: checkers import late
         test = test or {}
         out = []
-        for name, opts in self.checker_names():
+        for name, opts in self.checker_plan(test):
             o = dict(opts)
             if test.get("out_dir"):
                 o.setdefault("out_dir", test["out_dir"])
@@ -218,9 +255,9 @@ class Workload:
     def describe(self) -> dict:
         return {"name": self.name, "machine": self.machine, "ops": list(self.ops),
                 "description": self.description,
-                "checkers": [n for n, _ in self.checker_names()],
+                "checkers": [n for n, _ in self.checker_plan()],
                 "options": {k: {"meaning": mn, "default": d}
-                            for k, (mn, d) in self.OPTIONS.items()}}
+                            for k, (mn, d) in {**self.OPTIONS, **self.COMMON_OPTIONS}.items()}}
 
 
 def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
@@ -378,33 +415,6 @@ class AppendLogWorkload(Workload):
         return [("log", {}), ("convergence", {}), ("stats", {})]
 
 
-class CounterWorkload(Workload):
-    """Maelstrom's g-counter: `add` a non-negative delta, `read` the total."""
-
-    name = "counter"
-    machine = None
-    ops = ("add", "read")
-    description = "Maelstrom's g-counter for any Maelstrom node: add delta / read; counter bounds"
-    MIX = (("add", 3), ("read", 1))
-
-    def next_invocation(self, rng: random.Random) -> Invocation:
-        if _weighted(rng, self.MIX) == "read":
-            return Invocation("read")
-        return Invocation("add", rng.randrange(0, 5))
-
-    def request(self, inv: Invocation) -> dict:
-        if inv.f == "add":
-            return {"type": "add", "delta": inv.value}
-        return {"type": inv.f}
-
-    def final_invocations(self, nodes: Iterable[str]) -> list[FinalOp]:
-        # A g-counter is eventually consistent: read every node once it converged.
-        return [FinalOp(n, Invocation("read")) for n in nodes]
-
-    def checker_names(self) -> list[tuple[str, dict]]:
-        return [("counter", {}), ("stats", {})]
-
-
 class KafkaWorkload(Workload):
     """Maelstrom's kafka workload: append-only logs by string key, consumers with offsets.
 
@@ -553,10 +563,10 @@ class KafkaWorkload(Workload):
 
 WORKLOADS: dict[str, type[Workload]] = {
     w.name: w for w in (RegisterWorkload, KvWorkload, ArithWorkload, SetWorkload,
-                        AppendLogWorkload, LinKvWorkload, CounterWorkload, KafkaWorkload)
+                        AppendLogWorkload, LinKvWorkload, KafkaWorkload)
 }
-# Maelstrom's own names for the same workloads.
-ALIASES = {"g-counter": "counter"}
+# Other names for the same workloads.
+ALIASES: dict[str, str] = {}
 
 
 def workload_names() -> list[str]:
@@ -582,7 +592,7 @@ def check_history(workload: Workload, history: list, test: dict,
     from ..checkers.registry import make_checker
     from ..checkers.result import UNKNOWN, Result, merge_validity, safe_check
     children: dict[str, Any] = {}
-    for name, opts in workload.checker_names():
+    for name, opts in workload.checker_plan(test):
         o = dict(opts)
         if test.get("out_dir"):
             o.setdefault("out_dir", test["out_dir"])
@@ -602,3 +612,9 @@ def check_history(workload: Workload, history: list, test: dict,
         children[r.checker] = r
     return Result(valid=merge_validity([r.valid for r in children.values()]),
                   checker="compose", children=children)
+
+
+# Maelstrom's own workloads subclass Workload in their own module, which adds them to WORKLOADS
+# when it is imported (here, last: whichever of the two modules is imported first, both end up
+# complete).
+from . import maelstrom_workloads  # noqa: E402,F401
