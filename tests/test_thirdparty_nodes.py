@@ -33,6 +33,7 @@ Maelstrom's 10 s quiet period would only make CI slower).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -49,6 +50,35 @@ NODES = Path(__file__).parent / "nodes"
 RUN_TIMEOUT_S = 240          # one `splitbrain test` subprocess, generous for a loaded machine
 GO_BUILD_TIMEOUT_S = 300
 RAFT_COMPLETION_MIN = 0.90   # the issue's bar for the forwarding Raft without faults
+
+
+# ---- what these tests need from the rest of splitbrain ------------------------------------------
+# Written in parallel with the harness side (issue 13: helpers h13h and h15). Until a piece is on
+# the branch these tests run against, the tests that need it are strict xfails naming it: they
+# start passing (and must) the moment it lands.
+
+def _missing(module: str, what: str) -> str | None:
+    return None if importlib.util.find_spec(module) is not None else what
+
+
+HARNESS_MISSING = _missing(
+    "splitbrain.harness.services",
+    "needs the Maelstrom harness side (h13h): services lin-kv/seq-kv, src kept as written, no "
+    "status probes, node-crashed, Maelstrom's option names -w/--node-count/--latency")
+TXN_MISSING = _missing(
+    "splitbrain.checkers.transactions",
+    "needs the txn-list-append/txn-rw-register workloads and the transactional checker (h15)")
+
+
+def pending(*reasons: str | None) -> list:
+    """Strict xfail marks for the missing pieces among `reasons` (None: present)."""
+    return [pytest.mark.xfail(True, reason=r, strict=True) for r in reasons if r]
+
+
+def workload_params() -> list:
+    return [pytest.param(p.workload, marks=pending(
+        HARNESS_MISSING, TXN_MISSING if p.workload.startswith("txn-") else None))
+        for p in PAIRS]
 
 
 # ---- the nodes -------------------------------------------------------------------------------
@@ -153,7 +183,7 @@ def client_ops(hist: list[dict]) -> list[dict]:
 # ---- every correct node is VALID, with and without partitions ----------------------------------
 
 @pytest.mark.parametrize("nemesis", ["none", "partition"])
-@pytest.mark.parametrize("workload", [p.workload for p in PAIRS])
+@pytest.mark.parametrize("workload", workload_params())
 def test_correct_node_is_valid(workload, nemesis, tmp_path, request):
     pair = PAIR_BY_WORKLOAD[workload]
     bin_path = program(pair.lang, pair.correct, needs(pair.lang, request))
@@ -170,7 +200,7 @@ def test_correct_node_is_valid(workload, nemesis, tmp_path, request):
 
 # ---- every wrong node is INVALID, with the anomaly that names its bug -----------------------------
 
-@pytest.mark.parametrize("workload", [p.workload for p in PAIRS])
+@pytest.mark.parametrize("workload", workload_params())
 def test_wrong_node_is_invalid_with_its_anomaly(workload, tmp_path, request):
     pair = PAIR_BY_WORKLOAD[workload]
     bin_path = program(pair.lang, pair.wrong, needs(pair.lang, request))
@@ -184,6 +214,7 @@ def test_wrong_node_is_invalid_with_its_anomaly(workload, tmp_path, request):
 
 # ---- forwarding: the Raft node passes client requests unchanged to its leader ---------------------
 
+@pytest.mark.xfail(bool(HARNESS_MISSING), reason=str(HARNESS_MISSING), strict=True)
 def test_forwarding_raft_completes_nearly_every_operation(tmp_path):
     bin_path = program("python", "raft_lin_kv.py", None)
     rc, out, run_dir, p = splitbrain_test(tmp_path, bin_path, "lin-kv", "--nemesis", "none",
@@ -218,6 +249,7 @@ def test_forwarding_raft_completes_nearly_every_operation(tmp_path):
 
 # ---- crashes ------------------------------------------------------------------------------------
 
+@pytest.mark.xfail(bool(HARNESS_MISSING), reason=str(HARNESS_MISSING), strict=True)
 def test_node_crashing_mid_run_is_invalid_node_crashed(tmp_path):
     bin_path = program("ruby", "echo_crash.rb", None)
     rc, out, run_dir, p = splitbrain_test(tmp_path, bin_path, "echo", "--nemesis", "none",
@@ -228,6 +260,7 @@ def test_node_crashing_mid_run_is_invalid_node_crashed(tmp_path):
     assert "NoMethodError" in text          # the last lines of its stderr are in the anomaly
 
 
+@pytest.mark.xfail(bool(HARNESS_MISSING), reason=str(HARNESS_MISSING), strict=True)
 def test_every_node_dying_is_never_valid(tmp_path):
     bin_path = program("ruby", "echo_all_die.rb", None)
     rc, out, run_dir, p = splitbrain_test(tmp_path, bin_path, "echo", "--nemesis", "none",
@@ -271,11 +304,13 @@ def _maelstrom_broadcast(tmp_path: Path, go_bin_dir: Path, time_limit: str) -> N
     assert len(acked) >= 5 * float(time_limit)
 
 
+@pytest.mark.xfail(bool(HARNESS_MISSING), reason=str(HARNESS_MISSING), strict=True)
 def test_maelstrom_broadcast_command_line_short(tmp_path, go_bin):
     """CI: Maelstrom's challenge command with only the time limit shortened."""
     _maelstrom_broadcast(tmp_path, go_bin, "5")
 
 
+@pytest.mark.xfail(bool(HARNESS_MISSING), reason=str(HARNESS_MISSING), strict=True)
 @pytest.mark.slow
 def test_maelstrom_broadcast_command_line_as_written(tmp_path, go_bin):
     """`splitbrain test --bin ./node -w broadcast --node-count 25 --time-limit 20 --rate 100
