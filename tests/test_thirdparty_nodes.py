@@ -6,17 +6,27 @@ Ruby, Go, JavaScript; the Ruby and Go ones exit with "No handler for <type>" on 
 they do not handle, as Maelstrom's own libraries do) and, for each of Maelstrom's ten workloads,
 one CORRECT node and one WRONG node, broken the way real ones break:
 
-  workload          lang    correct node                         wrong node: its bug -> anomaly
-  echo              Ruby    echo.rb                              echo_racy.rb: request kept in shared state -> wrong-echo
-  unique-ids        Go      unique-ids (node-prefixed)           unique-ids-counter: counters collide across nodes -> duplicate-id
-  broadcast         Go      broadcast (acked, retried gossip)    broadcast-no-retry: dropped gossip is gone -> lost
-  g-set             Ruby    g_set.rb (anti-entropy)              g_set_fire_and_forget.rb: dropped gossip -> lost
-  g-counter         Python  g_counter.py (seq-kv, cas)           g_counter_no_cas.py: read-modify-write without cas -> out-of-bounds-read
-  pn-counter        JS      pn_counter.js (CRDT)                 pn_counter_shared_slot.js: slots collide across nodes -> out-of-bounds-read
-  lin-kv            Python  raft_lin_kv.py (Raft, forwarding)    raft_lin_kv_local_reads.py: local reads -> nonlinearizable
-  kafka             Go      kafka (logs in lin-kv, cas)          kafka-cached-polls: polls from a local cache -> poll-skip
-  txn-list-append   JS      txn_list_append.js (lin-kv root)     txn_list_append_cached_reads.js: stale read-only txns -> G-single-realtime
-  txn-rw-register   Ruby    txn_rw_register.rb (one primary)     txn_rw_register_local.rb: local LWW copies -> G-single-realtime
+  workload         lang    correct node / WRONG node: its bug -> the anomaly expected
+  echo             Ruby    echo.rb / echo_racy.rb: the request kept in shared state -> wrong-echo
+  unique-ids       Go      unique-ids (node-prefixed) / unique-ids-counter: counters collide
+                           across nodes -> duplicate-id
+  broadcast        Go      broadcast (acked, retried gossip) / broadcast-no-retry: gossip a
+                           partition drops is gone -> lost
+  g-set            Ruby    g_set.rb (anti-entropy) / g_set_fire_and_forget.rb: dropped
+                           gossip -> lost
+  g-counter        Python  g_counter.py (seq-kv, cas) / g_counter_no_cas.py: read-modify-write
+                           without cas -> out-of-bounds-read
+  pn-counter       JS      pn_counter.js (CRDT) / pn_counter_shared_slot.js: the nodes' slots
+                           collide -> out-of-bounds-read
+  lin-kv           Python  raft_lin_kv.py (Raft, forwarding) / raft_lin_kv_local_reads.py: local
+                           reads -> nonlinearizable
+  kafka            Go      kafka (logs in lin-kv, cas) / kafka-cached-polls: polls from a local
+                           cache -> poll-skip
+  txn-list-append  JS      txn_list_append.js (the database as one lin-kv value) /
+                           txn_list_append_cached_reads.js: stale read-only txns ->
+                           G-single-realtime
+  txn-rw-register  Ruby    txn_rw_register.rb (one primary, forwarding) / txn_rw_register_local.rb:
+                           local copies, writes shipped later -> G-single-realtime
 
 Every correct node must be VALID with no faults and with `--nemesis partition`; every wrong one
 INVALID with the anomaly that names its bug. Plus: the Raft node forwards client requests
@@ -198,7 +208,7 @@ def test_correct_node_is_valid(workload, nemesis, tmp_path, request):
         assert any(o["f"] == "start-partition" for o in hist), "no partition happened"
 
 
-# ---- every wrong node is INVALID, with the anomaly that names its bug -----------------------------
+# ---- every wrong node is INVALID, with the anomaly that names its bug ----------------------------
 
 @pytest.mark.parametrize("workload", workload_params())
 def test_wrong_node_is_invalid_with_its_anomaly(workload, tmp_path, request):
@@ -212,7 +222,7 @@ def test_wrong_node_is_invalid_with_its_anomaly(workload, tmp_path, request):
     assert "node-crashed" not in names, detail   # the bug, not a crash, made it invalid
 
 
-# ---- forwarding: the Raft node passes client requests unchanged to its leader ---------------------
+# ---- forwarding: the Raft node passes client requests unchanged to its leader --------------------
 
 @pytest.mark.xfail(bool(HARNESS_MISSING), reason=str(HARNESS_MISSING), strict=True)
 def test_forwarding_raft_completes_nearly_every_operation(tmp_path):
@@ -318,7 +328,7 @@ def test_maelstrom_broadcast_command_line_as_written(tmp_path, go_bin):
     _maelstrom_broadcast(tmp_path, go_bin, "20")
 
 
-# ---- the Gossip Glomers command lines, as written (slow tier) -------------------------------------
+# ---- the Gossip Glomers command lines, as written (slow tier) ------------------------------------
 # The challenges' own `maelstrom test` commands (fly.io/dist-sys), with `splitbrain test` and the
 # program path ({bin}) changed, nothing else. Challenge 6 is answered by the "highly available"
 # txn_rw_register_local.rb: wrong under strict serializability (above), but read-uncommitted and

@@ -219,7 +219,7 @@ class Raft:
                 self.apply()
                 break
 
-    # ---- the state machine ------------------------------------------------------------------------
+    # ---- the state machine -----------------------------------------------------------------------
 
     def apply(self) -> None:
         while self.last_applied < self.commit_index:
@@ -254,7 +254,7 @@ class Raft:
             return {"type": "cas_ok"}
         return {"type": "error", "code": 10, "text": f"unsupported {t}"}
 
-    # ---- clients ------------------------------------------------------------------------------------
+    # ---- clients ---------------------------------------------------------------------------------
 
     def on_client(self, msg: dict) -> None:
         with self.lock:
