@@ -7,6 +7,7 @@ immediately on n1), so the figure is the harness's own limit: the event loop, th
 request encoding, the router, reply decoding and the history written to disk (flushed per op).
 Prints ops/s (completed client operations), history events/s, and the harness's CPU time per
 operation (process CPU of this Python process divided by operations: its overhead per op).
+Every message is written to messages.jsonl as in a real run (--no-message-log: counted only).
 Checkers are not run (they are measured by their own benchmarks).
 """
 
@@ -25,6 +26,7 @@ sys.path.insert(0, str(REPO))
 from splitbrain.harness.backends.local import LocalBackend, bin_command  # noqa: E402
 from splitbrain.harness.client import ClientPool  # noqa: E402
 from splitbrain.harness.generators import Fn, GenOp, time_limit  # noqa: E402
+from splitbrain.harness.msglog import MessageLog  # noqa: E402
 from splitbrain.harness.store import Recorder  # noqa: E402
 from splitbrain.harness.workloads import make_workload  # noqa: E402
 from splitbrain.history import HistoryWriter  # noqa: E402
@@ -35,6 +37,8 @@ def main() -> int:
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--seconds", type=float, default=10.0)
     ap.add_argument("--nodes", type=int, default=1)
+    ap.add_argument("--no-message-log", action="store_true",
+                    help="do not write messages.jsonl (the statistics are still counted)")
     args = ap.parse_args()
     if shutil.which("node") is None:
         print("needs node (JavaScript) for the trivial node", file=sys.stderr)
@@ -45,6 +49,8 @@ def main() -> int:
         backend = LocalBackend(nodes, bin_command(str(REPO / "tests" / "nodes" / "linkv.js")), d,
                                in_house=False)
         rec = Recorder(HistoryWriter(str(Path(d) / "history.jsonl")))
+        msglog = MessageLog(None if args.no_message_log else Path(d) / "messages.jsonl")
+        backend.attach_message_log(msglog)
         try:
             backend.start()
 
@@ -60,6 +66,7 @@ def main() -> int:
             cpu = time.process_time() - cpu0
         finally:
             backend.teardown()
+            msglog.close()
             rec.close()
         events = len(rec.ops)
         ok = sum(1 for o in rec.ops if o.type == "ok")

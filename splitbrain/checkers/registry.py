@@ -26,6 +26,8 @@ CHECKER_PATHS: dict[str, str] = {
     "pn-counter": "splitbrain.checkers.pn_counter:make_checker",
     "g-counter": "splitbrain.checkers.pn_counter:make_g_counter_checker",
     "availability": "splitbrain.checkers.availability:make_checker",
+    "list-append": "splitbrain.checkers.transactions:make_list_append_checker",
+    "rw-register": "splitbrain.checkers.transactions:make_rw_register_checker",
 }
 
 

@@ -22,7 +22,11 @@ Which model and checkers (first that applies):
      (`workload_checkers`);
   3. the model is inferred from the operations (`infer_model`); the checker is `linearizable`,
      or the one of Maelstrom's workload the ops name (`infer_checkers`): `kafka` for send /
-     poll, `broadcast` for broadcast, `echo` for echo, `unique-ids` for generate.
+     poll, `broadcast` for broadcast, `echo` for echo, `unique-ids` for generate, and
+     `list-append` / `rw-register` for a history of transactions (`f` "txn", micro-ops
+     [f, key, value]) by its micro-ops.
+`--consistency-model M` (repeatable, or comma-separated) is the transactional checkers' model
+(default strict-serializable; a test.json's "consistency_models" list otherwise).
 
 Exit code (splitbrain/exitcodes.py): the composed validity of every checker on every history
 (False > "unknown" > True): 0 valid, 1 invalid, 3 unknown; 2 for bad input or usage, 4 when a
@@ -112,6 +116,11 @@ def infer_checkers(history: Sequence[Op]) -> list[str]:
     else the linearizability checker. Ops that tell nothing apart (add / read: a g-set, a
     counter or splitbrain's linearizable set) keep the linearizability checker."""
     fs = {op.f for op in history if op.process != NEMESIS}
+    if fs == {"txn"}:
+        from ..checkers.transactions import infer_kind
+        kind = infer_kind(history)
+        if kind is not None:
+            return [kind]
     if fs & {"send", "poll"} and not fs & {"read", "write", "cas", "append", "add"}:
         return ["kafka"]
     if "broadcast" in fs and fs <= {"broadcast", "read"}:
@@ -201,10 +210,15 @@ def _jsonable(x: Any) -> Any:
               help="Seconds a checker may search per history; past it the verdict is unknown.")
 @click.option("--workers", type=int, metavar="N",
               help="Worker processes a checker may use (e.g. across keys). Default: the checker's.")
+@click.option("--consistency-model", "consistency_models", multiple=True, metavar="M",
+              help="Transactional checkers (list-append, rw-register): the model the history "
+                   "must satisfy, repeatable (strict-serializable, serializable, "
+                   "snapshot-isolation, repeatable-read, read-committed, read-uncommitted, "
+                   "strong-session-...). Default: strict-serializable.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
 def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple[str, ...],
             out: str | None, time_limit: float | None, workers: int | None,
-            as_json: bool) -> int:
+            as_json: bool, consistency_models: tuple[str, ...] = ()) -> int:
     """Check histories (JSONL, Jepsen EDN, Porcupine logs) and print a verdict per history.
 
     \b
@@ -219,6 +233,14 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
         raise UserError(f"--time-limit must be a positive number of seconds, got {time_limit}")
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    cmodels = [m.strip() for c in consistency_models for m in c.split(",") if m.strip()]
+    if cmodels:
+        from ..checkers.transactions.models import canonical
+        for cmodel in cmodels:
+            try:
+                canonical(cmodel)
+            except ValueError as e:
+                raise UserError(f"--consistency-model: {e}") from None
     for name in checkers:
         if name not in checker_names():
             raise UserError(f"unknown --checker {name!r} (choose from "
@@ -254,7 +276,8 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
     for entry, out_dir in zip(loaded, _out_dirs([l[1] for l in loaded], out)):
         path, real, used_fmt, ops, test, names, m = entry
         options: dict[str, Any] = {"model": m, "time_limit": time_limit, "out_dir": out_dir,
-                                   "workers": workers}
+                                   "workers": workers,
+                                   "consistency_models": cmodels or test.get("consistency_models")}
         options = {k: v for k, v in options.items() if v is not None}
         built = []
         for name in names:
@@ -340,6 +363,15 @@ def _print_report(r: dict, widths: dict[str, int]) -> None:
         for a in res.all_anomalies():
             click.echo(f"  {name}: {a.name}:")
             click.echo(_indent(a.message, "    "))
+        stats = res.stats if isinstance(res.stats, dict) else {}
+        if stats.get("not") or stats.get("allowed_anomalies"):
+            # Transactional checkers: which models the anomalies rule out (Elle's not/also-not).
+            if stats.get("allowed_anomalies"):
+                click.echo(f"  {name}: allowed by the chosen model: "
+                           f"{', '.join(stats['allowed_anomalies'])}")
+            click.echo(f"  {name}: not {', '.join(stats['not'])}"
+                       + (f"; also not {', '.join(stats['also-not'])}"
+                          if stats.get("also-not") else ""))
         for f in res.files:
             click.echo(f"  {name}: wrote {f}")
 

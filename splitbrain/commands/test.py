@@ -74,8 +74,12 @@ def replay_command(test: dict) -> str:
     if test.get("system"):
         args += ["--system", test["system"]]
     if test.get("bin"):
-        args += ["--bin", test["bin"]]
+        args += ["--bin", shlex.join([test["bin"], *(test.get("bin_args") or [])])
+                 if test.get("bin_args") else test["bin"]]
     args += ["--workload", test["workload"]]
+    if test.get("latency"):
+        v = test["latency"]
+        args += ["--latency", str(int(v)) if float(v).is_integer() else str(v)]
     args += ["--nemesis", ",".join(test.get("nemesis") or []) or "none"]
     for flag, key in (("--time-limit", "time_limit"), ("--nodes", "nodes"),
                       ("--concurrency", "concurrency"), ("--rate", "rate"), ("--seed", "seed")):
@@ -93,8 +97,70 @@ def replay_command(test: dict) -> str:
     return " ".join(shlex.quote(a) for a in args)
 
 
+def parse_bin(bin_path: str | None, extra: list[str] | tuple[str, ...] = ()) -> tuple[str | None, list[str]]:
+    """Maelstrom's `--bin PROGRAM ARGS...`: the program and its arguments, from the option's
+    value and the command's trailing arguments. `--bin "python3 node.py"` (one word with
+    spaces that names no file) is split as a shell would. The program is resolved later (a
+    path, or a name on PATH)."""
+    if bin_path is None:
+        if extra:
+            raise UserError(f"unexpected argument {extra[0]!r} (arguments after the options are "
+                            f"the node program's, and need --bin)")
+        return None, []
+    words = [bin_path]
+    if any(c.isspace() for c in bin_path) and not os.path.exists(bin_path):
+        try:
+            words = shlex.split(bin_path)
+        except ValueError as e:
+            raise UserError(f"--bin {bin_path!r}: {e}") from None
+        if not words:
+            raise UserError("--bin: empty program")
+    return words[0], [*words[1:], *extra]
+
+
+def program_label(program: str, args=()) -> str:
+    """A short name for a node program: the script an interpreter runs (`python3 node.py` ->
+    node.py), else the program's file name."""
+    for a in args:
+        if not a.startswith("-") and os.path.isfile(a):
+            return os.path.basename(a)
+    return os.path.basename(program)
+
+
+def parse_concurrency(text: Any, nodes: int) -> int | None:
+    """--concurrency N, or Maelstrom's Kn (K times the node count, e.g. 2n)."""
+    if text is None or isinstance(text, int):
+        return text
+    t = str(text).strip()
+    try:
+        if t.endswith("n"):
+            k = float(t[:-1]) if t[:-1] else 1.0
+            return max(1, int(round(k * nodes)))
+        return int(t)
+    except ValueError:
+        raise UserError(f"--concurrency {text!r}: expected a number of workers or Kn (K times "
+                        f"the node count, e.g. 2n)") from None
+
+
+def parse_availability(text: Any) -> Any:
+    """--availability: Maelstrom's `total`, or a fraction in [0, 1]."""
+    if text is None:
+        return None
+    if str(text).strip() == "total":
+        return "total"
+    try:
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not 0.0 <= v <= 1.0:
+        raise UserError(f"--availability {text!r}: expected total or a fraction in [0, 1]")
+    return v
+
+
 def build_test(*, system, bin_path, workload, nemesis, time_limit, nodes, concurrency, rate,
-               seed, bugs, opts, backend, store, name, schedule) -> dict:
+               seed, bugs, opts, backend, store, name, schedule, bin_args=(), latency=None,
+               availability=None, topology=None, nemesis_interval=None,
+               log_stderr=False) -> dict:
     """Validate the options (UserError naming the option) and return the test dict."""
     from ..harness.workloads import WORKLOADS, make_workload
     if backend not in BACKENDS:
@@ -123,6 +189,8 @@ def build_test(*, system, bin_path, workload, nemesis, time_limit, nodes, concur
         make_workload(workload)
     except ValueError as e:
         raise UserError(f"--workload: {e}") from None
+    if not isinstance(nemesis, str):          # --nemesis given several times (Maelstrom's way)
+        nemesis = ",".join(nemesis or ())
     nem: list[str] = []
     for part in (nemesis or "").split(","):
         part = part.strip()
@@ -139,9 +207,21 @@ def build_test(*, system, bin_path, workload, nemesis, time_limit, nodes, concur
     for flag, v, lo in (("--time-limit", time_limit, 0), ("--rate", rate, 0)):
         if v is not None and v <= lo:
             raise UserError(f"{flag} must be > {lo}, got {v}")
-    for flag, v in (("--nodes", nodes), ("--concurrency", concurrency)):
-        if v is not None and v < 1:
-            raise UserError(f"{flag} must be >= 1, got {v}")
+    for flag, v in (("--latency", latency), ("--nemesis-interval", nemesis_interval)):
+        if v is not None and (v < 0 or v != v):
+            raise UserError(f"{flag} must be >= 0, got {v}")
+    if latency and backend == "sim":
+        raise UserError("--latency is for the process backends (local, netns, docker); the "
+                        "simulator's network is set with --opt sim.*")
+    if nodes is not None and nodes < 1:
+        raise UserError(f"--nodes must be >= 1, got {nodes}")
+    if backend == "sim":
+        from ..harness.sim import SIM_DEFAULTS as _defaults
+    else:
+        from ..harness.runner import LOCAL_DEFAULTS as _defaults
+    concurrency = parse_concurrency(concurrency, nodes or _defaults["nodes"])
+    if concurrency is not None and concurrency < 1:
+        raise UserError(f"--concurrency must be >= 1, got {concurrency}")
     sys_opts: dict[str, Any] = {}
     wl_opts: dict[str, Any] = {}
     sim_opts: dict[str, Any] = {}
@@ -156,6 +236,12 @@ def build_test(*, system, bin_path, workload, nemesis, time_limit, nodes, concur
             harness_opts[k[len("harness."):]] = v
         else:
             sys_opts[k] = v
+    if availability is not None:
+        wl_opts["availability"] = parse_availability(availability)
+    if topology is not None:
+        wl_opts["topology"] = topology
+    if nemesis_interval is not None:
+        harness_opts["nemesis_interval_s"] = float(nemesis_interval)
     if wl_opts:
         try:
             make_workload(workload, wl_opts)
@@ -170,13 +256,20 @@ def build_test(*, system, bin_path, workload, nemesis, time_limit, nodes, concur
         raise UserError("--schedule is for --backend sim")
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "big") % 1_000_000_000
-    test_name = name or f"{system or os.path.basename(bin_path)}-{workload}"
+    test_name = name or f"{system or program_label(bin_path, bin_args)}-{workload}"
+    if bin_path and backend != "sim":
+        from ..harness.backends.local import resolve_program
+        try:
+            resolve_program(bin_path)
+        except ValueError as e:
+            raise UserError(f"--bin {e}") from None
     assert workload in WORKLOADS or workload == "g-counter"
     return {"name": test_name, "backend": backend, "system": system, "bin": bin_path,
             "workload": workload, "nemesis": nem, "time_limit": time_limit, "nodes": nodes,
             "concurrency": concurrency, "rate": rate, "seed": seed, "bugs": list(bugs),
             "opts": sys_opts, "workload_opts": wl_opts, "sim_opts": sim_opts,
-            "harness_opts": harness_opts, "schedule": schedule, "store": store}
+            "harness_opts": harness_opts, "schedule": schedule, "store": store,
+            "bin_args": list(bin_args), "latency": latency, "log_stderr": bool(log_stderr)}
 
 
 def run(test: dict):
@@ -222,15 +315,33 @@ def print_summary(summary) -> None:
     click.echo(f"replay: {summary.replay}")
 
 
-@click.command("test")
+def _check_typos(ctx) -> None:
+    """Trailing arguments are the node program's (Maelstrom's `--bin PROGRAM ARGS`), so click
+    lets unknown options through; one that looks like a misspelt option of ours is an error,
+    not an argument silently handed to the node."""
+    import difflib
+    ours = [o for p in ctx.command.params for o in p.opts if o.startswith("--")]
+    for a in ctx.args:
+        if a.startswith("--"):
+            close = difflib.get_close_matches(a.split("=")[0], ours, n=1, cutoff=0.8)
+            if close:
+                raise UserError(f"no such option {a!r} (did you mean {close[0]}?); arguments "
+                                f"for the node program go after --bin PROGRAM")
+
+
+@click.command("test", context_settings={"ignore_unknown_options": True,
+                                         "allow_extra_args": True})
 @click.option("--system", help="An in-house system (splitbrain systems).")
-@click.option("--bin", "bin_path", help="A Maelstrom node program to test (local, netns or docker backend).")
-@click.option("--workload", help=f"The workload (splitbrain workloads); default {DEFAULT_WORKLOAD}.")
-@click.option("--nemesis", default="", help="Faults, comma-separated: partition,kill,pause,clock,"
-              "loss (or all, none).")
+@click.option("--bin", "bin_path", help="A Maelstrom node program to test (local, netns or docker "
+              "backend): a path or a name on PATH; its arguments follow the options "
+              "(`--bin python3 node.py`) or come quoted (`--bin \"python3 node.py\"`).")
+@click.option("-w", "--workload", help=f"The workload (splitbrain workloads); default {DEFAULT_WORKLOAD}.")
+@click.option("--nemesis", multiple=True, help="Faults, comma-separated or repeated: partition,"
+              "kill,pause,clock,loss (or all, none).")
 @click.option("--time-limit", type=float, help="Seconds of the faulty phase (virtual in sim).")
-@click.option("--nodes", type=int, help="Cluster size (default 5).")
-@click.option("--concurrency", type=int, help="Client workers (default 10).")
+@click.option("--nodes", "--node-count", "nodes", type=int, help="Cluster size (default 5).")
+@click.option("--concurrency", help="Client workers (default 10), or Kn: K times the node count "
+              "(Maelstrom's 2n).")
 @click.option("--rate", type=float, help="Client ops per second, all workers together.")
 @click.option("--seed", type=int, help="The seed (random when not given; always printed).")
 @click.option("--bug", "bugs", multiple=True, help="Switch a bug on (repeatable).")
@@ -242,14 +353,35 @@ def print_summary(summary) -> None:
 @click.option("--name", help="Test name in the store (default SYSTEM-WORKLOAD).")
 @click.option("--schedule", help="sim: an explicit fault schedule, JSON or @FILE (replays a "
               "shrunk schedule).")
+@click.option("--nemesis-interval", type=float, help="Seconds between faults (Maelstrom's; = "
+              "--opt harness.nemesis_interval_s).")
+@click.option("--latency", type=float, help="Network latency in ms added to every message "
+              "between servers (Maelstrom's --latency).")
+@click.option("--availability", help="Workload availability requirement: total or a fraction "
+              "(Maelstrom's).")
+@click.option("--topology", help="broadcast: the topology sent to nodes (grid, line, tree2, tree3, "
+              "tree4, total).")
+@click.option("--log-stderr", is_flag=True, help="Copy the nodes' stderr to the terminal.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-def command(system, bin_path, workload, nemesis, time_limit, nodes, concurrency, rate, seed, bugs,
-            opts, backend, store, name, schedule, as_json) -> int:
-    """Run a test: drive clients and faults at a cluster, record and check the history."""
+@click.pass_context
+def command(ctx, system, bin_path, workload, nemesis, time_limit, nodes, concurrency, rate, seed,
+            bugs, opts, backend, store, name, schedule, nemesis_interval, latency, availability,
+            topology, log_stderr, as_json) -> int:
+    """Run a test: drive clients and faults at a cluster, record and check the history.
+
+    Maelstrom's command lines work as written, with `splitbrain test` in place of
+    `maelstrom test`: -w, --bin PROGRAM ARGS..., --node-count, --time-limit, --rate,
+    --concurrency 2n, --nemesis, --nemesis-interval, --latency, --availability, --topology,
+    --log-stderr.
+    """
+    _check_typos(ctx)
+    bin_path, bin_args = parse_bin(bin_path, ctx.args)
     test = build_test(system=system, bin_path=bin_path, workload=workload, nemesis=nemesis,
                       time_limit=time_limit, nodes=nodes, concurrency=concurrency, rate=rate,
                       seed=seed, bugs=bugs, opts=opts, backend=backend, store=store, name=name,
-                      schedule=parse_schedule(schedule))
+                      schedule=parse_schedule(schedule), bin_args=bin_args, latency=latency,
+                      availability=availability, topology=topology,
+                      nemesis_interval=nemesis_interval, log_stderr=log_stderr)
     summary = run(test)
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2, default=str))

@@ -34,6 +34,7 @@ from .store import Recorder
 from .workloads import NODE_DOWN, Completion, Invocation, Workload
 
 REDIRECTS_MAX = 3
+FINAL_TIMEOUT_MIN_S = 0.05   # a request sent just before the final deadline still gets this long
 ASK_INTERVAL_S = 0.01      # pending workers are re-asked at least this often
 
 
@@ -51,6 +52,7 @@ class Worker:
     redirects: int = 0
     sent_at_ns: int = 0
     attempt: int = 0
+    op_index: int | None = None     # history index of the current op's invoke
 
 
 class ClientPool:
@@ -75,7 +77,12 @@ class ClientPool:
         self.local_reads = local_reads
         self.retries_max = 0         # re-invocations of an unpinned op that did not end ok
         self.retry_delay_s = 0.1
+        # The final phase's overall deadline (ns on the history clock, None: none): no retry
+        # starts after it and no request waits past it (see `run_final`).
+        self.deadline_ns: int | None = None
+        self.malformed_replies = 0
         nodes = backend.nodes
+        self._node_list = list(nodes)
         self.workers = [Worker(i, i, nodes[i % len(nodes)], nodes[i % len(nodes)]) for i in range(n)]
         self.threads = tuple(range(n))
         self._nodes = frozenset(nodes)
@@ -228,6 +235,7 @@ class ClientPool:
         target = o.node or w.node
         op = self.recorder.invoke(w.process, inv.f, inv.value, time_ns=self.now_ns(), key=inv.key,
                                   node=o.node)
+        w.op_index = op.index
         if self.on_op:
             self.on_op(op)
         self._send(w, target)
@@ -242,13 +250,17 @@ class ClientPool:
             # The node's own committed state, from its machine (the runtime's local read).
             body = {"type": "splitbrain_local_read", "op": body}
         body["msg_id"] = w.msg_id
-        if not self.backend.send_client(client, target, body):
+        if not self.backend.send_client(client, target, body, op=w.op_index):
             self._complete(w, Completion("fail", w.inv.value, NODE_DOWN), target)
             return
         key = (client, w.msg_id)
         self._by_msg[key] = w
         msg_id = w.msg_id
-        self.backend.loop.call_later(self.timeout_s, lambda: self._timeout(w, key, msg_id))
+        timeout_s = self.timeout_s
+        if self.deadline_ns is not None:
+            timeout_s = max(FINAL_TIMEOUT_MIN_S,
+                            min(timeout_s, (self.deadline_ns - self.now_ns()) / 1e9))
+        self.backend.loop.call_later(timeout_s, lambda: self._timeout(w, key, msg_id))
 
     def _timeout(self, w: Worker, key: tuple[str, int], msg_id: int) -> None:
         if self._by_msg.get(key) is not w or w.msg_id != msg_id:
@@ -256,24 +268,40 @@ class ClientPool:
         del self._by_msg[key]
         self._complete(w, self.workload.timeout(w.inv), w.target)
 
-    def _on_message(self, node: str, client: str, body: dict) -> None:
-        key = (client, body.get("in_reply_to"))
+    def _on_message(self, node: str, client: str, body: dict) -> int | None:
+        """A message to a client (LOOP THREAD): the reply to one of our requests, matched by
+        (client, in_reply_to), from whichever node sent it. Returns the history index of the
+        answered op's invoke (for the message log), None when it answers nothing outstanding
+        (late, duplicated, a setup reply, or an `in_reply_to` that is not an integer: ignored,
+        as Jepsen does). A reply the workload cannot decode completes the op as `info` (what
+        happened is unknown), counted in `malformed_replies`."""
+        irt = body.get("in_reply_to")
+        if type(irt) is not int:
+            return None
+        key = (client, irt)
         if key in self._setup_waiting:
             self._setup_replies[key] = (self._setup_waiting.pop(key), body)
             if not self._setup_waiting:
                 self._setup_done.set()
-            return
+            return None
         w = self._by_msg.pop(key, None)
         if w is None:
-            return   # a late reply to an op that already timed out: ignored, as Jepsen does
+            return None   # a late reply to an op that already timed out: ignored, as Jepsen does
+        index = w.op_index
         if (body.get("type") == "error" and body.get("code") == 11 and w.op.node is None
                 and w.redirects < REDIRECTS_MAX):
             leader = body.get("leader")
             if isinstance(leader, str) and leader in self._nodes and leader != node:
                 w.redirects += 1
                 self._send(w, leader)
-                return
-        self._complete(w, self.workload.completion(w.inv, body), node)
+                return index
+        try:
+            c = self.workload.completion(w.inv, body)
+        except Exception:  # noqa: BLE001 - a node's reply is untrusted input
+            self.malformed_replies += 1
+            c = Completion("info", w.inv.value, "malformed-reply")
+        self._complete(w, c, node if isinstance(node, str) else w.target)
+        return index
 
     def _complete(self, w: Worker, c: Completion, node: str) -> None:
         op = self.recorder.complete(w.process, c.type, c.value, time_ns=self.now_ns(),
@@ -289,8 +317,13 @@ class ClientPool:
             w.node = w.home
         o, attempt = w.op, w.attempt
         w.op = w.inv = None
-        if c.type != "ok" and o.node is None and attempt < self.retries_max:
-            # The final phase: a read that failed is tried again (a new invoke) until it works.
+        if (c.type != "ok" and o.node is None and attempt < self.retries_max
+                and (self.deadline_ns is None or self.now_ns() < self.deadline_ns)):
+            # The final phase: a read that failed is tried again (a new invoke) until it works
+            # or the deadline passes, each time on the next node (a dead node does not hold
+            # up the final phase).
+            nodes = self._node_list
+            w.node = nodes[(nodes.index(node) + 1) % len(nodes)] if node in nodes else w.home
             self.backend.loop.call_later(self.retry_delay_s, lambda: self._invoke(w, o, attempt + 1))
             return
         if c.error == NODE_DOWN and self.backoff_s > 0 and not self._exhausted:

@@ -202,6 +202,7 @@ class Nemesis:
         self.paused: set[str] = set()
         self.skewed: set[str] = set()
         self.partitioned = False
+        self._said_no_leader = False
         self.network: str | None = None   # the closing op of the network fault in force
         self._storm: tuple[threading.Thread, threading.Event, dict] | None = None
         unknown = set(partition_shapes) - set(grudges.SHAPES)
@@ -229,7 +230,7 @@ class Nemesis:
         spec = self.rng.choice(choices)
         n = len(self.nodes)
         if spec == "leader":
-            leader = self.backend.leader() if hasattr(self.backend, "leader") else None
+            leader = self._leader()
             if leader is not None:
                 return spec, [leader]
             spec = "one"
@@ -241,6 +242,19 @@ class Nemesis:
             return spec, sorted(self.rng.sample(self.nodes, n // 2 + 1))
         assert spec == "all", spec
         return spec, list(self.nodes)
+
+    def _leader(self) -> str | None:
+        """The current leader by the nodes' status, or None. Third-party (--bin) nodes are
+        never probed (they get only what Maelstrom would send them): a leader-targeted fault
+        then picks a random node, and the nemesis log says so (once per run)."""
+        b = self.backend
+        if not getattr(b, "in_house", True):
+            if not self._said_no_leader:
+                self._said_no_leader = True
+                self.log("nemesis: --bin nodes are never probed for their leader; "
+                         "leader-targeted faults pick a random node")
+            return None
+        return b.leader() if hasattr(b, "leader") else None
 
     def _record(self, f: str, value: Any, fn: Callable[[], Any]) -> Any:
         op = self.recorder.invoke(NEMESIS, f, value, time_ns=self.now_ns())
@@ -280,8 +294,7 @@ class Nemesis:
         if f == "start-partition":
             shape = ("leader" if fault == "partition-leader"
                      else self.rng.choice(self.partition_shapes))
-            leader = (b.leader() if shape in grudges.LEADER_SHAPES and hasattr(b, "leader")
-                      else None)
+            leader = self._leader() if shape in grudges.LEADER_SHAPES else None
             g = grudges.shape(shape, self.nodes, self.rng, leader=leader)
 
             def part():
@@ -421,8 +434,7 @@ class Nemesis:
                     down.discard(node)
         try:
             while not (stop.is_set() or self.stop_event.is_set()):
-                leader = (b.leader() if rng.random() < STORM_LEADER_P and hasattr(b, "leader")
-                          else None)
+                leader = self._leader() if rng.random() < STORM_LEADER_P else None
                 node = None
                 with self._lock:
                     free = [n for n in self.nodes if n not in self.killed | self.paused | down]

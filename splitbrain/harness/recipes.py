@@ -77,6 +77,12 @@ RECIPES: dict[tuple[str, str], Recipe] = {
             "reaches the third node, which then elects the second: the committed entry is "
             "overwritten. About half the runs: invalid in 5 of 5, 0 of 5, 2 of 3 and, with "
             "ae.own@1, 2 of 4 batches of seeds, hence 8 seeds"),
+    ("raft", "txn-local-reads"): Recipe(
+        "txn-list-append", ("partition",), nodes=3, time_limit=4, interval=1.5, rate=150,
+        concurrency=10, ci=True,
+        why="no fault is needed: with ten clients, transactions whose reads were answered on "
+            "arrival commit after others that wrote the same keys; the list-append checker "
+            "finds the read skew (G-single), lost updates and non-prefix reads"),
     ("raft", "ack-before-persist"): _storm(
         "followers acknowledge entries they have not fsynced: a machine crash of the leader "
         "and of those followers together loses them (overlapping faults make that likely)",

@@ -37,9 +37,11 @@ import click
 from ..checkers.result import Anomaly, Result
 from ..exitcodes import HARNESS_ERROR
 from .client import ClientPool
-from .generators import GenOp, Fn, Once, Seq, rate as rate_gen, time_limit as time_limit_gen
+from .generators import GenOp, Fn, rate as rate_gen, time_limit as time_limit_gen
 from .nemesis import (CRASH_POINT_BEFORE_P, CRASH_POINT_P, FAULTS, CrashPointSettings, Nemesis,
                       overlapping_schedules, parse_faults, schedule)
+from ..history.op import NEMESIS
+from .msglog import MESSAGE_LOG_MAX, MessageLog
 from .store import RunStore, RunSummary
 from .workloads import check_history, make_workload
 
@@ -49,6 +51,7 @@ NEMESIS_INTERVAL_MAX_S = 5.0
 RECOVERY_S = 2.0                 # quiet time after the heal before the final phase
 RECOVERY_TIMEOUT_S = 20.0        # in-house: wait at most this long for equal applied indexes
 FINAL_TIMEOUT_S = 5.0            # client timeout of the final reads
+FINAL_DEADLINE_S = 10.0          # the whole final phase ends this long after it starts
 SETUP_TIMEOUT_S = 5.0            # wait for the workload's setup replies (broadcast's topology)
 HARNESS_OPTIONS = {
     "nemesis_interval_s": "seconds between faults and how long each lasts (default time limit / 6, "
@@ -69,6 +72,10 @@ HARNESS_OPTIONS = {
     "partition_shapes": "shapes the partition nemesis draws from, comma-separated (default all: "
                         "halves, random-halves, one, bridge, majorities-ring, leader, "
                         "bridge-leader)",
+    "message_log_max": "most lines in messages.jsonl (default 2000000; past it one truncation "
+                       "line, the counts go on)",
+    "final_deadline_s": f"the final phase's overall deadline in seconds (default "
+                        f"{FINAL_DEADLINE_S:g})",
 }
 FINAL_ATTEMPTS_MAX = 20          # re-invocations of a final read through the protocol that failed
 
@@ -182,19 +189,39 @@ def _gen_for(workload, test: dict):
     return time_limit_gen(float(test["time_limit"]), gen)
 
 
-def _final_gen(workload, nodes: list[str]):
-    return Seq(tuple(Once(GenOp(f.inv.f, f.inv.value, f.inv.key, node=f.node))
-                     for f in workload.final_invocations(nodes)))
+def node_crash_result(backend, all_down: bool) -> Result:
+    """The `nodes` check, for in-house and --bin nodes alike: a node process that exited by
+    itself (not killed by the nemesis or a crash point; e.g. a protocol invariant failed, or a
+    Maelstrom library met a message type it has no handler for) is a `node-crashed` anomaly
+    with its exit code and the last lines of its log, and makes the run INVALID. Only the
+    nemesis restarts nodes. `all_down`: no node process was running when the run ended (also
+    INVALID node-crashed: no run ends VALID with every node down)."""
+    anomalies = [Anomaly("node-crashed", f"{c['node']} exited by itself (code {c['code']}): "
+                         f"{c['last_log']}", details=dict(c))
+                 for c in getattr(backend, "crashes", [])]
+    if all_down:
+        anomalies.append(Anomaly("node-crashed", "every node was down at the end of the run",
+                                 details={"nodes": list(backend.nodes)}))
+    return Result(valid=not anomalies, checker="nodes", anomalies=anomalies,
+                  stats={"crashes": len(anomalies)})
+
+
+def _running_nodes(backend) -> int | None:
+    """How many node processes run now (None when the backend cannot tell)."""
+    alive = getattr(backend, "alive", None)
+    if alive is None:
+        return None
+    try:
+        return len(alive())
+    except Exception:  # noqa: BLE001 - a check that cannot run says nothing
+        return None
 
 
 def _wait_recovery(backend, log: Callable[[str], None], timeout_s: float) -> Result:
     """Liveness after the heal: poll every node's status until all answer with one applied_index
     and one state digest, twice in a row. Not within `timeout_s`: invalid, `no-convergence`
-    (the simulator's liveness rule). A node that crashed by itself during the run (not killed
-    by the nemesis: e.g. a protocol invariant failed) is a `node-crashed` anomaly."""
-    anomalies = [Anomaly("node-crashed", f"{c['node']} exited by itself (code {c['code']}): "
-                         f"{c['last_log']}", details=dict(c))
-                 for c in getattr(backend, "crashes", [])]
+    (the simulator's liveness rule). (Nodes that crashed by themselves: node_crash_result.)"""
+    anomalies: list[Anomaly] = []
     deadline = time.monotonic() + timeout_s
     last: Any = None
     seen: dict = {}
@@ -250,8 +277,12 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         if FAULTS[f][2] in ("clock", "lose-unsynced") and not in_house:
             raise UserError(f"--nemesis {f} needs an in-house system (the runtime's clock and "
                             f"records file); a --bin node cannot honour it")
-    if test.get("bin") and not os.access(test["bin"], os.X_OK):
-        raise UserError(f"--bin {test['bin']}: not an executable file")
+    if test.get("bin"):
+        from .backends.local import resolve_program
+        try:
+            resolve_program(test["bin"])
+        except ValueError as e:
+            raise UserError(f"--bin {e}") from None
     n_nodes = int(test["nodes"])
     nodes = [f"n{i}" for i in range(1, n_nodes + 1)]
     seed = int(test["seed"])
@@ -270,6 +301,9 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         recovery_s = float(hopts.get("recovery_s", test.get("recovery_s",
                                                             workload.recovery_s or RECOVERY_S)))
         overlap = hopts.get("nemesis_overlap", False) in (True, "true", 1)
+        message_log_max = int(hopts.get("message_log_max", MESSAGE_LOG_MAX))
+        final_deadline_s = float(hopts.get("final_deadline_s", FINAL_DEADLINE_S))
+        latency_ms = float(test.get("latency") or 0.0)
     except (TypeError, ValueError) as e:
         raise UserError(f"--opt harness.*: {e}") from None
     crash_points = (_crash_point_settings(hopts, test.get("system"), n_nodes)
@@ -285,7 +319,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
     tmp = None
     if test.get("store"):
         store = RunStore.create(test["store"], test.get("name") or
-                                f"{test.get('system') or Path(test['bin']).name}-{workload.name}")
+                                f"{test.get('system') or _program_label(test)}-{workload.name}")
         run_dir = store.run_dir
     else:
         store = None
@@ -305,7 +339,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         backend = make_backend(backend_name, nodes, run_dir, system=test.get("system"),
                                machine=workload_machine(workload), bin_path=test.get("bin"),
                                bugs=test.get("bugs") or (), options=test.get("opts") or {},
-                               seed=seed, logger=note)
+                               seed=seed, logger=note, bin_args=test.get("bin_args") or (),
+                               log_stderr=bool(test.get("log_stderr")), latency_ms=latency_ms)
     except RuntimeError as e:
         if store is not None:
             store.finish()
@@ -324,6 +359,10 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
     if recorder is None:
         from .store import Recorder
         recorder = Recorder(None)
+    msglog = MessageLog(run_dir / "messages.jsonl" if store is not None else None,
+                        max_lines=message_log_max)
+    if hasattr(backend, "attach_message_log"):
+        backend.attach_message_log(msglog)
     prog = _progress(test, progress)
     on_op = prog.record if prog is not None else None
     nemesis = None
@@ -335,6 +374,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         old_term = signal.signal(signal.SIGTERM, on_term)
     t0 = time.monotonic_ns()
     finished = False
+    all_down = False
     prog_entered = False
     try:
         note(f"seed {seed}: {n_nodes} nodes, {test['concurrency']} workers, rate "
@@ -346,6 +386,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
             raise ClusterError(f"the cluster did not start: {e}") from None
         note(f"cluster up: {', '.join(nodes)}")
         t0 = time.monotonic_ns()
+        backend.loop.call(lambda: msglog.set_t0(t0))
         pool = ClientPool(backend, workload, recorder, int(test["concurrency"]), t0_ns=t0,
                           timeout_s=client_timeout_s, on_op=on_op, local_reads=in_house)
         setup = workload.setup_requests(nodes)
@@ -375,11 +416,13 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         time.sleep(recovery_s)
         if in_house:
             recovery = _wait_recovery(backend, note, RECOVERY_TIMEOUT_S)
-        pool.timeout_s = FINAL_TIMEOUT_S
-        pool.retries_max = FINAL_ATTEMPTS_MAX
-        pool.run(_final_gen(workload, nodes))
+        _final_phase(pool, workload, nodes, recorder, final_deadline_s, on_op, note)
         note(f"final phase done; {len(recorder.ops)} history events; "
              f"router {getattr(backend, 'stats', {})}")
+        running = _running_nodes(backend)
+        all_down = running == 0
+        if all_down:
+            note("every node is down at the end of the run")
         finished = True
     finally:
         if prog_entered:
@@ -390,6 +433,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         if nemesis is not None:
             nemesis.stop_event.set()
         backend.teardown()
+        msglog.close()
         recorder.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
@@ -401,14 +445,26 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
             if tmp is not None:
                 tmp.cleanup()
     history = list(recorder.ops)
-    result = check_history(workload, history, test, extra=[recovery] if recovery else [])
+    extra = [recovery] if recovery else []
+    extra.append(node_crash_result(backend, all_down))
+    result = check_history(workload, history, test, extra=extra)
+    op_count = sum(1 for o in history if o.type == "invoke" and o.process != NEMESIS)
+    net = msglog.stats(op_count)
+    net["unknown_dest"] = getattr(backend, "stats", {}).get("unknown_dest", 0)
+    net["malformed"] = getattr(backend, "stats", {}).get("malformed", 0)
+    results_json = result.to_json()
+    results_json["net"] = net
     summary = RunSummary(valid=result.valid, results=result.to_json(), test=test, replay="",
                          run_dir=str(run_dir) if store else None, history_ops=len(history),
                          notes=[f"seed {seed}; nemesis {','.join(faults) or 'none'} every "
                                 f"{interval_s:.1f} s; router {getattr(backend, 'stats', {})}"],
-                         stats={"router": getattr(backend, "stats", {})})
+                         stats={"router": getattr(backend, "stats", {}), "net": net,
+                                "output": backend.output_stats()
+                                if hasattr(backend, "output_stats") else {}})
+    summary.results = results_json
+    summary.notes.append(_net_line(net))
     if store is not None:
-        store.write_results(result)
+        store.write_results(results_json)
         test["valid"] = result.valid
         test["stats"] = summary.stats
         store.write_test(test)
@@ -420,11 +476,86 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
     return summary
 
 
+def _program_label(test: dict) -> str:
+    from ..commands.test import program_label
+    return program_label(test.get("bin") or "node", test.get("bin_args") or ())
+
+
+def _net_line(net: dict) -> str:
+    """Maelstrom's network statistics in one line for the summary."""
+    def part(k: str) -> str:
+        d = net[k]
+        mpo = f", {d['msgs-per-op']:.2f} msgs/op" if "msgs-per-op" in d else ""
+        return f"{k} {d['msg-count']} msgs ({d['recv-count']} delivered{mpo})"
+    extra = ""
+    if net.get("unknown_dest"):
+        extra += f"; {net['unknown_dest']} to unknown destinations"
+    if net.get("malformed"):
+        extra += f"; {net['malformed']} malformed lines from nodes"
+    return f"net: {part('all')}; {part('servers')}; {part('clients')}{extra}"
+
+
+class _FinalOps:
+    """The final phase's ops as a generator that remembers what it handed out (so that the
+    ones the deadline left unstarted are recorded, never lost)."""
+
+    def __init__(self, ops: list[GenOp]):
+        self.ops = ops
+        self.next = 0
+
+    def op(self, ctx):
+        if self.next >= len(self.ops):
+            return None
+        o = self.ops[self.next]
+        self.next += 1
+        return o, self
+
+    def unstarted(self) -> list[GenOp]:
+        return self.ops[self.next:]
+
+
+def _final_phase(pool, workload, nodes: list[str], recorder, deadline_s: float, on_op,
+                 note: Callable[[str], None]) -> None:
+    """The final reads, bounded: each request waits at most FINAL_TIMEOUT_S, a failed unpinned
+    read is retried on the next node, and the whole phase ends `deadline_s` after it starts.
+    Reads still outstanding then end as `info` (timed out); reads never started are recorded
+    as invoked and `fail`ed with error "final-deadline". Either way a checker that needs them
+    sees them missing (unknown), never valid by omission."""
+    gen = _FinalOps([GenOp(f.inv.f, f.inv.value, f.inv.key, node=f.node)
+                     for f in workload.final_invocations(nodes)])
+    if not gen.ops:
+        return
+    pool.timeout_s = FINAL_TIMEOUT_S
+    pool.retries_max = FINAL_ATTEMPTS_MAX
+    pool.deadline_ns = pool.now_ns() + int(deadline_s * 1e9)
+    stop = threading.Event()
+    timer = threading.Timer(deadline_s, stop.set)
+    timer.daemon = True
+    timer.start()
+    try:
+        pool.run(gen, stop_event=stop)
+    finally:
+        timer.cancel()
+    left = gen.unstarted()
+    if stop.is_set():
+        note(f"final phase: deadline of {deadline_s:g} s reached; {len(left)} final op(s) never "
+             f"started")
+    process = pool.workers[0].process
+    for o in left:
+        t = pool.now_ns()
+        op = recorder.invoke(process, o.f, o.value, time_ns=t, key=o.key, node=o.node)
+        if on_op:
+            on_op(op)
+        op = recorder.complete(process, "fail", o.value, time_ns=t, error="final-deadline")
+        if on_op:
+            on_op(op)
+
+
 def _progress(test: dict, enabled: bool | None):
     """The live progress line (splitbrain.harness.report.Progress) when that module exists."""
     try:
         from .report import Progress
     except ImportError:
         return None
-    title = f"{test.get('system') or Path(test.get('bin') or 'node').name} {test['workload']}"
+    title = f"{test.get('system') or _program_label(test)} {test['workload']}"
     return Progress(title, enabled=True if enabled is None else enabled)

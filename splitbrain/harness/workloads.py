@@ -561,9 +561,12 @@ class KafkaWorkload(Workload):
         return [("kafka", {}), ("stats", {})]
 
 
+from .txn_workloads import TxnListAppendWorkload, TxnRwRegisterWorkload  # noqa: E402
+
 WORKLOADS: dict[str, type[Workload]] = {
     w.name: w for w in (RegisterWorkload, KvWorkload, ArithWorkload, SetWorkload,
-                        AppendLogWorkload, LinKvWorkload, KafkaWorkload)
+                        AppendLogWorkload, LinKvWorkload, KafkaWorkload,
+                        TxnListAppendWorkload, TxnRwRegisterWorkload)
 }
 # Other names for the same workloads.
 ALIASES: dict[str, str] = {}

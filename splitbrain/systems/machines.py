@@ -16,6 +16,8 @@ v}`); results are reply bodies without `in_reply_to` (`{"type": "write_ok"}`, or
 |             | (all take an optional key; each key is its own integer)                              |
 | append-log  | append: value -> append_ok offset; read -> read_ok value (the whole log, oldest first)|
 | set         | add: value -> add_ok; read -> read_ok value (sorted list)                            |
+| txn         | txn: txn [[f, k, v], ...] -> txn_ok txn (Maelstrom's txn-list-append / -rw-register:   |
+|             | "r" fills in the value, "append" appends v to k's list, "w" sets k to v), atomically |
 
 Contract shared by all machines:
 - `applied_index` counts the update commands applied (every op whose type is not `read`); reads
@@ -285,8 +287,69 @@ class SetMachine(StateMachine):
         self.applied_index = applied_index
 
 
+class TxnMachine(StateMachine):
+    """Transactions over keys (Maelstrom's txn workloads): a list of micro-ops applied at once.
+
+    `{"type": "txn", "txn": [["append", k, v], ["r", k, null], ["w", k, v]]}` -> `{"type":
+    "txn_ok", "txn": [...]}` with each read's value filled in: the key's list (list-append) or
+    value (rw-register) as the transaction's own earlier micro-ops left it; null for a key never
+    written. Applied through the log like every update, so a replicated TxnMachine is strict
+    serializable by construction. A malformed transaction is error 12 (definite).
+
+    `reads_at_arrival` (set only by a bug switch, raft's txn-local-reads): the values the reads
+    return, computed elsewhere; the writes still apply here, in log order.
+    """
+
+    name = "txn"
+    ops = ("txn",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.data: dict[str, Any] = {}
+
+    def execute(self, op: dict) -> tuple[dict, dict | None]:
+        if op.get("type") != "txn":
+            return self._unsupported(op)
+        txn = op.get("txn")
+        if not isinstance(txn, list) or not all(
+                isinstance(m, list) and len(m) == 3 and m[0] in ("r", "append", "w")
+                for m in txn):
+            return error_body(ERR_MALFORMED_REQUEST,
+                              "txn must be a list of [f, key, value], f one of r, append, w"), None
+        local: dict[str, Any] = {}
+        out = []
+        for f, key, v in txn:
+            k = _k(key)
+            cur = local[k] if k in local else self.data.get(k)
+            if f == "r":
+                out.append(["r", key, list(cur) if isinstance(cur, list) else cur])
+            elif f == "append":
+                if cur is not None and not isinstance(cur, list):
+                    return error_body(ERR_MALFORMED_REQUEST,
+                                      f"append to key {key!r}, which holds a register"), None
+                local[k] = (cur or []) + [v]
+                out.append([f, key, v])
+            else:
+                local[k] = v
+                out.append([f, key, v])
+        early = op.get("reads_at_arrival")
+        if isinstance(early, list) and len(early) == len(out):
+            out = [e if m[0] == "r" else m for m, e in zip(out, early)]
+        return {"type": "txn_ok", "txn": out}, ({"writes": local} if local else None)
+
+    def _apply_delta(self, change: dict) -> None:
+        self.data.update(change["writes"])
+
+    def state(self) -> Any:
+        return self.data
+
+    def restore(self, state: Any, applied_index: int) -> None:
+        self.data = dict(state)
+        self.applied_index = applied_index
+
+
 MACHINES: dict[str, type[StateMachine]] = {
-    m.name: m for m in (KvMachine, ArithMachine, AppendLogMachine, SetMachine)
+    m.name: m for m in (KvMachine, ArithMachine, AppendLogMachine, SetMachine, TxnMachine)
 }
 
 

@@ -85,6 +85,11 @@ class RaftCore(Core):
         "stale-reads": (
             "the leader answers reads from its local state without confirming that it still "
             "leads: a deposed leader that has not noticed returns stale values"),
+        "txn-local-reads": (
+            "the leader evaluates a transaction's reads against its own applied state when the "
+            "request arrives, outside the log, and only the writes are ordered by the log: a "
+            "transaction committed in between is missed by the reads (read skew, lost "
+            "updates: G-single, G2-item) although every write is applied in order"),
         "ack-before-persist": (
             "a follower acknowledges AppendEntries but marks the log records unsynced (no "
             "fsync): after a crash that loses unsynced writes, an entry counted for a majority "
@@ -456,6 +461,11 @@ class RaftCore(Core):
                         f"{self.machine.name} does not support {body['type']!r}")
             return ready
         op = self.request_op(body)
+        if "txn-local-reads" in self.bugs and op.get("type") == "txn":
+            # The bug: the reads are answered from this replica's state now, not in log order.
+            early, _ = self.machine.execute(op)
+            if early.get("type") == "txn_ok":
+                op = {**op, "reads_at_arrival": early["txn"]}
         if is_read(op) and self.options["reads"] == "read-index":
             self._read_index(ready, src, body)
             return ready

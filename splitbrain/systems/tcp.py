@@ -42,6 +42,7 @@ CONNECT_TIMEOUT_MS = 2_000
 RECONNECT_BACKOFF_MS = 200
 LISTEN_BACKLOG = 128
 CONTROL_NET = "splitbrain_net"
+HARNESS_CLIENT = "c0"       # the harness's control client (backends.base.CONTROL_CLIENT)
 
 
 def parse_addr(text: str) -> tuple[str, int]:
@@ -110,6 +111,12 @@ class TcpTransport:
         self._rng = random.Random()
         self._delayed: list[tuple[float, int, str, bytes]] = []
         self._seq = itertools.count()
+        # The harness's connection: the one the control client's envelopes (init) came on.
+        # With `to_harness` (the shim for --bin nodes), every envelope whose dest is not a peer
+        # goes there, whoever wrote `src`: replies to clients (also for requests another node
+        # forwarded with the client's src kept), service requests, unknown destinations.
+        self.harness_conn: _Conn | None = None
+        self.to_harness = False
 
     def set_network(self, latency_ms: tuple[int, int] = (0, 0), duplicate: float = 0.0) -> None:
         """User-space latency (uniform in [lo, hi] ms) and duplication of peer messages."""
@@ -151,8 +158,15 @@ class TcpTransport:
                         heapq.heappush(self._delayed, (due, next(self._seq), dest, data))
                     else:
                         self._enqueue(self._peer_conn(dest), data)
+            elif self.to_harness:
+                self._enqueue(self.harness_conn, data)
             else:
                 self._enqueue(self.client_conn.get(dest), data)
+
+    def send_raw(self, data: bytes) -> None:
+        """Bytes for the harness as they are (the shim passes on lines it cannot parse, so that
+        the harness counts and logs them)."""
+        self._enqueue(self.harness_conn, data)
 
     def _enqueue(self, conn: "_Conn | None", data: bytes) -> None:
         if conn is None or len(conn.outbuf) + len(data) > OUTBUF_BYTES_MAX:
@@ -261,6 +275,8 @@ class TcpTransport:
             if why:
                 self.log(f"connection to {conn.peer} lost: {why}")
         self.inbound.discard(conn)
+        if self.harness_conn is conn:
+            self.harness_conn = None
         for cid in [c for c, v in self.client_conn.items() if v is conn]:
             del self.client_conn[cid]
 
@@ -319,6 +335,8 @@ class TcpTransport:
                 self.log(f"ignoring an envelope without a body: {line[:200]!r}")
                 continue
             src = env.get("src")
+            if src == HARNESS_CLIENT and conn.peer is None:
+                self.harness_conn = conn
             if isinstance(src, str) and src not in self.peers and conn.peer is None:
                 self.client_conn[src] = conn
                 if env["body"].get("type") == CONTROL_NET:

@@ -6,7 +6,11 @@ goes out over TCP (to a peer node's address, or back to a client's connection), 
 envelope arriving over TCP is written to the binary's stdin. The binary itself is unchanged: to it
 the network looks like Maelstrom's. Peer traffic is real TCP between the shims, so iptables rules
 in the node's namespace or container cut it as they would cut the binary's own sockets.
-The binary's stderr is inherited (it goes to the node's log). The shim exits with the child.
+Envelopes for a peer go to that peer; every other envelope (replies to clients, also for
+requests another node forwarded with the client's `src` kept; requests to Maelstrom's services;
+unknown destinations) goes to the harness's connection, which routes it (harness/backends/
+routing.py). The binary's stderr is inherited (it goes to the node's log). The shim exits with
+the child.
 """
 
 from __future__ import annotations
@@ -18,7 +22,8 @@ import signal
 import subprocess
 import sys
 
-from .tcp import LINE_BYTES_MAX, TcpTransport, parse_addr, parse_peers
+from ..harness.backends.wire import LineReader, parse_envelope
+from .tcp import TcpTransport, parse_addr, parse_peers
 
 READ_CHUNK_BYTES = 1 << 16
 
@@ -38,12 +43,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"splitbrain tcp_shim: {e}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    transport.to_harness = True
     child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
     out_fd = child.stdout.fileno()
     os.set_blocking(out_fd, False)
-    state = {"buf": b"", "eof": False}
+    state = {"eof": False}
+    reader = LineReader()
 
     def from_child() -> None:
+        # The node's output is untrusted input (harness/backends/wire.py): a bounded line
+        # buffer, and a line that is not a usable envelope goes to the harness as it is, which
+        # counts and logs it. Nothing the node writes can stop the shim.
         try:
             chunk = os.read(out_fd, READ_CHUNK_BYTES)
         except BlockingIOError:
@@ -52,21 +62,13 @@ def main(argv: list[str] | None = None) -> int:
             state["eof"] = True
             transport.unwatch(out_fd)
             return
-        buf = state["buf"] + chunk
-        if b"\n" not in chunk:
-            if len(buf) > LINE_BYTES_MAX:
-                raise ValueError(f"the node wrote a line over {LINE_BYTES_MAX} bytes")
-            state["buf"] = buf
-            return
-        *lines, state["buf"] = buf.split(b"\n")
         envs = []
-        for line in lines:
-            if line.strip():
-                try:
-                    envs.append(json.loads(line))
-                except ValueError:
-                    print(f"tcp_shim: the node wrote a non-JSON line: {line[:200]!r}",
-                          file=sys.stderr, flush=True)
+        for line in reader.feed(chunk):
+            env, _why = parse_envelope(line)
+            if env is None:
+                transport.send_raw(line + b"\n")
+            else:
+                envs.append(env)
         transport.send(envs)
 
     transport.watch(out_fd, from_child)

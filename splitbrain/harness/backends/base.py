@@ -13,7 +13,8 @@ offers the same cluster operations (DESIGN.md, "Backends"):
                                 duplication probability; `set_network()` resets to a clean network
   set_clock(node, offset_ms)    the node's clock offset (in-house runtime nodes only)
   send_client(client, node, body)  a client request to a node (LOOP THREAD ONLY)
-  on_client_message             callback(node, client, body) for replies (runs on the loop thread)
+  on_client_message             callback(node, client, body) -> the invoke index of the op it
+                                answers or None (runs on the loop thread)
   collect_logs()                make sure node logs are in the store's nodes/<node>/
   teardown()                    stop everything; idempotent; always called (in `finally`)
 
@@ -72,7 +73,7 @@ class Backend(Protocol):
 
     def set_clock(self, node: str, offset_ms: int) -> None: ...
 
-    def send_client(self, client: str, node: str, body: dict) -> None: ...
+    def send_client(self, client: str, node: str, body: dict, op: int | None = None) -> bool: ...
 
     def collect_logs(self) -> None: ...
 
@@ -259,13 +260,19 @@ class ControlRequests:
             self._control.pop(mid, None)
 
     def status(self, node: str, timeout_s: float = 2.0) -> dict | None:
+        """The node's status reply, None when it does not answer in time. A third-party
+        (--bin) node is NEVER probed (Maelstrom sends it only init and the workload's requests;
+        its libraries exit on a message type they have no handler for): None at once."""
+        if not getattr(self, "in_house", True):
+            return None
         try:
             return self.control(node, {"type": "status"}, timeout_s)
         except TimeoutError:
             return None
 
     def leader(self) -> str | None:
-        """A node that says it leads (status `is_leader` or role leader/primary), else None."""
+        """A node that says it leads (status `is_leader` or role leader/primary), else None
+        (always None for --bin nodes: they are never probed)."""
         for n in self.nodes:
             st = self.status(n, 1.0)
             if st and (st.get("is_leader") or st.get("role") in ("leader", "primary")):

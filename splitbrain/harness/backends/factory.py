@@ -28,37 +28,63 @@ def in_house_args(system: str, machine: str, *, bugs: Sequence[str] = (),
     return argv
 
 
+def _resolve(program: str) -> str:
+    from .local import resolve_program
+    try:
+        return resolve_program(program)
+    except ValueError as e:
+        raise RuntimeError(f"--bin {e}") from None
+
+
+def _bin(program: str, args: Sequence[str]):
+    from .local import bin_command
+    _resolve(program)
+    return bin_command(program, args)
+
+
 def make_backend(name: str, nodes: Sequence[str], run_dir: str | Path, *, system: str | None,
                  machine: str | None, bin_path: str | None, bugs: Sequence[str] = (),
                  options: dict | None = None, seed: int = 0,
-                 logger: Callable[[str], None] | None = None):
-    """Build a backend for in-house `system` (with `machine`) or a Maelstrom binary `bin_path`.
+                 logger: Callable[[str], None] | None = None, bin_args: Sequence[str] = (),
+                 log_stderr: bool = False, latency_ms: float = 0.0):
+    """Build a backend for in-house `system` (with `machine`) or a Maelstrom program `bin_path`
+    (a path, or a name looked up on PATH) with its arguments `bin_args`.
 
+    log_stderr: copy the nodes' stderr to the terminal (local backend; the TCP backends write it
+    to node.log only). latency_ms: the network's base latency (Maelstrom's --latency).
     Raises RuntimeError with a one-line reason when the backend cannot run here (no root, no
-    Docker engine, ...).
+    Docker engine, ...) or the program cannot be found.
     """
     from .local import bin_command, in_house_command
     in_house = system is not None
     if name == "local":
         from .local import LocalBackend
         command = (in_house_command(system, machine, bugs=bugs, options=options, seed=seed)
-                   if in_house else bin_command(bin_path))
-        return LocalBackend(nodes, command, run_dir, seed=seed, in_house=in_house, logger=logger)
+                   if in_house else _bin(bin_path, bin_args))
+        return LocalBackend(nodes, command, run_dir, seed=seed, in_house=in_house, logger=logger,
+                            log_stderr=log_stderr, latency_ms=latency_ms)
     if name == "netns":
         from .netns import NetnsBackend, NetnsError
         command = (in_house_command(system, machine, bugs=bugs, options=options, seed=seed)
-                   if in_house else bin_command(bin_path))
+                   if in_house else _bin(bin_path, bin_args))
         try:
-            return NetnsBackend(nodes, command, run_dir, seed=seed, in_house=in_house,
-                                logger=logger)
+            b = NetnsBackend(nodes, command, run_dir, seed=seed, in_house=in_house,
+                             logger=logger)
+            b.base_latency_ms = float(latency_ms)
+            return b
         except NetnsError as e:
             raise RuntimeError(str(e)) from None
     if name == "docker":
         from .docker import DockerBackend, DockerBackendError
-        args = in_house_args(system, machine, bugs=bugs, options=options, seed=seed) if in_house else []
+        args = (in_house_args(system, machine, bugs=bugs, options=options, seed=seed) if in_house
+                else list(bin_args))
+        if not in_house:
+            bin_path = _resolve(bin_path)
         try:
-            return DockerBackend(nodes, lambda n: list(args), run_dir, in_house=in_house,
-                                 bin_path=bin_path, logger=logger)
+            b = DockerBackend(nodes, lambda n: list(args), run_dir, in_house=in_house,
+                              bin_path=bin_path, logger=logger)
+            b.base_latency_ms = float(latency_ms)
+            return b
         except DockerBackendError as e:
             raise RuntimeError(str(e)) from None
     raise ValueError(f"unknown backend {name!r} (choose from {', '.join(REAL_BACKENDS)})")

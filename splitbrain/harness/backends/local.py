@@ -10,8 +10,17 @@ data directory is `nodes/<node>/data` (in-house nodes; a --bin node gets `nodes/
 working directory). A node whose stdin closes exits (the runtime's contract), so even a harness
 killed with SIGKILL leaves nodes that stop on their own; teardown() kills every group anyway.
 
-Messages to a node that is down are dropped; a client request to a node that is down is refused
-(`send_client` returns False: the request certainly did not happen).
+Messages are routed by `dest`; `src` is kept exactly as the node wrote it (Maelstrom's rule: a
+follower that forwards a client's request unchanged makes the leader answer the client
+directly). Network faults apply to the true sender. Everything that is not for a node (services,
+clients, unknown destinations) goes through routing.py; every message is recorded in the message
+log (msglog.py). Whatever a node writes is untrusted input (wire.py): malformed lines are
+counted and logged, never fatal, and what is buffered per node is bounded.
+
+Messages to a node that is down are lost; a client request to a node that is down is refused
+(`send_client` returns False: the request certainly did not happen). A node that exits by itself
+is recorded in `crashes` (exit code, last lines of node.log) and stays down: only the nemesis
+restarts nodes.
 
 Crash points (`arm_crash_points`): because every message passes through the router, the router can
 crash a node at a precise point of its protocol, as the simulator does: when a node sends a
@@ -42,11 +51,14 @@ from typing import Callable, Sequence
 from ...systems.runtime import RECORDS_FILE, cut_to_last_sync
 from ..grudges import Grudge, drops
 from .base import CONTROL_CLIENT, ControlRequests, Loop
+from .routing import CRASH_LOG_LINES, Routing, log_tail
+from .wire import LineReader, parse_envelope
 
 READ_CHUNK_BYTES = 1 << 18
 OUTBUF_BYTES_MAX = 32 << 20      # bytes queued for a stopped node before messages are dropped
 INIT_TIMEOUT_S = 20.0
 KILL_WAIT_S = 10.0
+EXIT_CODE_WAIT_S = 0.2           # how long the loop waits for the exit code of a node whose stdout closed
 
 log = logging.getLogger("splitbrain.local")
 
@@ -88,8 +100,11 @@ class NodeProcess:
         self.proc: subprocess.Popen | None = None
         self.out_fd = -1
         self.in_fd = -1
-        self.inbuf = b""
+        self.reader = LineReader()
         self.outbuf = bytearray()
+        self.err_fd = -1           # stderr pipe when copied to the terminal (--log-stderr)
+        self.err_file = None
+        self.err_reader = LineReader()
         self.up = False            # init_ok received, messages are delivered
         self.paused = False
         self.expected_exit = False
@@ -99,14 +114,20 @@ class NodeProcess:
         self.silenced = False      # crashed by a crash point: nothing more it wrote is routed
 
 
-class LocalBackend(ControlRequests):
-    """Node processes + router. `command(node) -> argv` builds each node's command line."""
+class LocalBackend(ControlRequests, Routing):
+    """Node processes + router. `command(node) -> argv` builds each node's command line.
+
+    `log_stderr`: also copy every line a node writes on stderr to the harness's stderr, prefixed
+    with the node's name (Maelstrom's --log-stderr); node.log gets them either way.
+    `latency_ms`: the network's base one-way latency (Maelstrom's --latency), added to every
+    message between servers (node<->node, node<->service) on top of the nemesis's latency."""
 
     name = "local"
 
     def __init__(self, nodes: Sequence[str], command: Callable[[str, Path, Path | None], list[str]],
                  run_dir: str | os.PathLike, *, seed: int = 0, in_house: bool = True,
-                 env: dict | None = None, logger: Callable[[str], None] | None = None):
+                 env: dict | None = None, logger: Callable[[str], None] | None = None,
+                 log_stderr: bool = False, latency_ms: float = 0.0):
         self.nodes = list(nodes)
         self.run_dir = Path(run_dir).resolve()   # nodes run with their own cwd
         self.in_house = in_house
@@ -118,9 +139,13 @@ class LocalBackend(ControlRequests):
         self.latency_ms = (0, 0)
         self.duplicate = 0.0
         self.crash_points: CrashPoints | None = None
-        self.stats = {"delivered": 0, "dropped": 0, "duplicated": 0, "delayed": 0, "client": 0}
+        self.stats = {"delivered": 0, "dropped": 0, "duplicated": 0, "delayed": 0, "client": 0,
+                      "lost": 0}
         self._log = logger or (lambda m: log.info(m))
         self._init_control()
+        self._init_routing(seed)
+        self.log_stderr = log_stderr
+        self.base_latency_ms = float(latency_ms)
         self._torn_down = False
         self.crashes: list[dict] = []    # nodes that exited by themselves (not killed by us)
         self._life_lock = threading.Lock()
@@ -172,11 +197,12 @@ class LocalBackend(ControlRequests):
             self.loop.call(lambda n=n: setattr(self.procs[n], "up", True))
 
     def _last_log_line(self, n: str) -> str:
-        try:
-            lines = (self.procs[n].node_dir / "node.log").read_text(errors="replace").splitlines()
-        except OSError:
-            return "(no log)"
-        return lines[-1][:300] if lines else "(empty log)"
+        lines = self._last_log_lines(n, 1)
+        return lines[-1] if lines else "(empty log)"
+
+    def _last_log_lines(self, n: str, k: int = CRASH_LOG_LINES) -> list[str]:
+        """The last k lines of the node's log (its stderr), each cut to 300 characters."""
+        return log_tail(self.procs[n].node_dir / "node.log", k)
 
     def _spawn(self, n: str) -> None:
         # Under the life lock: a nemesis restart racing with teardown must not start a process
@@ -192,18 +218,27 @@ class LocalBackend(ControlRequests):
         errf = open(p.node_dir / "node.log", "ab")
         try:
             p.proc = subprocess.Popen(p.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                      stderr=errf, cwd=p.node_dir, env=p.env,
+                                      stderr=subprocess.PIPE if self.log_stderr else errf,
+                                      cwd=p.node_dir, env=p.env,
                                       start_new_session=True, bufsize=0)
         except OSError as e:
+            errf.close()
             raise RuntimeError(f"cannot start node {n} ({' '.join(p.cmd)}): {e.strerror}") from None
-        finally:
+        if self.log_stderr:
+            p.err_file = errf            # the loop copies the pipe into it (and to the terminal)
+            p.err_fd = p.proc.stderr.fileno()
+            os.set_blocking(p.err_fd, False)
+            p.err_reader.reset()
+            self.loop.sel.register(p.err_fd, selectors.EVENT_READ,
+                                   lambda mask, n=n: self._stderr_readable(n))
+        else:
             errf.close()
         p.boots += 1
         p.up = False
         p.paused = False
         p.expected_exit = False
         p.silenced = False
-        p.inbuf = b""
+        p.reader.reset()
         p.outbuf = bytearray()
         p.out_fd = p.proc.stdout.fileno()
         p.in_fd = p.proc.stdin.fileno()
@@ -211,6 +246,41 @@ class LocalBackend(ControlRequests):
         os.set_blocking(p.in_fd, False)
         self.loop.sel.register(p.out_fd, selectors.EVENT_READ, lambda mask, n=n: self._readable(n))
         self._log(f"{n}: started pid {p.proc.pid} (boot {p.boots})")
+
+    def _stderr_readable(self, n: str) -> None:
+        """--log-stderr: copy the node's stderr to node.log and, line by line, to our stderr."""
+        p = self.procs[n]
+        try:
+            chunk = os.read(p.err_fd, READ_CHUNK_BYTES)
+        except BlockingIOError:
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._close_stderr(p)
+            return
+        if p.err_file is not None:
+            p.err_file.write(chunk)
+            p.err_file.flush()
+        for line in p.err_reader.feed(chunk):
+            sys.stderr.write(f"{n} | {line.decode('utf-8', 'replace')}\n")
+        sys.stderr.flush()
+
+    def _close_stderr(self, p: NodeProcess) -> None:
+        if p.err_fd >= 0:
+            try:
+                self.loop.sel.unregister(p.err_fd)
+            except (KeyError, ValueError):
+                pass
+            p.err_fd = -1
+        if p.err_file is not None:
+            p.err_file.close()
+            p.err_file = None
+        if p.proc is not None and p.proc.stderr is not None:
+            try:
+                p.proc.stderr.close()
+            except OSError:
+                pass
 
     def _reap(self, n: str) -> None:
         """Unregister and close a dead node's pipes (loop thread)."""
@@ -231,6 +301,7 @@ class LocalBackend(ControlRequests):
         p.up = False
         p.outbuf = bytearray()
         p.write_registered = False
+        self._close_stderr(p)
 
     def _signal(self, n: str, sig: int) -> None:
         p = self.procs[n]
@@ -352,21 +423,30 @@ class LocalBackend(ControlRequests):
 
     def _deliver_control(self, node: str, data: bytes, force: bool) -> bool:
         p = self.procs[node]
-        if p.proc is None or (not p.up and not force):
+        mid, sent = self.msglog.send()
+        ok = p.proc is not None and (p.up or force)
+        body = json.loads(data)["body"]
+        self.msglog.record(mid, sent, CONTROL_CLIENT, node, body, "delivered" if ok else "lost",
+                           control=self.in_house)
+        if not ok:
             return False
         self._write(p, data)
         return True
 
     # ---- the router (loop thread) ------------------------------------------------------------
 
-    def send_client(self, client: str, node: str, body: dict) -> bool:
-        """Deliver a client request (LOOP THREAD). False when the node is down: not delivered."""
+    def send_client(self, client: str, node: str, body: dict, op: int | None = None) -> bool:
+        """Deliver a client request (LOOP THREAD). False when the node is down: not delivered.
+        `op`: the history index of the operation's invoke (for the message log)."""
         p = self.procs[node]
+        mid, sent = self.msglog.send()
         if p.proc is None or not p.up:
+            self.msglog.record(mid, sent, client, node, body, "lost", op=op)
             return False
         self.stats["client"] += 1
         self._write(p, json.dumps({"src": client, "dest": node, "body": body},
                                   separators=(",", ":")).encode() + b"\n")
+        self.msglog.record(mid, sent, client, node, body, "delivered", op=op)
         return True
 
     def _write(self, p: NodeProcess, data: bytes) -> None:
@@ -425,73 +505,96 @@ class LocalBackend(ControlRequests):
             self._exited(n)
             return
         if p.silenced:
+            p.reader.bytes += len(chunk)
             return                  # crashed at a crash point: what it wrote since is lost
-        buf = p.inbuf + chunk
-        if b"\n" not in chunk:
-            p.inbuf = buf
-            return
-        *lines, p.inbuf = buf.split(b"\n")
-        for line in lines:
+        for line in p.reader.feed(chunk):
             if p.silenced:
                 break
-            if line:
-                self._route(n, line)
+            self._route(n, line)
 
     def _exited(self, n: str) -> None:
         p = self.procs[n]
         code = p.proc.poll() if p.proc is not None else None
+        if code is None and p.proc is not None and not p.expected_exit:
+            try:        # stdout closed: the exit usually follows within microseconds
+                code = p.proc.wait(timeout=EXIT_CODE_WAIT_S)
+            except subprocess.TimeoutExpired:
+                pass
         if not p.expected_exit:
+            if p.err_fd >= 0:
+                self._stderr_readable(n)       # the last words, before we read the log
             self._log(f"{n}: exited unexpectedly (code {code}); see {p.node_dir / 'node.log'}")
             self.crashes.append({"node": n, "code": code, "boot": p.boots,
-                                 "last_log": self._last_log_line(n)})
+                                 "last_log": self._last_log_line(n),
+                                 "last_lines": self._last_log_lines(n)})
         self._reap(n)
         if p.proc is not None and not p.expected_exit and p.proc.poll() is not None:
-            # It crashed by itself: it is down and may be restarted. One that closed its stdout
-            # but lives on stays in `proc` so that teardown still kills it.
+            # It crashed by itself: it is down (only the nemesis restarts nodes). One that
+            # closed its stdout but lives on stays in `proc` so that teardown still kills it.
             p.proc = None
 
-    def _route(self, src: str, line: bytes) -> None:
-        try:
-            env = json.loads(line)
-            dest = env["dest"]
-            body = env["body"]
-        except (ValueError, KeyError, TypeError):
-            self._log(f"{src}: ignoring a malformed envelope: {line[:200]!r}")
+    def _route(self, node: str, line: bytes) -> None:
+        """One line `node` wrote. Routed by `dest`; `src` is kept as the node wrote it (a
+        follower forwarding a client's request unchanged makes the leader answer the client).
+        Network faults apply to the true sender `node`, whatever `src` says."""
+        env, why = parse_envelope(line)
+        if env is None:
+            self._bad_line(node, line, why)
             return
+        dest = env["dest"]
         if dest in self.procs:
+            body = env["body"]
             cp = self.crash_points
-            when = self._crash_point(cp, src, body) if cp is not None else None
+            when = self._crash_point(cp, node, body) if cp is not None else None
             if when != "before":
-                self._peer(src, dest, line if env.get("src") == src else None, env)
+                self._peer(node, dest, line, env)
             if when is not None:
-                self._crash(cp, src, dest, body, when)
+                self._crash(cp, node, dest, body, when)
             return
-        if dest == CONTROL_CLIENT:
-            self._control_reply(body)
-            return
-        if self.on_client_message is not None:
-            self.on_client_message(src, dest, body)
+        self._to_harness(node, env)
 
-    def _peer(self, src: str, dest: str, raw: bytes | None, env: dict) -> None:
-        if raw is None:
-            # A node may not speak for another: the router stamps the true sender.
-            env["src"] = src
-            raw = json.dumps(env, separators=(",", ":")).encode()
-        if drops(self.grudge, src, dest) or (self.loss and self.rng.random() < self.loss):
+    def _peer(self, node: str, dest: str, raw: bytes, env: dict) -> None:
+        log = self.msglog
+        mid, sent = log.send()
+        if drops(self.grudge, node, dest) or (self.loss and self.rng.random() < self.loss):
             self.stats["dropped"] += 1
+            log.record(mid, sent, env["src"], dest, env["body"], "dropped")
             return
         data = raw + b"\n"
         copies = 2 if (self.duplicate and self.rng.random() < self.duplicate) else 1
         if copies == 2:
             self.stats["duplicated"] += 1
-        for _ in range(copies):
+        for i in range(copies):
+            if i:
+                mid, sent = log.send()     # the duplicate is a message of its own
             lo, hi = self.latency_ms
-            if hi > 0:
+            base = self.base_latency_ms
+            if hi > 0 or base > 0:
                 self.stats["delayed"] += 1
-                delay = self.rng.uniform(lo, hi) / 1000
-                self.loop.call_later(delay, lambda d=dest, b=data: self._deliver(d, b))
+                delay = (self.rng.uniform(lo, hi) + base) / 1000
+                log.hold(mid, sent, env["src"], dest, env["body"])
+                self.loop.call_later(delay, lambda d=dest, b=data, m=mid: self._deliver(d, b, m))
             else:
-                self._deliver(dest, data)
+                self._deliver(dest, data, None, (mid, sent, env["src"], env["body"]))
+
+    # ---- Routing hooks -------------------------------------------------------------------------
+
+    def _readers(self) -> list:
+        return [p.reader for p in self.procs.values()]
+
+    def _deliver_node(self, dest: str, data: bytes, mid: int, sent: int, src: str,
+                      body: dict) -> None:
+        self._deliver(dest, data, None, (mid, sent, src, body))
+
+    def _later(self, delay_s: float, fn: Callable[[], None]) -> None:
+        self.loop.call_later(delay_s, fn)
+
+    def _service_delay_s(self) -> float:
+        lo, hi = self.latency_ms
+        base = self.base_latency_ms
+        if hi <= 0 and base <= 0:
+            return 0.0
+        return (self.rng.uniform(lo, hi) + base) / 1000
 
     def _crash_point(self, cp: CrashPoints, src: str, body: dict) -> str | None:
         """"before" or "after" when this message is a crash point that fires, else None."""
@@ -526,13 +629,22 @@ class LocalBackend(ControlRequests):
         self._log(f"{node}: crashed {when} sending {typ} to {dest} (crash point)")
         cp.on_crash(node, {"node": node, "when": when, "type": typ, "dest": dest})
 
-    def _deliver(self, dest: str, data: bytes) -> None:
+    def _deliver(self, dest: str, data: bytes, held: int | None = None,
+                 rec: tuple | None = None) -> None:
+        """Hand a message to `dest` now. Its log record is either held in the message log
+        (`held`: its id) or given as `rec` = (id, sent, src, body)."""
         p = self.procs[dest]
-        if p.proc is None or not p.up:
-            self.stats["dropped"] += 1
-            return
-        self.stats["delivered"] += 1
-        self._write(p, data)
+        fate = "delivered" if (p.proc is not None and p.up) else "lost"
+        if fate == "lost":
+            self.stats["lost"] += 1
+        else:
+            self.stats["delivered"] += 1
+            self._write(p, data)
+        if held is not None:
+            self.msglog.release(held, fate)
+        elif rec is not None:
+            mid, sent, src, body = rec
+            self.msglog.record(mid, sent, src, dest, body, fate)
 
 
 def in_house_command(system: str, machine: str, *, bugs: Sequence[str] = (),
@@ -549,10 +661,33 @@ def in_house_command(system: str, machine: str, *, bugs: Sequence[str] = (),
     return command
 
 
+def resolve_program(program: str) -> str:
+    """The absolute path of a node program: a path (with a slash) as given, else looked up on
+    PATH as a shell would. ValueError with a one-line reason when it is not an executable."""
+    import shutil
+    if os.sep in program or (os.altsep and os.altsep in program):
+        path = Path(program).resolve()
+        if not path.is_file() or not os.access(path, os.X_OK):
+            raise ValueError(f"{program}: not an executable file")
+        return str(path)
+    found = shutil.which(program)
+    if found is None:
+        local = Path(program)
+        if local.is_file():
+            raise ValueError(f"{program}: not on PATH (for the file here, write ./{program}"
+                             + ("" if os.access(local, os.X_OK) else "; it is not executable")
+                             + ")")
+        raise ValueError(f"{program}: no such program on PATH")
+    return str(Path(found).resolve())
+
+
 def bin_command(path: str, args: Sequence[str] = ()) -> Callable[[str, Path, Path | None], list[str]]:
-    """The command line of a third-party Maelstrom node binary."""
-    exe = str(Path(path).resolve())
+    """The command line of a third-party Maelstrom node program and its arguments (relative
+    paths in the arguments are made absolute: the node runs in its own directory)."""
+    exe = resolve_program(path)
+    argv = [str(Path(a).resolve()) if not a.startswith("-") and Path(a).exists() else a
+            for a in args]
 
     def command(node: str, node_dir: Path, data_dir: Path | None) -> list[str]:
-        return [exe, *args]
+        return [exe, *argv]
     return command

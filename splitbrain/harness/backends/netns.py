@@ -189,7 +189,7 @@ class NetnsBackend(TcpClusterBackend):
                  logger: Callable[[str], None] | None = None):
         """`command(node, node_dir, data_dir)` is the node's argv WITHOUT network flags; the
         backend adds `--listen`/`--peer` (in-house runtime) or wraps it in the TCP shim (--bin)."""
-        super().__init__(nodes, run_dir, in_house=in_house, logger=logger)
+        super().__init__(nodes, run_dir, in_house=in_house, logger=logger, seed=seed)
         require_netns()
         self.command = command
         rng = random.Random()       # names must differ between runs even with the same seed
@@ -288,6 +288,10 @@ class NetnsBackend(TcpClusterBackend):
     def _process_alive(self, n: str) -> bool:
         p = self.procs.get(n)
         return p is not None and p.poll() is None
+
+    def _exit_code(self, n: str) -> int | None:
+        p = self.procs.get(n)
+        return p.poll() if p is not None else None
 
     def _iptables(self, n: str, args: list[str], check: bool = True) -> bool:
         proc = _run(["ip", "netns", "exec", self.ns[n], "iptables", "-w", *args], check=check)

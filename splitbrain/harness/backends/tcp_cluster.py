@@ -30,6 +30,8 @@ from typing import Callable, Sequence
 from ...systems.runtime import CLOCK_FILE, RECORDS_FILE, cut_to_last_sync
 from ..grudges import Grudge
 from .base import CONTROL_CLIENT, ControlRequests, Loop
+from .routing import Routing, log_tail
+from .wire import LineReader, parse_envelope
 
 NODE_PORT = 7000
 INIT_TIMEOUT_S = 30.0
@@ -37,6 +39,7 @@ CONNECT_RETRY_S = 0.1
 READ_CHUNK_BYTES = 1 << 18
 OUTBUF_BYTES_MAX = 32 << 20
 CHAIN = "SPLITBRAIN"
+EXIT_CHECK_DELAY_S = 0.5         # after a lost connection, when to look whether the node exited
 
 log = logging.getLogger("splitbrain.tcp")
 
@@ -47,19 +50,20 @@ class _NodeConn:
     def __init__(self, node: str):
         self.node = node
         self.sock: socket.socket | None = None
-        self.inbuf = b""
+        self.reader = LineReader()
         self.outbuf = bytearray()
         self.events = 0
         self.up = False          # init_ok received: client traffic may flow
 
 
-class TcpClusterBackend(ControlRequests):
+class TcpClusterBackend(ControlRequests, Routing):
     """Base class of backends whose nodes talk TCP on real addresses (see the module docstring)."""
 
     name = "tcp"
 
     def __init__(self, nodes: Sequence[str], run_dir: str | os.PathLike, *,
-                 in_house: bool = True, logger: Callable[[str], None] | None = None):
+                 in_house: bool = True, logger: Callable[[str], None] | None = None,
+                 seed: int = 0):
         self.nodes = list(nodes)
         self.run_dir = Path(run_dir)
         self.in_house = in_house
@@ -74,6 +78,11 @@ class TcpClusterBackend(ControlRequests):
         self.stats = {"client": 0, "refused": 0}
         self._log = logger or (lambda m: log.info(m))
         self._init_control()
+        self._init_routing(seed)
+        self.crashes: list[dict] = []    # nodes that exited by themselves (not killed by us)
+        self._expected: set[str] = set() # nodes we killed (their exit is no crash)
+        self._boots: dict[str, int] = {}
+        self.base_latency_ms = 0.0      # Maelstrom's --latency: added to every peer message
         self._torn_down = False
         self._started_infra = False
         for n in self.nodes:
@@ -122,9 +131,12 @@ class TcpClusterBackend(ControlRequests):
         self._started_infra = True
         self._setup_infra()
         for n in self.nodes:
-            self._launch(n)
+            self._boot(n)
             self._install_chain(n)
         self._init_all(self.nodes)
+        if self.base_latency_ms:
+            for n in self.nodes:
+                self._send_net(n)
 
     def _install_chain(self, node: str) -> None:
         """Make the chain and its jump from INPUT unless they exist (a namespace outlives its
@@ -176,6 +188,7 @@ class TcpClusterBackend(ControlRequests):
             self.loop.call(lambda n=n: setattr(self.conns[n], "up", True))
 
     def kill(self, node: str, lose_unsynced: bool = False) -> dict:
+        self.loop.call(lambda: self._expected.add(node))
         self.loop.call(lambda: self._disconnect(node))
         self._kill_process(node)
         out = {"node": node}
@@ -187,10 +200,10 @@ class TcpClusterBackend(ControlRequests):
     def restart(self, node: str) -> None:
         if self._process_alive(node):
             return
-        self._launch(node)
+        self._boot(node)
         self._install_chain(node)
         self._init_all([node])
-        if self.latency_ms != (0, 0) or self.duplicate:
+        if self.latency_ms != (0, 0) or self.duplicate or self.base_latency_ms:
             self._send_net(node)
 
     def pause(self, node: str) -> None:
@@ -223,8 +236,10 @@ class TcpClusterBackend(ControlRequests):
                 self._send_net(n)
 
     def _send_net(self, node: str) -> None:
+        base = int(self.base_latency_ms)
+        lat = [self.latency_ms[0] + base, self.latency_ms[1] + base]
         try:
-            self.control(node, {"type": "splitbrain_net", "latency_ms": list(self.latency_ms),
+            self.control(node, {"type": "splitbrain_net", "latency_ms": lat,
                                 "duplicate": self.duplicate}, timeout_s=2.0)
         except TimeoutError:
             self._log(f"{node}: did not confirm the network setting (down or paused)")
@@ -275,7 +290,8 @@ class TcpClusterBackend(ControlRequests):
             return False
         sock.setblocking(False)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        c.sock, c.inbuf, c.outbuf, c.events = sock, b"", bytearray(), 0
+        c.sock, c.outbuf, c.events = sock, bytearray(), 0
+        c.reader.reset()
         self._set_events(c)
         return True
 
@@ -326,7 +342,34 @@ class TcpClusterBackend(ControlRequests):
     def _lost(self, c: _NodeConn, why: str) -> None:
         if not self._torn_down:
             self._log(f"{c.node}: harness connection lost ({why})")
+            if c.node not in self._expected:
+                # Did the node exit by itself? Its process needs a moment to be reaped.
+                self.loop.call_later(EXIT_CHECK_DELAY_S, lambda n=c.node: self._check_exit(n))
         self._disconnect(c.node)
+
+    def _boot(self, node: str) -> None:
+        self.loop.call(lambda: self._expected.discard(node))
+        self._boots[node] = self._boots.get(node, 0) + 1
+        self._launch(node)
+
+    def _exit_code(self, node: str) -> int | None:
+        """The exit code of the node's process once it ended (a subclass that knows it)."""
+        return None
+
+    def _check_exit(self, node: str) -> None:
+        """(LOOP THREAD) A node whose connection closed and whose process is gone, though we
+        did not kill it, exited by itself: a crash (runner.node_crash_result). It stays down:
+        only the nemesis restarts nodes."""
+        if self._torn_down or node in self._expected or self._process_alive(node):
+            return
+        self._expected.add(node)      # recorded once
+        code = self._exit_code(node)
+        lines = log_tail(self.node_dir(node) / "node.log")
+        self._log(f"{node}: exited unexpectedly (code {code}); see "
+                  f"{self.node_dir(node) / 'node.log'}")
+        self.crashes.append({"node": node, "code": code, "boot": self._boots.get(node, 1),
+                             "last_log": lines[-1] if lines else "(empty log)",
+                             "last_lines": lines})
 
     def _ready(self, c: _NodeConn, mask: int) -> None:
         if mask & selectors.EVENT_WRITE:
@@ -343,42 +386,59 @@ class TcpClusterBackend(ControlRequests):
         if not chunk:
             self._lost(c, "closed by the node")
             return
-        buf = c.inbuf + chunk
-        if b"\n" not in chunk:
-            c.inbuf = buf
-            return
-        *lines, c.inbuf = buf.split(b"\n")
-        for line in lines:
-            if line:
-                self._route(c.node, line)
+        for line in c.reader.feed(chunk):
+            self._route(c.node, line)
 
     def _route(self, node: str, line: bytes) -> None:
-        try:
-            env = json.loads(line)
-            dest, body = env["dest"], env["body"]
-        except (ValueError, KeyError, TypeError):
-            self._log(f"{node}: ignoring a malformed envelope: {line[:200]!r}")
+        """A line from the node's connection: its replies to clients and to the harness, its
+        requests to services. `src` is kept as written (see routing.py)."""
+        env, why = parse_envelope(line)
+        if env is None:
+            self._bad_line(node, line, why)
             return
-        if dest == CONTROL_CLIENT:
-            self._control_reply(body)
+        if env["dest"] in self.conns:
+            # Peer traffic flows between the nodes over TCP (through iptables); the harness
+            # never relays it, which would bypass the partition. Recorded, not delivered.
+            mid, sent = self.msglog.send()
+            self.msglog.record(mid, sent, env["src"], env["dest"], env["body"], "dropped")
             return
-        if self.on_client_message is not None:
-            self.on_client_message(node, dest, body)
+        self._to_harness(node, env)
 
-    def send_client(self, client: str, node: str, body: dict) -> bool:
-        """Send a client request (LOOP THREAD). False when the node cannot be reached now."""
+    # ---- Routing hooks -------------------------------------------------------------------------
+
+    def _readers(self) -> list:
+        return [c.reader for c in self.conns.values()]
+
+    def _deliver_node(self, dest: str, data: bytes, mid: int, sent: int, src: str,
+                      body: dict) -> None:
+        c = self.conns[dest]
+        ok = c.sock is not None and c.up and self._write(c, data)
+        self.msglog.record(mid, sent, src, dest, body, "delivered" if ok else "lost")
+
+    def _later(self, delay_s: float, fn) -> None:
+        self.loop.call_later(delay_s, fn)
+
+    def send_client(self, client: str, node: str, body: dict, op: int | None = None) -> bool:
+        """Send a client request (LOOP THREAD). False when the node cannot be reached now.
+        `op`: the history index of the operation's invoke (for the message log)."""
         c = self.conns[node]
+        mid, sent = self.msglog.send()
         if c.sock is None or not c.up:
             self.stats["refused"] += 1
+            self.msglog.record(mid, sent, client, node, body, "lost", op=op)
             return False
         self.stats["client"] += 1
-        return self._write(c, json.dumps({"src": client, "dest": node, "body": body},
-                                         separators=(",", ":")).encode() + b"\n")
+        ok = self._write(c, json.dumps({"src": client, "dest": node, "body": body},
+                                       separators=(",", ":")).encode() + b"\n")
+        self.msglog.record(mid, sent, client, node, body, "delivered" if ok else "lost", op=op)
+        return ok
 
     # ---- control requests (ControlRequests) --------------------------------------------------
 
     def _deliver_control(self, node: str, data: bytes, force: bool) -> bool:
         c = self.conns[node]
-        if c.sock is None or (not c.up and not force):
-            return False
-        return self._write(c, data)
+        mid, sent = self.msglog.send()
+        ok = c.sock is not None and (c.up or force) and self._write(c, data)
+        self.msglog.record(mid, sent, CONTROL_CLIENT, node, json.loads(data)["body"],
+                           "delivered" if ok else "lost", control=self.in_house)
+        return ok
