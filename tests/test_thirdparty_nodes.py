@@ -185,9 +185,8 @@ def history(run_dir: Path) -> list[dict]:
 
 
 def client_ops(hist: list[dict]) -> list[dict]:
-    """Completions of client operations (the nemesis's and the final phase's excluded)."""
-    return [o for o in hist if o.get("process") != "nemesis" and o["type"] != "invoke"
-            and not o.get("final")]
+    """Completions of client operations (the nemesis's excluded; the final reads count)."""
+    return [o for o in hist if o.get("process") != "nemesis" and o["type"] != "invoke"]
 
 
 # ---- every correct node is VALID, with and without partitions ----------------------------------
