@@ -18,6 +18,7 @@ import click
 
 from . import __version__, exitcodes
 from .history.errors import HistoryError
+from .termsafe import safe_line
 
 # name -> module under splitbrain.commands. A module that does not exist yet is simply not listed.
 COMMANDS = {
@@ -76,24 +77,28 @@ def main(argv: list[str] | None = None) -> int:
     """Console entry point; returns (and exits with) a documented exit code."""
     try:
         rv = cli.main(args=argv, prog_name="splitbrain", standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("splitbrain: interrupted", err=True)
+    except click.exceptions.Abort as e:
+        # click turns KeyboardInterrupt into Abort; a run's says where its files are
+        # (harness.runner.RunInterrupted).
+        msg = getattr(e.__cause__, "message", None) or "interrupted"
+        click.echo(f"splitbrain: {msg}", err=True)
         code = 130
     except click.ClickException as e:
-        click.echo(f"splitbrain: {e.format_message()}", err=True)
+        click.echo(f"splitbrain: {safe_line(e.format_message())}", err=True)
         code = e.exit_code
     except HistoryError as e:
-        click.echo(f"splitbrain: {e.one_line()}", err=True)
+        click.echo(f"splitbrain: {safe_line(e.one_line())}", err=True)
         code = exitcodes.USAGE
     except click.exceptions.Exit as e:
         code = e.exit_code
-    except KeyboardInterrupt:
-        click.echo("splitbrain: interrupted", err=True)
+    except KeyboardInterrupt as e:
+        # A run says where its files are (harness.runner.RunInterrupted).
+        click.echo(f"splitbrain: {getattr(e, 'message', None) or 'interrupted'}", err=True)
         code = 130
     except Exception as e:  # noqa: BLE001 - the last line of defence: no traceback for users
         if os.environ.get("SPLITBRAIN_DEBUG"):
             raise
-        click.echo(f"splitbrain: internal error: {type(e).__name__}: {e} "
+        click.echo(f"splitbrain: internal error: {type(e).__name__}: {safe_line(e)} "
                    "(set SPLITBRAIN_DEBUG=1 for the traceback)", err=True)
         code = exitcodes.HARNESS_ERROR
     else:

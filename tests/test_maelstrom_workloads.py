@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from splitbrain.checkers.availability import AvailabilityChecker, parse_goal
@@ -234,6 +234,8 @@ def test_set_full_valid_with_stale_reads_and_latencies():
     # element 1: last absent read invoked at 30 ms, known at 20 ms: 10 ms; element 2: 0 ms
     assert s["stable-latencies"] == {"0": 0, "0.5": 10, "0.95": 10, "0.99": 10, "1": 10}
     assert s["worst-stale"][0]["element"] == 1 and s["worst-stale"][0]["stable-latency"] == 10
+    assert s["headline"].startswith("2 broadcasts: 2 stable, 0 lost, 1 stale, 0 never read; "
+                                    "stable latency ms: median 10")
 
 
 def test_set_full_lost_element_named_with_the_nodes_missing_it():
@@ -365,6 +367,8 @@ def test_counter_with_stale_mid_run_reads_is_valid():
     assert r.valid is True, r.anomalies
     assert r.stats["mid-run-reads"] == 2 and r.stats["final-reads"] == 2
     assert r.stats["acceptable"] == [[3, 3]]
+    assert r.stats["headline"] == ("2 adds (0 indefinite); final reads n1 3, n2 3.0; the adds "
+                                   "allow 3")
 
 
 def test_counter_final_read_out_of_bounds_is_invalid():
@@ -473,16 +477,21 @@ def test_workloads_command_lists_maelstroms_workloads():
 
 # (workload, node program, nemesis, expected validity, anomaly the checker must name)
 E2E = [
+    ("echo", "echo.py", "none", True, None),
     ("echo", "echo.py", "partition", True, None),
     ("echo", "echo-wrong.sh", "none", False, "missing-echo"),
+    ("unique-ids", "unique_ids.py", "none", True, None),
     ("unique-ids", "unique_ids.py", "partition", True, None),
     ("unique-ids", "unique-ids-local.sh", "none", False, "duplicate-id"),
     ("broadcast", "broadcast.py", "none", True, None),
     ("broadcast", "broadcast.py", "partition", True, None),
     ("broadcast", "broadcast-no-gossip.sh", "none", False, "lost"),
+    ("g-set", "gset.py", "none", True, None),
     ("g-set", "gset.py", "partition", True, None),
     ("g-set", "gset-local.sh", "none", False, "lost"),
+    ("g-counter", "counter.py", "none", True, None),
     ("g-counter", "counter.py", "partition", True, None),
+    ("counter", "counter.py", "partition", True, None),
     ("pn-counter", "counter.py", "none", True, None),
     ("pn-counter", "counter.py", "partition", True, None),
     ("pn-counter", "counter-local.sh", "none", False, "out-of-bounds-read"),
@@ -497,23 +506,30 @@ def _cmd(store, workload, program, nemesis, *extra):
             "--opt", "harness.nemesis_interval_s=0.4", *extra]
 
 
+E2E_PARALLEL_MAX = 6      # runs at once (each is mostly waiting; the machine may be shared)
+
+
 @pytest.fixture(scope="module")
 def e2e_runs(tmp_path_factory):
-    """Every run of E2E at once (each is mostly waiting), then their parsed outputs."""
+    """Every run of E2E, a few at a time, then their (returncode, stdout, stderr)."""
     store = tmp_path_factory.mktemp("maelstrom-e2e")
-    procs = [subprocess.Popen(_cmd(store / str(i), w, prog, nem), stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True)
-             for i, (w, prog, nem, _, _) in enumerate(E2E)]
-    out = []
+    out: list = [None] * len(E2E)
+    running: dict = {}
+    todo = list(enumerate(E2E))
     try:
-        for p in procs:
-            so, se = p.communicate(timeout=180)
-            out.append((p.returncode, so, se))
+        while todo or running:
+            while todo and len(running) < E2E_PARALLEL_MAX:
+                i, (w, prog, nem, _, _) = todo.pop(0)
+                running[i] = subprocess.Popen(_cmd(store / str(i), w, prog, nem),
+                                              stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                              text=True)
+            i = next(iter(running))
+            so, se = running[i].communicate(timeout=180)
+            out[i] = (running.pop(i).returncode, so, se)
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+        for p in running.values():
+            p.kill()
+            p.wait()
     return out
 
 
@@ -531,7 +547,7 @@ def test_maelstrom_node_end_to_end(e2e_runs, i):
         assert anomaly in child["anomaly_names"]
     hist = [json.loads(line) for line in
             (Path(out["run_dir"]) / "history.jsonl").read_text().splitlines()]
-    assert sum(1 for o in hist if o["type"] == "ok") > 50
+    assert sum(1 for o in hist if o["type"] == "ok") > 20     # about 150 when not loaded
     if nemesis == "partition":
         assert any(o["f"] == "start-partition" for o in hist)
     if workload in ("broadcast", "g-set", "g-counter", "pn-counter"):
@@ -560,7 +576,7 @@ def test_a_node_that_refuses_the_topology_stops_the_run_with_a_clear_error(tmp_p
     p = subprocess.run(_cmd(tmp_path, "broadcast", "echo.py", "none"), capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 4, p.stdout[-2000:] + p.stderr[-2000:]
-    assert "setup failed: topology to n1: answered" in p.stderr
+    assert "topology" in p.stderr and "n1" in p.stderr
     assert "Traceback" not in p.stderr
 
 
@@ -575,3 +591,96 @@ def test_a_node_without_a_final_read_is_never_a_pass():
         h.done(2, "fail", None, node="n2", error="node-down")
         r = checker.check(h.ops)
         assert r.valid == "unknown" and "n2" in r.error, (checker, r)
+
+
+def _jepsen_set_full(ops):
+    """A direct transcription of Jepsen's set-full reduction (for the property below): elements
+    tracked from their add's invoke, every ok read updates every tracked element."""
+    elements: dict = {}
+    invokes: dict = {}
+    for op in ops:
+        if op.f == "add":
+            if op.type == "invoke":
+                elements[op.value] = {"known": None, "lp": None, "la": None}
+            elif op.type == "ok" and elements[op.value]["known"] is None:
+                elements[op.value]["known"] = op
+        elif op.f == "read":
+            if op.type == "invoke":
+                invokes[op.process] = op
+                continue
+            iop = invokes.pop(op.process)
+            if op.type != "ok":
+                continue
+            for v, e in elements.items():
+                if v in op.value:
+                    e["known"] = e["known"] or op
+                    if e["lp"] is None or e["lp"].index < iop.index:
+                        e["lp"] = iop
+                elif e["la"] is None or e["la"].index < iop.index:
+                    e["la"] = iop
+    out = {}
+    for v, e in elements.items():
+        kn, lp, la = e["known"], e["lp"], e["la"]
+        stable = lp is not None and (la.index if la else -1) < lp.index
+        lost = (kn is not None and la is not None and (lp.index if lp else -1) < la.index
+                and kn.index < la.index)
+        lat = None
+        if stable:
+            lat = int(max(0, (la.time + 1 if la else 0) - kn.time) / 1e6)
+        out[v] = ("stable" if stable else "lost" if lost else "never-read", lat)
+    return out
+
+
+# A read that missed an element, followed by a newer read that saw it but missed elements added
+# later (the newer read's absences must not hide the older one's: a bug once).
+STALE_BEHIND_NEWER_ABSENCES = [(0, 0, set(), 0)] * 4 + [(0, 1, set(), 0), (1, 0, set(), 0),
+                                                      (2, 0, set(), 0)] + \
+    [(0, 0, set(), 0)] * 7 + [(1, 0, set(), 0)] * 2 + [(0, 0, set(), 0), (0, 0, {0}, 0)]
+
+
+@settings(max_examples=100, deadline=None)
+@example(steps=STALE_BEHIND_NEWER_ABSENCES)
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 2), st.sets(st.integers(0, 7)),
+                          st.integers(0, 5)), min_size=4, max_size=40))
+def test_set_full_matches_jepsens_reduction(steps):
+    """Random interleavings of concurrent adds (ok, fail, info, pending) and reads of random
+    subsets of the values invoked so far: the outcomes, stale elements and stable latencies are
+    exactly Jepsen's (reads pinned to no node, so splitbrain's final-phase rule stays out)."""
+    h = H()
+    open_ops: dict = {}
+    invoked: list = []
+    proc = {i: i for i in range(4)}          # worker -> its current process (a new one after info)
+    for w, kind, sub, how in steps:
+        p = proc[w]
+        if p in open_ops:
+            f, v = open_ops.pop(p)
+            t = ("ok", "ok", "ok", "ok", "fail", "info")[how] if f == "add" else "ok"
+            if t == "info":
+                proc[w] = p + 4
+            h.done(p, t, sorted(x for x in sub if x in invoked) if f == "read" else v)
+        elif kind == 0 and len(invoked) < 8:
+            v = len(invoked)
+            invoked.append(v)
+            h.invoke(p, "add", v)
+            open_ops[p] = ("add", v)
+        else:
+            h.invoke(p, "read")
+            open_ops[p] = ("read", None)
+    # Failed adds whose element is read are splitbrain's `unexpected`, outside set-full.
+    failed = {op.value for op in h.ops if op.f == "add" and op.type == "fail"}
+    if any(op.f == "read" and op.type == "ok" and failed & set(op.value) for op in h.ops):
+        return
+    want = _jepsen_set_full(h.ops)
+    r = _checker("g-set").check(h.ops)
+    got = {}
+    for v in r.stats["lost"]:
+        got[v] = "lost"
+    for v in r.stats["never-read"]:
+        got[v] = "never-read"
+    stable = {v for v in want if v not in got}
+    assert {v: o for v, (o, _) in want.items()} == {**{v: "stable" for v in stable}, **got}
+    assert sorted(r.stats["stale"]) == sorted(v for v, (o, lat) in want.items()
+                                              if o == "stable" and lat > 0)
+    lats = [lat for o, lat in want.values() if o == "stable"]
+    assert r.stats.get("stable-latencies") == frequency_distribution(lats)
+    assert (r.valid is False) == any(o == "lost" for o, _ in want.values())

@@ -68,7 +68,9 @@ class AvailabilityChecker:
         frac = 1.0 if invokes == 0 else oks / invokes
         stats = {"goal": goal, "ok-fraction": round(frac, 6), "invoke-count": invokes,
                  "ok-count": oks,
-                 "by-f": {f: {"invoked": c[0], "ok": c[1]} for f, c in sorted(by_f.items())}}
+                 "by-f": {f: {"invoked": c[0], "ok": c[1]} for f, c in sorted(by_f.items())},
+                 "headline": f"{oks} of {invokes} operations ok ({frac:.4f}), goal "
+                             f"{'none' if goal is None else goal}"}
         met = goal is None or (oks == invokes if goal == TOTAL else frac >= goal)
         if met:
             return Result(valid=True, checker=NAME, stats=stats)

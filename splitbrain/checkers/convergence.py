@@ -36,6 +36,7 @@ from typing import Any, Iterable
 
 from ..history.errors import HistoryError
 from ..history.op import INVOKE, OK
+from ..history.values import canon, is_plain_list
 from ..systems.machines import MACHINES, make_machine
 from .result import UNKNOWN, Anomaly, Result
 
@@ -198,6 +199,9 @@ class ConvergenceChecker:
                 ref = final.get(s[2]) or final[longest_node]
                 use.setdefault(ref[0], []).append(s)
             logs = {i: log for i, log in final.values()}
+            # prefixes compare as JSON values (true is not 1): canonical forms, computed once
+            keyed = {i: log if is_plain_list(log) else [canon(x) for x in log]
+                     for i, log in logs.items()}
             # a log that is a prefix of a longer one shares its digests: replay the longer once
             order = sorted(use, key=lambda i: -len(logs[i]))
             refs: list[int] = []
@@ -205,7 +209,7 @@ class ConvergenceChecker:
             for i in order:
                 log = logs[i]
                 for r in refs:
-                    if logs[r][:len(log)] == log:
+                    if keyed[r][:len(log)] == keyed[i]:
                         owner[i] = r
                         break
                 else:

@@ -5,6 +5,11 @@ without its bookkeeping fields (the workload keeps `{"echo": payload}`, as Maels
 reply). Payloads compare as JSON values (splitbrain/history/values.py: `true` is not `1`).
 Anomalies: `wrong-echo` (the reply echoed something else), `missing-echo` (an `echo_ok` without
 an `echo` field). Verdict False with either; "unknown" when no echo completed ok; else True.
+
+Decision: Maelstrom's own checker compares every completion, so an echo that timed out or got an
+error (its value holds no echo) is an error there too. Here only ok replies are judged; echoes
+that did not succeed count against the availability goal instead (`--availability total` makes
+any of them fail the run), so a slow node is told apart from one that echoes the wrong thing.
 """
 
 from __future__ import annotations

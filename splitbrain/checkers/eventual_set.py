@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterable
 
 from ..history.op import FAIL, INVOKE, NEMESIS, OK
@@ -121,7 +121,7 @@ class _Read:
     keys: frozenset
     process: Any
     node: Any
-    final: bool = False     # a read of the final phase (its invoke is pinned to a node)
+    final: Any = None       # final phase: the node its invoke was pinned to (else None)
 
 
 @dataclass
@@ -130,7 +130,6 @@ class _Element:
     invoke: int                          # index of its (first) add invoke
     ok: tuple[int, int] | None = None    # (index, time) of its add's ok completion
     failed: bool = False                 # an add of it failed, none succeeded
-    extra: dict = field(default_factory=dict)
 
 
 class EventualSetChecker:
@@ -201,8 +200,8 @@ class EventualSetChecker:
             reads.append(_Read(inv.index if inv is not None else op.index,
                                inv.time if inv is not None else op.time,
                                op.index, op.time, ks, op.process, node,
-                               inv is not None and inv.node is not None))
-        final_ok = {r.node for r in reads if r.final}
+                               inv.node if inv is not None else None))
+        final_ok = {r.final for r in reads if r.final is not None}
         no_final = sorted(str(n) for n in final_invoked - final_ok)
         return self._judge(elements, reads, anomalies, counts, flag, len(dup_elements),
                            no_final)
@@ -243,7 +242,7 @@ class EventualSetChecker:
         last_by_node: dict[Any, _Read] = {}
         for r in by_inv:
             last_by_node.setdefault(r.node, r)
-        final_reads = [r for r in last_by_node.values() if r.final]
+        final_reads = [r for r in last_by_node.values() if r.final is not None]
         outcomes = {"stable": [], "lost": [], "never-read": []}
         stable_lat: list[int] = []
         lost_lat: list[int] = []
@@ -259,12 +258,11 @@ class EventualSetChecker:
         done_absent: set = set()
         for r in by_inv:
             n = bisect.bisect_left(invokes, r.index)
-            if len(done_absent) < n:
-                new = set(order[:n]) - r.keys - done_absent
-                if new:
-                    done_absent |= new
-                    for k in new:
-                        last_absent_of[k] = r
+            new = set(order[:n]) - r.keys - done_absent
+            if new:
+                done_absent |= new
+                for k in new:
+                    last_absent_of[k] = r
             new = r.keys - done_present
             for k in new:
                 e = elements.get(k)
@@ -346,8 +344,15 @@ class EventualSetChecker:
             "read-count": len(reads),
             "final-read-missing": no_final,
         }
+        lat = frequency_distribution(stable_lat) if stable_lat else None
+        stats["headline"] = (
+            f"{stats['attempt-count']} {self.add_f}s: {stats['stable-count']} stable, "
+            f"{stats['lost-count']} lost, {stats['stale-count']} stale, "
+            f"{stats['never-read-count']} never read"
+            + (f"; stable latency ms: median {lat['0.5']}, p95 {lat['0.95']}, p99 "
+               f"{lat['0.99']}, max {lat['1']}" if lat else ""))
         if stable_lat:
-            stats["stable-latencies"] = frequency_distribution(stable_lat)
+            stats["stable-latencies"] = lat
         if lost_lat:
             stats["lost-latencies"] = frequency_distribution(lost_lat)
         if self.linearizable and stale:

@@ -19,8 +19,9 @@ Anomalies (each names the ops - index, process, node - and the offsets that prov
   consecutive entries of every observed log) has a cycle: no single total order exists. The cycle
   and the op that showed each of its edges are the witness. A divergence whose two entries lie on
   the same cycle is reported as this more specific anomaly, not also as `divergent-logs`.
-- `lost-append`: an append acknowledged `ok` is in none of the final logs. An append that ended
-  `info` (or never completed) may be present once ("recovered", counted in stats) or absent.
+- `lost-append`: an append acknowledged `ok` is in none of the final logs although at least one
+  of their reads began after the acknowledgement. An append that ended `info` (or never
+  completed) may be present once ("recovered", counted in stats) or absent.
 - `failed-append-visible`: an append that completed `fail` appears in some observed log.
 - `duplicate`: one value at two offsets of one observed log. Only its first occurrence counts for
   the order graph, and a divergence that begins with the duplicated entry is not reported again
@@ -43,8 +44,16 @@ completed counts from its invoke), or, when there is no such read, its last `ok`
 are acknowledged appends but no read of the key at all, durability cannot be judged and the
 result is "unknown".
 
-Values are compared by Python equality of their JSON values; unhashable values (lists, objects)
-are keyed by their canonical JSON. (So JSON `1`, `1.0` and `true` count as one value.)
+Runs without a final phase (cut short by Ctrl-C, SIGTERM or a killed harness, or a history whose
+reads stop early): an acknowledged append that is in no final log and was acknowledged after
+every final log's read had begun could not have been seen by any read. Its durability is unknown,
+not lost: it is counted as `unconfirmed` (stats) and makes the result "unknown" when nothing else
+is wrong. In a complete run the final phase's reads begin after every append completed, so no
+append is unconfirmed.
+
+Values (and keys) are compared as JSON values (splitbrain/history/values.py): `true` is not `1`,
+NaN is NaN, `1` and `1.0` are one value. Every read log is converted once, on input, into hkeys
+(`canon_log`; a log of ints and strings is used as it is).
 """
 
 from __future__ import annotations
@@ -59,7 +68,7 @@ import networkx as nx
 
 from ..history.errors import HistoryError
 from ..history.op import FAIL, INVOKE, OK
-from ..systems.machines import canonical_json
+from ..history.values import canon, is_plain_list, uncanon
 from .result import UNKNOWN, Anomaly, Result
 
 NAME = "log"
@@ -70,25 +79,36 @@ _JSON_TAG = "\x00json"          # marks a hkey that encodes an unhashable value
 
 
 def hkey(value: Any) -> Any:
-    """A hashable key for a JSON value: the value itself when hashable, else its canonical JSON."""
-    if isinstance(value, (list, dict)):
-        return (_JSON_TAG, canonical_json(value))
-    return value
+    """A hashable key for a JSON value whose `==` is JSON identity (history/values.py `canon`):
+    ints and strings as they are, true/false/NaN as singletons, lists as tuples, objects as
+    FrozenDicts. Idempotent."""
+    t = type(value)
+    if t is int or t is str:
+        return value
+    return canon(value)
 
 
 def unkey(h: Any) -> Any:
     """The JSON value of a hkey (inverse of hkey)."""
-    if isinstance(h, tuple) and len(h) == 2 and h[0] == _JSON_TAG:
-        return json.loads(h[1])
-    return h
+    t = type(h)
+    if t is int or t is str:
+        return h
+    return uncanon(h)
 
 
 def hkeys(values: list) -> set:
-    """The set of hkeys of a list; C speed when every value is hashable."""
-    try:
+    """The set of hkeys of a list; C speed when every value is an int or a string."""
+    if is_plain_list(values):
         return set(values)
-    except TypeError:
-        return {hkey(v) for v in values}
+    return {hkey(v) for v in values}
+
+
+def canon_log(log: list) -> list:
+    """A read log with every entry a hkey: the list itself when it holds only ints and strings
+    (the common case, checked at C speed), else a new list."""
+    if is_plain_list(log):
+        return log
+    return [hkey(v) for v in log]
 
 
 def _first_difference(a: list, b: list) -> int:
@@ -168,6 +188,8 @@ class _KeyState:
     reported: dict = field(default_factory=dict)        # hkey -> (offset, ok op index)
     final: dict = field(default_factory=dict)           # node -> (op index, log)
     last_read: tuple | None = None                      # (op index, log) of the last ok read
+    last_began: int = -1                                # invoke index of last_read
+    final_began: dict = field(default_factory=dict)     # node -> invoke index of its final read
     last_append: int = -1                               # index of the last append completion
     tail: list = field(default_factory=list)            # (invoke index, op index, log) of reads
                                                         # without node invoked after last_append
@@ -292,9 +314,9 @@ class LogChecker:
             key = op.key
             if key is None and inv is not None:
                 key = inv.key
-            try:
-                st = keys[key]
-            except (KeyError, TypeError):
+            tk = type(key)
+            st = keys.get(key) if tk is str or tk is int or key is None else None
+            if st is None:
                 st = get_state(keys, key)
             if not indexed:
                 meta[op.index] = (proc, op.node if op.node is not None or inv is None
@@ -311,7 +333,7 @@ class LogChecker:
                     value = value["value"]
                 if inv is not None:
                     value = inv.value
-                if type(value) is list or type(value) is dict:
+                if type(value) is not int and type(value) is not str:
                     value = hkey(value)
                 st.last_append = op.index
                 if st.tail:
@@ -334,10 +356,14 @@ class LogChecker:
             if type(log) is not list:
                 raise HistoryError(f"op {op.index}: an ok read of the append-log workload must "
                                    f"return a list, got {type(log).__name__}", field="value")
+            log = canon_log(log)
             st.insert(log, op.index)
             st.last_read = (op.index, log)
+            began = inv.index if inv is not None else op.index
+            st.last_began = began
             if node is not None:
                 st.final[node] = (op.index, log)
+                st.final_began[node] = began
             elif not st.final and inv is not None and inv.index > st.last_append:
                 st.tail.append((inv.index, op.index, log))
             # per-process monotonic reads: keep the longest read; a shorter prefix is a candidate
@@ -364,24 +390,19 @@ class LogChecker:
 
     @staticmethod
     def _state(keys: dict, key: Any) -> _KeyState:
-        try:
-            return keys[key]
-        except KeyError:
-            st = keys[key] = _KeyState(key=key, hkey=key)
-            return st
-        except TypeError:       # a list or object key
-            hk = hkey(key)
-            st = keys.get(hk)
-            if st is None:
-                st = keys[hk] = _KeyState(key=key, hkey=hk)
-            return st
+        """The state of `key`, keyed by its hkey (key `true` is not key `1`)."""
+        hk = hkey(key)
+        st = keys.get(hk)
+        if st is None:
+            st = keys[hk] = _KeyState(key=key, hkey=hk)
+        return st
 
     # ---------------------------------------------------------------- after the pass
     def _finish(self, keys: dict, out: "_Report", mono_candidates: list, n_ops: int) -> Result:
         unknown_reasons = []
         totals = {"ops": n_ops, "keys": len(keys), "reads": 0, "final-logs": 0,
-                  "acknowledged": 0, "recovered": 0, "lost": 0, "longest-log": 0,
-                  "trie-entries": 0}
+                  "acknowledged": 0, "recovered": 0, "lost": 0, "unconfirmed": 0,
+                  "longest-log": 0, "trie-entries": 0}
         final_node: dict[int, Any] = {}     # op index of a final read -> its node
         for st in keys.values():
             k = st.key
@@ -402,6 +423,15 @@ class LogChecker:
                     present |= hkeys(log)
                     totals["longest-log"] = max(totals["longest-log"], len(log))
                 lost = st.ok.keys() - present
+                # Acknowledged after every final read had begun: no read could have seen it.
+                began = self._finals_began(st)
+                unconfirmed = {h for h in lost if st.ok[h] > began}
+                if unconfirmed:
+                    lost -= unconfirmed
+                    totals["unconfirmed"] += len(unconfirmed)
+                    unknown_reasons.append(
+                        f"key {k!r}: {len(unconfirmed)} acknowledged append(s) came after the "
+                        f"last read began (no final phase?), so no read could confirm them")
                 totals["lost"] += len(lost)
                 totals["recovered"] += len(st.info.keys() & present)
                 fin_ops = [i for i, _ in finals]
@@ -470,6 +500,15 @@ class LogChecker:
             return [(i, log) for _, i, log in st.tail]
         return [st.last_read] if st.last_read is not None else []
 
+    @staticmethod
+    def _finals_began(st: _KeyState) -> int:
+        """The history index at which the latest-starting read among the final logs began."""
+        if st.final:
+            return max(st.final_began.values())
+        if st.tail:
+            return max(t[0] for t in st.tail)
+        return st.last_began
+
     def _walk(self, st: _KeyState, out: "_Report", totals: dict) -> _Positions:
         """Walk the trie once, depth first: duplicates, offsets, order cycles, divergences."""
         k = st.key
@@ -525,7 +564,7 @@ class LogChecker:
                         out.add("duplicate",
                                 f"{_show(v)} is at offsets {ob.start + ob.rel_of(h)} and {off} of "
                                 f"the log read by {out.desc(op2)}", sorted({op1, op2}), key=k,
-                                value=v, offsets=[ob.start + ob.rel_of(h), off],
+                                value=unkey(v), offsets=[ob.start + ob.rel_of(h), off],
                                 read=out.op_json(op2))
                         continue
                     on_path[h] = b
@@ -594,7 +633,7 @@ class LogChecker:
             out.add("divergent-logs",
                     f"logs diverge at offset {fk.offset}: the log read by {out.desc(xo)} has "
                     f"{_show(x)}, the log read by {out.desc(fk.new_op)} has {_show(y)}",
-                    sorted({xo, fk.new_op}), key=k, offset=fk.offset, entries=[x, y],
+                    sorted({xo, fk.new_op}), key=k, offset=fk.offset, entries=[unkey(x), unkey(y)],
                     logs=[out.op_json(xo), out.op_json(fk.new_op)])
         return pos
 
@@ -678,7 +717,7 @@ def _entries(n: int) -> str:
 
 
 def _show(v: Any) -> str:
-    return json.dumps(v, ensure_ascii=False)
+    return json.dumps(unkey(v), ensure_ascii=False)
 
 
 class _Report:

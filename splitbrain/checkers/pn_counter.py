@@ -26,6 +26,7 @@ node down at the end must not pass unobserved), or in the widened case above; el
 
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable
 
 from ..history.errors import HistoryError
@@ -166,6 +167,12 @@ class PnCounterChecker:
                  "reads": n_reads, "final-reads": len(finals), "final-reads-by": by,
                  "final-values": values,
                  "mid-run-reads": n_reads - len(finals), "final-read-missing": no_final}
+        # json.dumps: a node's odd answer is shown escaped (no raw control characters)
+        shown = ", ".join(f"{n} {json.dumps(v, default=str)[:40]}"
+                          for n, v in sorted(values.items())[:8])
+        more = f" and {len(values) - 8} more" if len(values) > 8 else ""
+        stats["headline"] = (f"{len(deltas)} adds ({len(indefinite)} indefinite); final reads "
+                             f"{shown or 'none'}{more}; the adds allow {_ranges_text(ranges)}")
         if anomalies:
             return Result(valid=False, checker=self.name, anomalies=anomalies, stats=stats)
         if not finals:

@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -49,11 +51,14 @@ from ..checkers.result import Result, merge_validity, safe_check
 from ..history.errors import HistoryError
 from ..history.formats import AUTO, FORMATS, load_history_ex
 from ..history.op import NEMESIS, OK, Op
+from ..termsafe import echo, safe_line, safe_text
 
 DEFAULT_CHECKERS = ("linearizable",)
 EMPTY_HISTORY = "empty history: no operations to check"
 # test.json keys that describe the recorded run, not this check (see `command`).
 _RUN_ONLY_KEYS = ("time_limit", "out_dir", "run_dir", "workers")
+# How long after the time limit a checker that does not honour it is stopped (`_run_checker`).
+OVERTIME_GRACE_S = 0.5
 
 
 class HarnessError(click.ClickException):
@@ -155,8 +160,11 @@ def _sidecar(path: str) -> tuple[dict, str | None]:
         if candidate.is_file():
             try:
                 test = json.loads(candidate.read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            except (OSError, UnicodeDecodeError, ValueError) as e:
                 raise HistoryError(f"unreadable test metadata: {e}", path=str(candidate)) from None
+            except RecursionError:
+                raise HistoryError("unreadable test metadata: nested too deep",
+                                   path=str(candidate)) from None
             if not isinstance(test, dict):
                 raise HistoryError("test metadata must be a JSON object", path=str(candidate))
             checkers = test.get("checkers")
@@ -207,7 +215,8 @@ def _jsonable(x: Any) -> Any:
 @click.option("--out", "out", metavar="DIR", type=click.Path(file_okay=False),
               help="Directory for the files checkers write (counterexample HTML, plots).")
 @click.option("--time-limit", "time_limit", type=float, metavar="S",
-              help="Seconds a checker may search per history; past it the verdict is unknown.")
+              help="Seconds for checking each history, all its checkers together (preparing and "
+                   "searching; loading excluded); past it the verdict is unknown.")
 @click.option("--workers", type=int, metavar="N",
               help="Worker processes a checker may use (e.g. across keys). Default: the checker's.")
 @click.option("--consistency-model", "consistency_models", multiple=True, metavar="M",
@@ -231,6 +240,8 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
         raise UserError(f"unknown --format {fmt!r} (choose from {AUTO}, {', '.join(FORMATS)})")
     if time_limit is not None and not time_limit > 0:
         raise UserError(f"--time-limit must be a positive number of seconds, got {time_limit}")
+    if time_limit == float("inf"):
+        time_limit = None
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
     cmodels = [m.strip() for c in consistency_models for m in c.split(",") if m.strip()]
@@ -275,8 +286,9 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
     planned = []
     for entry, out_dir in zip(loaded, _out_dirs([l[1] for l in loaded], out)):
         path, real, used_fmt, ops, test, names, m = entry
-        options: dict[str, Any] = {"model": m, "time_limit": time_limit, "out_dir": out_dir,
-                                   "workers": workers,
+        # The time limit is not a build option: each checker gets what is left of the
+        # history's limit when it starts (`_run_checker`).
+        options: dict[str, Any] = {"model": m, "out_dir": out_dir, "workers": workers,
                                    "consistency_models": cmodels or test.get("consistency_models")}
         options = {k: v for k, v in options.items() if v is not None}
         built = []
@@ -293,6 +305,12 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
         test_meta = {k: v for k, v in test.items() if k not in _RUN_ONLY_KEYS}
         test_meta.update(options)
         test_meta.setdefault("history_path", real)
+        if out_dir is not None:
+            try:
+                os.makedirs(out_dir, exist_ok=True)
+            except OSError as e:
+                raise UserError(f"--out {out}: cannot create the directory {out_dir}: "
+                                f"{e.strerror or e}") from None
         planned.append((entry, out_dir, built, test_meta))
 
     widths = {"file": max(len(l[0]) for l in loaded),
@@ -300,15 +318,16 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
               "checkers": max(len(", ".join(l[5])) + 2 for l in loaded)}
     reports = []
     for (path, real, used_fmt, ops, test, names, m), out_dir, built, test_meta in planned:
-        if out_dir is not None:
-            os.makedirs(out_dir, exist_ok=True)
         results: dict[str, Result] = {}
         t0 = time.perf_counter()
+        # --time-limit covers everything after loading: preparing, compiling and searching,
+        # for all the history's checkers together.
+        deadline = None if time_limit is None else time.monotonic() + time_limit
         if not ops:
             results["history"] = Result(valid="unknown", checker="history",
                                         error=EMPTY_HISTORY)
         for name, checker in built:
-            results[name] = safe_check(checker, ops, test_meta)
+            results[name] = _run_checker(name, checker, ops, test_meta, deadline, time_limit)
         elapsed = time.perf_counter() - t0
         valid = merge_validity([r.valid for r in results.values()])
         report = {"file": path, "path": real, "format": used_fmt, "model": m, "ops": len(ops),
@@ -323,6 +342,49 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
     else:
         _print_summary(reports, overall)
     return exitcodes.for_validity(overall)
+
+
+class _Overtime(BaseException):
+    """Raised by the backstop alarm in a checker that overran the time limit (BaseException, so
+    that a checker's own `except Exception` does not swallow it)."""
+
+
+def _run_checker(name: str, checker: Any, ops: list, test_meta: dict, deadline: float | None,
+                 time_limit: float | None) -> Result:
+    """`safe_check` within what is left of the history's time limit.
+
+    The checker is told the seconds left (test["time_limit"]); a checker that honours it (the
+    linearizability checker checks its clock while preparing, compiling and searching) returns
+    "unknown" in time. A checker that does not is stopped by an alarm OVERTIME_GRACE_S after
+    the deadline (main thread only): its verdict is "unknown" too, never a pass.
+    """
+    if deadline is None:
+        return safe_check(checker, ops, test_meta)
+    left = deadline - time.monotonic()
+    if left <= 0:
+        return Result(valid="unknown", checker=name,
+                      error=f"time limit of {time_limit} s reached before this checker ran")
+    meta = dict(test_meta, time_limit=left)
+    use_alarm = (threading.current_thread() is threading.main_thread()
+                 and hasattr(signal, "setitimer"))
+    if not use_alarm:
+        return safe_check(checker, ops, meta)
+
+    def on_alarm(signum, frame):
+        raise _Overtime()
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, left + OVERTIME_GRACE_S)
+        try:
+            return safe_check(checker, ops, meta)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Overtime:
+        return Result(valid="unknown", checker=name,
+                      error=f"time limit of {time_limit} s reached: the checker was stopped")
+    finally:
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _print_json(reports: list[dict], overall: Any) -> None:
@@ -352,28 +414,29 @@ def _print_report(r: dict, widths: dict[str, int]) -> None:
     """One history's verdict line and, indented below, its details."""
     verdict = click.style(f"{_VERDICT[r['valid']]:<7}", fg=_COLOR[r["valid"]], bold=True)
     names = "[" + ", ".join(r["results"]) + "]"
-    click.echo(f"{verdict}  {r['file']:<{widths['file']}}  {r['model'] or '-':<{widths['model']}}"
-               f"  {names:<{widths['checkers']}}  {r['ops']:>6} ops  {r['time_s']:.3f} s")
+    rest = safe_line(f"{r['file']:<{widths['file']}}  {r['model'] or '-':<{widths['model']}}"
+                     f"  {names:<{widths['checkers']}}  {r['ops']:>6} ops  {r['time_s']:.3f} s")
+    click.echo(f"{verdict}  {rest}")
     for name, res in r["results"].items():
         if res.error is not None:
-            click.echo(f"  {name}: {_VERDICT[res.valid].lower()}: {res.error}")
+            echo(f"  {name}: {_VERDICT[res.valid].lower()}: {res.error}")
         elif res.valid == "unknown" and not res.all_anomalies():
             reason = res.stats.get("reason") if isinstance(res.stats, dict) else None
-            click.echo(f"  {name}: undecided" + (f": {reason}" if reason else ""))
+            echo(f"  {name}: undecided" + (f": {reason}" if reason else ""))
         for a in res.all_anomalies():
-            click.echo(f"  {name}: {a.name}:")
-            click.echo(_indent(a.message, "    "))
+            echo(f"  {name}: {a.name}:")
+            echo(_indent(safe_text(a.message), "    "))  # escape first: \r splits lines
         stats = res.stats if isinstance(res.stats, dict) else {}
         if stats.get("not") or stats.get("allowed_anomalies"):
             # Transactional checkers: which models the anomalies rule out (Elle's not/also-not).
             if stats.get("allowed_anomalies"):
-                click.echo(f"  {name}: allowed by the chosen model: "
-                           f"{', '.join(stats['allowed_anomalies'])}")
-            click.echo(f"  {name}: not {', '.join(stats['not'])}"
-                       + (f"; also not {', '.join(stats['also-not'])}"
-                          if stats.get("also-not") else ""))
+                echo(f"  {name}: allowed by the chosen model: "
+                     f"{', '.join(stats['allowed_anomalies'])}")
+            echo(f"  {name}: not {', '.join(stats['not'])}"
+                 + (f"; also not {', '.join(stats['also-not'])}"
+                    if stats.get("also-not") else ""))
         for f in res.files:
-            click.echo(f"  {name}: wrote {f}")
+            echo(f"  {name}: wrote {f}")
 
 
 def _print_summary(reports: list[dict], overall: Any) -> None:

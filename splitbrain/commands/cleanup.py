@@ -1,7 +1,19 @@
-"""`splitbrain cleanup`: remove what a crashed harness left behind — containers and networks
-labelled io.splitbrain.run, network namespaces sb-*, links sbr-*/sbv-*/sbp-*, and host iptables
-rules tagged splitbrain-*. A test's own teardown does this for its own run; this command is for
-runs whose harness was killed before it could."""
+"""`splitbrain cleanup`: remove what a harness that died (SIGKILL, a crash) left behind — and only
+that. A test's own teardown removes its own run's things; this command is for runs whose harness
+was killed before it could.
+
+What belongs to whom (harness/ownership.py): every run registers its owner (the harness's pid and
+start time, so a reused pid never passes for it) in the registry directory (/run/splitbrain as
+root, $SPLITBRAIN_STATE_DIR to override), with its run directory, where `pids.jsonl` lists every
+node process started. The netns backend's state files there name its namespaces, links and host
+iptables rule; Docker containers and networks carry the owner in a label. By default cleanup
+ends and removes only what belongs to runs whose owner is gone: node process groups (only
+processes that provably belong to them), namespaces, links, host rules, containers and networks.
+Everything else is left, and cleanup says what it left and why: a live run's things, and things
+with splitbrain's name prefixes that no run recorded (a namespace `sb-notmine`, containers made by
+an older splitbrain without an owner label). `--all` is the old sweep: everything with
+splitbrain's labels and name prefixes, live runs included. `--dry-run` only lists.
+"""
 
 from __future__ import annotations
 
@@ -12,29 +24,54 @@ import click
 from .. import exitcodes
 
 
-@click.command("cleanup")
-@click.option("--dry-run", is_flag=True, help="Only list what would be removed.")
-def command(dry_run: bool) -> int:
-    """Remove leftover splitbrain containers, networks, namespaces, links and iptables rules."""
-    from ..harness.backends.docker import LABEL
-    if dry_run:
-        import subprocess
-        out = subprocess.run(
-            f"docker ps -a --filter label={LABEL} --format '{{{{.Names}}}}' 2>/dev/null;"
-            f"docker network ls --filter label={LABEL} --format '{{{{.Name}}}}' 2>/dev/null;"
-            "ip netns list 2>/dev/null | grep '^sb-';"
-            "ip -o link show 2>/dev/null | grep -oE 'sb[rvp]-[^:@ ]+';"
-            "iptables -S FORWARD 2>/dev/null | grep splitbrain-",
-            shell=True, capture_output=True, text=True).stdout.strip()
-        click.echo(out or "nothing to remove")
-        return exitcodes.VALID
+def cleanup_local(log, left: list[str], *, dry_run: bool, all_: bool) -> int:
+    """End the node processes of registered runs whose owner is gone; returns groups ended."""
+    from ..harness.ownership import group_members, owner_state, read_ledger, registered_runs
     removed = 0
+    verb = "would end" if dry_run else "ended"
+    for entry_path, entry in registered_runs():
+        run_dir = entry.get("run_dir") or "?"
+        status, why = owner_state(entry.get("owner"))
+        if status != "dead" and not all_:
+            left.append(f"run {run_dir}: {why}")
+            continue
+        for rec in read_ledger(run_dir):
+            pids = group_members(rec["pgid"], rec.get("start"))
+            if not pids:
+                continue
+            if not dry_run:
+                from ..harness.ownership import kill_group
+                pids = kill_group(rec["pgid"], rec.get("start"))
+            log(f"{verb} node {rec.get('node')} of {run_dir}: process group {rec['pgid']} "
+                f"(pids {', '.join(map(str, pids))}); {why}")
+            removed += 1
+        if not dry_run:
+            # The run marker in the run directory stays: analyze reports the run as cut short.
+            try:
+                entry_path.unlink()
+            except OSError:
+                pass
+    return removed
+
+
+@click.command("cleanup")
+@click.option("--dry-run", is_flag=True, help="Only list what would be removed (and left).")
+@click.option("--all", "all_", is_flag=True,
+              help="Remove everything that looks like splitbrain's, live runs included.")
+def command(dry_run: bool, all_: bool) -> int:
+    """Remove what dead splitbrain runs left: node processes, containers, networks, namespaces,
+    links and iptables rules (only of runs whose harness is gone, unless --all)."""
     from ..harness.backends.docker import cleanup_docker
-    removed += cleanup_docker(log=click.echo)
+    left: list[str] = []
+    removed = cleanup_local(click.echo, left, dry_run=dry_run, all_=all_)
+    removed += cleanup_docker(log=click.echo, all_=all_, dry_run=dry_run, left=left)
     if os.geteuid() == 0:
         from ..harness.backends.netns import cleanup_netns
-        removed += cleanup_netns(log=click.echo)
+        removed += cleanup_netns(only_dead_owners=not all_, log=click.echo, dry_run=dry_run,
+                                 left=left)
     else:
         click.echo("not root: network namespaces and host rules were not examined", err=True)
-    click.echo(f"removed {removed} item(s)")
+    for why in left:
+        click.echo(f"left {why}")
+    click.echo(f"{'would remove' if dry_run else 'removed'} {removed} item(s); left {len(left)}")
     return exitcodes.VALID

@@ -295,24 +295,36 @@ def run(test: dict):
 
 
 def print_summary(summary) -> None:
-    """Verdict, anomalies by checker and name, store path, replay command."""
+    """Verdict, anomalies by checker and name (with a link into the message diagram at the
+    first anomaly's operation when the run has one), store path, replay command (everything from
+    the history or the nodes is escaped: splitbrain/termsafe.py)."""
+    from ..harness.report.messages import diagram_link
+    from ..termsafe import echo
+
     for line in summary.notes:
-        click.echo(line)
+        echo(line)
     verdict = {True: "VALID", False: "INVALID"}.get(summary.valid, "UNKNOWN")
-    click.echo(f"{summary.history_ops} history events; verdict: {verdict}")
+    incomplete = getattr(summary, "incomplete", None)
+    echo(f"{summary.history_ops} history events; verdict: {verdict}"
+         + (f", {incomplete}" if incomplete else ""))
     children = summary.results.get("children") or {}
     for cname, child in children.items():
         names: dict[str, list[dict]] = {}
         for a in child.get("anomalies") or []:
             names.setdefault(a["name"], []).append(a)
-        status = {True: "valid", False: "INVALID"}.get(child.get("valid"), "unknown")
+        status = ({True: "valid", False: "INVALID"}.get(child.get("valid"), "unknown")   # and
+                  + "".join(f"\n    {h}" for h in [(child.get("stats") or {}).get("headline")]
+                            if h))                             # the checker's key figures
         extra = f" ({child['error']})" if child.get("error") else ""
-        click.echo(f"  {cname}: {status}{extra}")
+        echo(f"  {cname}: {status}{extra}")
         for aname, items in names.items():
-            click.echo(f"    {aname} x{len(items)}: {items[0]['message']}")
+            echo(f"    {aname} x{len(items)}: {items[0]['message']}")
+            link = diagram_link(summary.run_dir, items[0].get("ops"))
+            if link:
+                echo(f"      messages: {link}")
     if summary.run_dir:
-        click.echo(f"store: {summary.run_dir}")
-    click.echo(f"replay: {summary.replay}")
+        echo(f"store: {summary.run_dir}")
+    echo(f"replay: {summary.replay}")
 
 
 def _check_typos(ctx) -> None:

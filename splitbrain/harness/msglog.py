@@ -29,7 +29,7 @@ import io
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 MESSAGE_LOG_MAX = 2_000_000
 FLUSH_BYTES = 1 << 20
@@ -62,6 +62,9 @@ class MessageLog:
                        for k in ("clients", "servers")}
         self.fates: dict[str, int] = {}
         self.closed = False
+        # A failed write (disk full) stops the file at its last whole line and is reported here
+        # (the runner stops the run: exit 4); None: the OSError is raised.
+        self.on_write_error: Callable[[OSError], Any] | None = None
         # Records made before the history clock starts (the init handshake, setup requests)
         # wait here until set_t0 puts them on that clock (their times are then negative).
         self._early: list[tuple] | None = [] if t0_ns is None else None
@@ -160,8 +163,16 @@ class MessageLog:
 
     def flush(self) -> None:
         if self._fh is not None and self._buf:
-            self._fh.write("\n".join(self._buf) + "\n")
-            self._fh.flush()
+            try:
+                self._fh.write("\n".join(self._buf) + "\n")
+                self._fh.flush()
+            except OSError as e:
+                from .store import drop_text_file
+                fh, self._fh = self._fh, None
+                drop_text_file(fh, self.path)
+                if self.on_write_error is None:
+                    raise
+                self.on_write_error(e)
         self._buf = []
         self._buf_bytes = 0
 

@@ -17,6 +17,14 @@ Phases (Jepsen's, then TigerBeetle's liveness phase):
   6. the workload's checkers, results.json, the reports (timeline, plots) and test.json with the
      outcome.
 
+Bookkeeping for runs that are cut short (analyze.py reads it): test.json's `phase` is rewritten
+at each step (setup, safety, heal, final, check, done); a run stopped by Ctrl-C or SIGTERM
+records `"interrupted": true` and `interrupted_at` (the phase) and Ctrl-C prints where its files
+are; the run marker `running.json` (ownership.py) is written at the start and removed at the
+end, so a run directory that keeps it after its harness died (SIGKILL) was cut short too. Node
+processes are recorded in `pids.jsonl` for `splitbrain cleanup`. A file of the run that cannot
+be written (a full disk) stops the run: exit 4 naming the file and what was kept.
+
 Defaults (recorded in test.json): LOCAL_DEFAULTS; the nemesis interval is a sixth of the time limit
 (at most 5 s), the client timeout 1 s. `--opt harness.NAME=VALUE` (test["harness_opts"]) sets
 HARNESS_OPTIONS.
@@ -58,7 +66,7 @@ HARNESS_OPTIONS = {
                           "at most 5)",
     "client_timeout_s": f"client request timeout (default {CLIENT_TIMEOUT_S})",
     "recovery_s": f"quiet seconds after the heal before the final phase (default {RECOVERY_S})",
-    "reports": "write timeline.html and the plots (default true)",
+    "reports": "write timeline.html, the plots and messages.html (default true)",
     "nemesis_overlap": "one fault schedule per fault family, overlapping (default false: one "
                        "fault at a time)",
     "crash_point_types": "message types the crash-point nemesis crashes a sender at, comma-"
@@ -72,6 +80,8 @@ HARNESS_OPTIONS = {
     "partition_shapes": "shapes the partition nemesis draws from, comma-separated (default all: "
                         "halves, random-halves, one, bridge, majorities-ring, leader, "
                         "bridge-leader)",
+    "docker_memory": "docker backend: each container's memory limit (default 512m)",
+    "docker_pids_max": "docker backend: each container's process/thread limit (default 256)",
     "message_log_max": "most lines in messages.jsonl (default 2000000; past it one truncation "
                        "line, the counts go on)",
     "final_deadline_s": f"the final phase's overall deadline in seconds (default "
@@ -88,6 +98,19 @@ class ClusterError(click.ClickException):
 
 class HarnessInterrupted(KeyboardInterrupt):
     """SIGTERM during a run: handled like Ctrl-C (teardown, then exit 130)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a run after its teardown; `message` says where its files are
+    (cli.main prints it; exit 130)."""
+
+    def __init__(self, message: str, run_dir: str | None = None):
+        super().__init__(message)
+        self.message = message
+        self.run_dir = run_dir
+
+
+PHASES = ("setup", "safety", "heal", "final", "check", "done")
 
 
 def workload_machine(workload) -> str | None:
@@ -301,11 +324,21 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         recovery_s = float(hopts.get("recovery_s", test.get("recovery_s",
                                                             workload.recovery_s or RECOVERY_S)))
         overlap = hopts.get("nemesis_overlap", False) in (True, "true", 1)
+        docker_limits = {"memory": hopts.get("docker_memory"),
+                         "pids_max": (int(hopts["docker_pids_max"])
+                                      if hopts.get("docker_pids_max") is not None else None)}
         message_log_max = int(hopts.get("message_log_max", MESSAGE_LOG_MAX))
         final_deadline_s = float(hopts.get("final_deadline_s", FINAL_DEADLINE_S))
         latency_ms = float(test.get("latency") or 0.0)
     except (TypeError, ValueError) as e:
         raise UserError(f"--opt harness.*: {e}") from None
+    import re
+    if docker_limits["memory"] is not None and not re.fullmatch(r"[1-9][0-9]*[bkmgBKMG]?",
+                                                                str(docker_limits["memory"])):
+        raise UserError(f"--opt harness.docker_memory={docker_limits['memory']}: give a size "
+                        f"like 512m or 1g")
+    if docker_limits["pids_max"] is not None and docker_limits["pids_max"] < 1:
+        raise UserError(f"--opt harness.docker_pids_max={docker_limits['pids_max']}: need >= 1")
     crash_points = (_crash_point_settings(hopts, test.get("system"), n_nodes)
                     if "crash-point" in faults else None)
     partition_shapes = _partition_shapes(hopts.get("partition_shapes"))
@@ -327,21 +360,51 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         run_dir = Path(tmp.name)
     test["out_dir"] = str(run_dir)
     say = log or (lambda m: None)
+    from .ownership import RUN_MARKER, RunRegistration
+    from .store import StoreWriteError
+    try:
+        registration = RunRegistration(run_dir)
+    except OSError as e:
+        if store is not None:
+            store.finish()
+        if tmp is not None:
+            tmp.cleanup()
+        raise StoreWriteError(run_dir / RUN_MARKER, e, "the run did not start") from None
+    stop_run = threading.Event()      # set when a file of the run cannot be written
+    if store is not None:
+        store.on_write_error = lambda e: stop_run.set()
+
+    def enter(phase: str) -> None:
+        """Record the phase reached in test.json (what analyze reports for a cut-short run)."""
+        test["phase"] = phase
+        if store is not None:
+            store.write_test(test)
+
+    def check_writes() -> None:
+        if store is not None and store.write_error is not None:
+            raise store.write_error_final()
 
     def note(m: str) -> None:
         if store is not None:
             store.log(m)
         say(m)
 
-    if store is not None:
-        store.write_test(test)
+    try:
+        enter("setup")
+    except BaseException:
+        registration.close()
+        if store is not None:
+            store.finish()
+        raise
     try:
         backend = make_backend(backend_name, nodes, run_dir, system=test.get("system"),
                                machine=workload_machine(workload), bin_path=test.get("bin"),
                                bugs=test.get("bugs") or (), options=test.get("opts") or {},
                                seed=seed, logger=note, bin_args=test.get("bin_args") or (),
-                               log_stderr=bool(test.get("log_stderr")), latency_ms=latency_ms)
+                               log_stderr=bool(test.get("log_stderr")), latency_ms=latency_ms,
+                               limits=docker_limits)
     except RuntimeError as e:
+        registration.close()
         if store is not None:
             store.finish()
         if tmp is not None:
@@ -349,6 +412,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         raise UserError(f"--backend {backend_name}: {e}") from None
     missing = [f for f in faults if not backend.supports(FAULTS[f][2])]
     if missing:
+        registration.close()
         if store is not None:
             store.finish()
         if tmp is not None:
@@ -361,6 +425,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         recorder = Recorder(None)
     msglog = MessageLog(run_dir / "messages.jsonl" if store is not None else None,
                         max_lines=message_log_max)
+    if store is not None:
+        msglog.on_write_error = lambda e: store.write_failed(msglog.path, e)
     if hasattr(backend, "attach_message_log"):
         backend.attach_message_log(msglog)
     prog = _progress(test, progress)
@@ -374,6 +440,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         old_term = signal.signal(signal.SIGTERM, on_term)
     t0 = time.monotonic_ns()
     finished = False
+    interrupted: str | None = None
     all_down = False
     prog_entered = False
     try:
@@ -398,6 +465,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
             note(f"setup: {len(setup)} {setup[0][1].get('type')} requests answered")
         nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note,
                           crash_points=crash_points, partition_shapes=partition_shapes)
+        enter("safety")
         if prog is not None:
             prog.__enter__()
             prog_entered = True
@@ -406,7 +474,9 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
                 nemesis.start(time_limit_gen(float(test["time_limit"]), sched))
         elif faults:
             nemesis.start(time_limit_gen(float(test["time_limit"]), schedule(faults, interval_s, seed)))
-        pool.run(_gen_for(workload, test))
+        pool.run(_gen_for(workload, test), stop_run)
+        check_writes()
+        enter("heal")
         nemesis.stop()
         if nemesis.error is not None:
             raise ClusterError(f"the nemesis failed: {type(nemesis.error).__name__}: "
@@ -416,6 +486,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         time.sleep(recovery_s)
         if in_house:
             recovery = _wait_recovery(backend, note, RECOVERY_TIMEOUT_S)
+        check_writes()
+        enter("final")
         _final_phase(pool, workload, nodes, recorder, final_deadline_s, on_op, note)
         note(f"final phase done; {len(recorder.ops)} history events; "
              f"router {getattr(backend, 'stats', {})}")
@@ -423,7 +495,11 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         all_down = running == 0
         if all_down:
             note("every node is down at the end of the run")
+        check_writes()
         finished = True
+    except KeyboardInterrupt as e:
+        interrupted = "SIGTERM" if isinstance(e, HarnessInterrupted) else "SIGINT"
+        raise
     finally:
         if prog_entered:
             try:
@@ -437,42 +513,86 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         recorder.close()
         if old_term is not None:
             signal.signal(signal.SIGTERM, old_term)
+        if not finished and not interrupted and store is not None and \
+                store.write_error is not None:
+            # Stopped by a failed write: say what the files hold now that the history is closed.
+            store.log(f"run aborted at phase {test.get('phase')}: {store.write_error}")
+            store.finish()
+            registration.close()
+            raise store.write_error_final()
         if not finished:
-            # Interrupted or failed: the history prefix and the node logs stay in the store.
+            # Interrupted or failed: the history prefix and the node logs stay in the store,
+            # and test.json says how far the run got (analyze reports it as incomplete).
+            test["interrupted"] = True
+            test["interrupted_at"] = test.get("phase")
+            if interrupted:
+                test["interrupted_by"] = interrupted
             if store is not None:
-                store.log("run aborted; nodes torn down")
+                store.log(f"run aborted at phase {test.get('phase')}; nodes torn down")
+                if store.write_error is None:
+                    try:
+                        store.write_test(test)
+                    except click.ClickException:
+                        pass    # a full disk: the error that stopped the run is reported
                 store.finish()
+            registration.close()
             if tmp is not None:
                 tmp.cleanup()
-    history = list(recorder.ops)
-    extra = [recovery] if recovery else []
-    extra.append(node_crash_result(backend, all_down))
-    result = check_history(workload, history, test, extra=extra)
-    op_count = sum(1 for o in history if o.type == "invoke" and o.process != NEMESIS)
-    net = msglog.stats(op_count)
-    net["unknown_dest"] = getattr(backend, "stats", {}).get("unknown_dest", 0)
-    net["malformed"] = getattr(backend, "stats", {}).get("malformed", 0)
-    results_json = result.to_json()
-    results_json["net"] = net
-    summary = RunSummary(valid=result.valid, results=result.to_json(), test=test, replay="",
-                         run_dir=str(run_dir) if store else None, history_ops=len(history),
-                         notes=[f"seed {seed}; nemesis {','.join(faults) or 'none'} every "
-                                f"{interval_s:.1f} s; router {getattr(backend, 'stats', {})}"],
-                         stats={"router": getattr(backend, "stats", {}), "net": net,
-                                "output": backend.output_stats()
-                                if hasattr(backend, "output_stats") else {}})
-    summary.results = results_json
-    summary.notes.append(_net_line(net))
-    if store is not None:
-        store.write_results(results_json)
-        test["valid"] = result.valid
-        test["stats"] = summary.stats
-        store.write_test(test)
-        if hopts.get("reports", True) not in (False, "false", 0):
-            store.write_reports(history, test)
-        store.finish()
-    if tmp is not None:
-        tmp.cleanup()
+            if interrupted:
+                where = (f"; the run so far is in {run_dir} (splitbrain analyze {run_dir})"
+                         if store is not None else "")
+                raise RunInterrupted(f"interrupted ({interrupted}) at phase "
+                                     f"{test.get('phase')}{where}",
+                                     str(run_dir) if store is not None else None)
+    try:
+        check_writes()
+        enter("check")
+        history = list(recorder.ops)
+        extra = [recovery] if recovery else []
+        extra.append(node_crash_result(backend, all_down))
+        result = check_history(workload, history, test, extra=extra)
+        op_count = sum(1 for o in history if o.type == "invoke" and o.process != NEMESIS)
+        net = msglog.stats(op_count)
+        net["unknown_dest"] = getattr(backend, "stats", {}).get("unknown_dest", 0)
+        net["malformed"] = getattr(backend, "stats", {}).get("malformed", 0)
+        results_json = result.to_json()
+        results_json["net"] = net
+        summary = RunSummary(valid=result.valid, results=result.to_json(), test=test, replay="",
+                             run_dir=str(run_dir) if store else None, history_ops=len(history),
+                             notes=[f"seed {seed}; nemesis {','.join(faults) or 'none'} every "
+                                    f"{interval_s:.1f} s; router {getattr(backend, 'stats', {})}"],
+                             stats={"router": getattr(backend, "stats", {}), "net": net,
+                                    "output": backend.output_stats()
+                                    if hasattr(backend, "output_stats") else {}})
+        summary.results = results_json
+        summary.notes.append(_net_line(net))
+        if store is not None:
+            store.write_results(results_json)
+            test["valid"] = result.valid
+            test["stats"] = summary.stats
+            if hopts.get("reports", True) not in (False, "false", 0):
+                store.write_reports(history, test)
+            test["phase"] = "done"
+            test["interrupted"] = False
+            store.write_test(test)
+            check_writes()
+    except KeyboardInterrupt:
+        # Ctrl-C while checking: the history is whole; analyze re-checks it.
+        test["interrupted"], test["interrupted_at"], test["interrupted_by"] = True, "check", "SIGINT"
+        if store is not None and store.write_error is None:
+            try:
+                store.write_test(test)
+            except click.ClickException:
+                pass
+        raise RunInterrupted("interrupted (SIGINT) while checking" + (
+            f"; the whole history is in {run_dir} (splitbrain analyze {run_dir})"
+            if store is not None else ""), str(run_dir) if store is not None else None) from None
+    finally:
+        registration.close()
+        if store is not None:
+            store.finish()
+        if tmp is not None:
+            tmp.cleanup()
     return summary
 
 

@@ -28,6 +28,7 @@ Usage:
 from __future__ import annotations
 
 import datetime as _dt
+import errno
 import json
 import logging
 import os
@@ -35,15 +36,127 @@ import platform
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
+
+import click
 
 from .. import __version__
 from ..history import HistoryWriter, Op
 from ..history.errors import HistoryError
 from ..history.op import COMPLETIONS, INVOKE, NEMESIS
+from ..exitcodes import HARNESS_ERROR
 
 DEFAULT_ROOT = "store"
 RUN_SUFFIX_MAX = 1000  # same-millisecond runs in one test directory before giving up
+
+
+class StoreWriteError(click.ClickException):
+    """A file of the run could not be written (disk full, quota, I/O error): exit 4, one line
+    naming the file, the reason and what was kept."""
+
+    exit_code = HARNESS_ERROR
+
+    def __init__(self, path: str | os.PathLike, error: OSError, kept: str = ""):
+        self.path = str(path)
+        self.error = error
+        reason = error.strerror or str(error)
+        code = errno.errorcode.get(error.errno or 0)
+        if code:
+            reason = f"{reason} ({code})"
+        super().__init__(f"cannot write {self.path}: {reason}" + (f"; {kept}" if kept else ""))
+
+    def with_kept(self, kept: str) -> "StoreWriteError":
+        return StoreWriteError(self.path, self.error, kept)
+
+
+def trim_to_last_line(path: str | os.PathLike) -> None:
+    """Cut a torn last line (a write that failed half-way) so the file is whole lines again."""
+    try:
+        with open(path, "rb+") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            pos = size
+            while pos > 0:
+                step = min(pos, 1 << 16)
+                fh.seek(pos - step)
+                chunk = fh.read(step)
+                nl = chunk.rfind(b"\n")
+                if nl >= 0:
+                    pos = pos - step + nl + 1
+                    break
+                pos -= step
+            if pos != size:
+                fh.truncate(pos)
+    except OSError:
+        pass
+
+
+def drop_text_file(fh, path: str | os.PathLike) -> None:
+    """Give up an open file after a failed write: close it without writing its buffers, and cut
+    a torn last line, so that the file holds whole lines only.
+
+    The descriptor under the buffers is first pointed at /dev/null: the unwritten rest of the
+    failed line must never reach the file (a flush at close, once space is freed, would write a
+    line's tail without its head). dup2, not close: the file object still owns the number."""
+    try:
+        null = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(null, fh.fileno())
+        finally:
+            os.close(null)
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        fh.close()
+    except (OSError, ValueError):
+        pass
+    trim_to_last_line(path)
+
+
+def count_lines(path: str | os.PathLike) -> int:
+    """Newlines in a file (0 when it cannot be read)."""
+    n = 0
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                n += chunk.count(b"\n")
+    except OSError:
+        pass
+    return n
+
+
+class _LogHandler(logging.FileHandler):
+    """The run log's handler: a failed write (disk full) is reported to the store once instead of
+    logging's traceback on stderr, and the log stops."""
+
+    def __init__(self, path: Path, on_error: Callable[[OSError], None]):
+        super().__init__(path, encoding="utf-8")
+        self.on_error = on_error
+        self.failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        import sys
+        err = sys.exc_info()[1]
+        self.failed = True
+        if isinstance(err, OSError):
+            self.on_error(err)
+
+    def flush(self) -> None:
+        try:
+            super().flush()
+        except OSError as e:
+            if not self.failed:
+                self.failed = True
+                self.on_error(e)
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError:
+            pass        # the failure was reported when the write failed
 
 
 def versions() -> dict[str, str]:
@@ -114,6 +227,9 @@ class RunStore:
         self.test_path = run_dir / "test.json"
         self.results_path = run_dir / "results.json"
         self.log_path = run_dir / "splitbrain.log"
+        self.write_error: StoreWriteError | None = None   # the first failed write of the run
+        self.on_write_error: Callable[[StoreWriteError], None] | None = None
+        self._recorder: Recorder | None = None
         self.logger = self._make_logger()
 
     @classmethod
@@ -126,34 +242,72 @@ class RunStore:
         try:
             test_dir.mkdir(parents=True, exist_ok=True)
         except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO):
+                raise StoreWriteError(test_dir, e, "nothing was run") from None
             from ..cli import UserError
             raise UserError(f"cannot create the store directory {test_dir}: {e.strerror}") from None
         stamp = _timestamp(now)
-        for i in range(RUN_SUFFIX_MAX):
-            run_dir = test_dir / (stamp if i == 0 else f"{stamp}-{i}")
-            try:
-                run_dir.mkdir()
-                break
-            except FileExistsError:
-                continue
-        else:
-            raise RuntimeError(f"{RUN_SUFFIX_MAX} runs named {stamp} already in {test_dir}")
-        (run_dir / "nodes").mkdir()
-        store = cls(root_p, name, run_dir)
-        store.update_latest()
+        run_dir = test_dir
+        try:
+            for i in range(RUN_SUFFIX_MAX):
+                run_dir = test_dir / (stamp if i == 0 else f"{stamp}-{i}")
+                try:
+                    run_dir.mkdir()
+                    break
+                except FileExistsError:
+                    continue
+            else:
+                raise RuntimeError(f"{RUN_SUFFIX_MAX} runs named {stamp} already in {test_dir}")
+            (run_dir / "nodes").mkdir()
+            store = cls(root_p, name, run_dir)
+            store.update_latest()
+        except OSError as e:       # a full disk: name the directory, exit 4
+            raise StoreWriteError(e.filename or run_dir, e, "nothing was run") from None
         return store
 
     def _make_logger(self) -> logging.Logger:
         logger = logging.getLogger(f"splitbrain.run.{id(self)}")
         logger.propagate = False
         logger.setLevel(logging.INFO)
-        handler = logging.FileHandler(self.log_path, encoding="utf-8")
+        handler = _LogHandler(self.log_path, lambda e: self.write_failed(self.log_path, e))
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         logger.addHandler(handler)
         return logger
 
     def log(self, message: str, level: int = logging.INFO) -> None:
         self.logger.log(level, message)
+
+    def write_failed(self, path: str | os.PathLike, error: OSError) -> StoreWriteError:
+        """Remember the first failed write and tell whoever runs the test (it stops the run)."""
+        err = StoreWriteError(path, error)
+        if self.write_error is None:
+            self.write_error = err
+            if self.on_write_error is not None:
+                self.on_write_error(err)
+        return err
+
+    def kept(self) -> str:
+        """What of the run is on disk, for the one-line error of a failed write."""
+        n = self._recorder.written if self._recorder is not None else None
+        if n is None:
+            return f"the run's files so far are in {self.run_dir}"
+        return (f"kept the first {n} history events in {self.history_path} (whole lines; "
+                f"re-check them with `splitbrain analyze {self.run_dir}`)")
+
+    def write_error_final(self) -> StoreWriteError | None:
+        """The run's first failed write, with what was kept (None: every write succeeded)."""
+        return None if self.write_error is None else self.write_error.with_kept(self.kept())
+
+    def _guard(self, path: Path, fn: Callable[[], Any]) -> Any:
+        """Run a write; a failure (or an earlier one: the run's files are already incomplete,
+        e.g. history.jsonl stopped) raises StoreWriteError."""
+        if self.write_error is not None:
+            raise self.write_error_final()
+        try:
+            return fn()
+        except OSError as e:
+            self.write_failed(path, e)
+            raise self.write_error_final() from None
 
     def node_dir(self, node: str) -> Path:
         d = self.run_dir / "nodes" / _safe_name(node)
@@ -165,12 +319,13 @@ class RunStore:
         data = dict(test)
         data.setdefault("versions", versions())
         data.setdefault("run_dir", str(self.run_dir))
-        _write_json_atomic(self.test_path, data)
+        self._guard(self.test_path, lambda: _write_json_atomic(self.test_path, data))
 
     def write_results(self, result) -> dict:
-        """results.json from a checkers.Result (or an already-JSON dict); returns the JSON."""
+        """results.json from a checkers.Result (or an already-JSON dict); returns the JSON.
+        Raises StoreWriteError (exit 4) when it cannot be written."""
         data = result.to_json() if hasattr(result, "to_json") else dict(result)
-        _write_json_atomic(self.results_path, data)
+        self._guard(self.results_path, lambda: _write_json_atomic(self.results_path, data))
         return data
 
     def write_reports(self, history: list[Op], test: dict) -> list[str]:
@@ -187,12 +342,25 @@ class RunStore:
             return []
         try:
             return list(fn(self.run_dir, history, test) or [])
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EROFS):
+                # A full disk is not a report bug: the run's files are incomplete; say so.
+                self.write_failed(e.filename or self.run_dir, e)
+                raise self.write_error_final() from None
+            self.log(f"reports failed: {type(e).__name__}: {e}", logging.WARNING)
+            return []
         except Exception as e:  # noqa: BLE001 - reports are optional
             self.log(f"reports failed: {type(e).__name__}: {e}", logging.WARNING)
             return []
 
     def recorder(self, *, fsync: bool = False) -> "Recorder":
-        return Recorder(HistoryWriter(str(self.history_path), fsync=fsync))
+        """The run's Recorder. A failed write of history.jsonl (disk full) stops the file at the
+        last whole line, keeps recording in memory and reports to `on_write_error`."""
+        writer = self._guard(self.history_path,
+                             lambda: HistoryWriter(str(self.history_path), fsync=fsync))
+        self._recorder = Recorder(writer, on_write_error=lambda e: self.write_failed(
+            self.history_path, e))
+        return self._recorder
 
     def update_latest(self) -> None:
         rel_run = os.path.relpath(self.run_dir, self.root)
@@ -221,11 +389,15 @@ class RunSummary:
     history_ops: int = 0
     notes: list[str] = field(default_factory=list)
     stats: dict = field(default_factory=dict)
+    incomplete: str | None = None     # "incomplete run (interrupted at PHASE)" for a cut-short run
 
     def to_json(self) -> dict:
-        return {"valid": self.valid, "run_dir": self.run_dir, "replay": self.replay,
-                "history_ops": self.history_ops, "notes": list(self.notes),
-                "stats": self.stats, "results": self.results}
+        out = {"valid": self.valid, "run_dir": self.run_dir, "replay": self.replay,
+               "history_ops": self.history_ops, "notes": list(self.notes),
+               "stats": self.stats, "results": self.results}
+        if self.incomplete:
+            out["incomplete"] = self.incomplete
+        return out
 
 
 class Recorder:
@@ -237,8 +409,11 @@ class Recorder:
     (the fault search). `ops` is the whole history in memory.
     """
 
-    def __init__(self, writer: HistoryWriter | None = None):
+    def __init__(self, writer: HistoryWriter | None = None, *,
+                 on_write_error: Callable[[OSError], Any] | None = None):
         self.writer = writer
+        self.on_write_error = on_write_error
+        self.written: int | None = 0 if writer is not None else None   # ops in the file
         self.ops: list[Op] = []
         self._open: dict[Any, Op] = {}     # process -> its outstanding invoke
         self._crashed: set[Any] = set()    # processes whose last op ended in info
@@ -247,8 +422,22 @@ class Recorder:
     def _append(self, op: Op) -> Op:
         self.ops.append(op)
         if self.writer is not None:
-            self.writer.write(op)
+            try:
+                self.writer.write(op)
+                self.written += 1
+            except OSError as e:
+                # Disk full (or gone): the file keeps its whole lines, the history goes on in
+                # memory, and the owner is told (the runner stops the run and exits 4).
+                self._drop_writer()
+                if self.on_write_error is None:
+                    raise
+                self.on_write_error(e)
         return op
+
+    def _drop_writer(self) -> None:
+        w, self.writer = self.writer, None
+        drop_text_file(w._fh, w.path)
+        self.written = count_lines(w.path)
 
     def invoke(self, process: Any, f: str, value: Any = None, *, time_ns: int,
                key: Any = None, node: str | None = None) -> Op:
@@ -284,7 +473,13 @@ class Recorder:
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            except OSError as e:
+                self._drop_writer()
+                if self.on_write_error is None:
+                    raise
+                self.on_write_error(e)
 
     def __enter__(self) -> "Recorder":
         return self

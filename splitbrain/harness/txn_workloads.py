@@ -29,7 +29,7 @@ import random
 import threading
 from typing import Any, ClassVar, Iterable
 
-from .workloads import INFO, OK, Completion, FinalOp, Invocation, Workload
+from .workloads import INFO, OK, WORKLOADS, Completion, FinalOp, Invocation, Workload
 
 FINAL_KEYS_MAX = 400      # keys read in the final phase (the most recent ones)
 
@@ -142,3 +142,6 @@ class TxnRwRegisterWorkload(TxnWorkload):
     checker = "rw-register"
     description = ("Maelstrom's txn-rw-register: transactions that read and write "
                    "registers by key; Elle-style cycles and anomalies")
+
+
+WORKLOADS.update((w.name, w) for w in (TxnListAppendWorkload, TxnRwRegisterWorkload))

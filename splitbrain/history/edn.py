@@ -1,9 +1,11 @@
 """Import and export of Jepsen EDN histories (history.edn, Knossos data files).
 
 Accepted layouts: a single vector (or list) of op maps, `[{...} {...} ...]`, or a sequence of op
-maps one after another (Jepsen's `history.edn` is one map per line). Parsing is done by the
-`edn_format` package; a small scanner of our own finds where each op starts so that every error
-names the file and line.
+maps one after another (Jepsen's `history.edn` is one map per line). The reader is our own
+(`_read_forms`): one regex pass over the text with an explicit stack, no recursion, values built
+directly as JSON values, so memory stays a small multiple of the input (a 100 MB string, an 8 MB
+file) and nesting deeper than sanity.VALUE_DEPTH_MAX is a one-line error. Every error names the
+file and line.
 
 How EDN becomes an Op (splitbrain/history/op.py):
 - keywords and symbols become strings (`:read` -> "read"); `:process :nemesis` -> "nemesis";
@@ -47,185 +49,259 @@ import uuid
 from collections.abc import Mapping
 from typing import IO, Any, Iterable, Sequence
 
-import edn_format
-
 from .errors import HistoryError
 from .op import INVOKE, NEMESIS, TYPES, Op
+from .sanity import VALUE_DEPTH_MAX
 
 __all__ = ["read_edn", "loads_edn", "parse_edn_ops", "write_edn", "dumps_edn",
            "dumps_edn_op", "edn_to_json", "looks_independent"]
 
-# One lexical token of EDN, enough to find form boundaries and line numbers. The order matters:
-# strings and comments first (they may contain brackets), then character literals (`\(`).
-_TOKEN = re.compile(r'''
-    (?P<str>"(?:[^"\\]|\\.)*")
+# The reader: one regex pass over the text and an explicit stack (no recursion, no per-character
+# objects), building JSON values directly. Memory is the text, the values and one substring per
+# token; a 100 MB string costs a few copies of itself, not a parse tree of characters.
+_TOKEN = re.compile(r"""
+    (?P<ws>[\s,]+)
   | (?P<comment>;[^\n]*)
-  | (?P<char>\\(?:newline|space|tab|return|backspace|formfeed|u[0-9a-fA-F]{4}|[^\s]))
+  | (?P<str>"[^"\\]*(?:\\.[^"\\]*)*")
   | (?P<open>\#\{|[\[{(])
   | (?P<close>[\]})])
   | (?P<discard>\#_)
   | (?P<symbolic>\#\#-?[A-Za-z]+)
   | (?P<tag>\#[A-Za-z:][^\s,\[\]{}()"\\;]*)
+  | (?P<char>\\(?:newline|space|tab|return|backspace|formfeed|u[0-9a-fA-F]{4}|[^\s]))
   | (?P<atom>[^\s,\[\]{}()"\\;\#][^\s,\[\]{}()"\\;]*)
-  | (?P<nl>\n)
-  | (?P<ws>[ \t\r\f,]+)
   | (?P<bad>.)
-''', re.X | re.S)
+""", re.X | re.S)
 
 _CLOSER = {"[": "]", "(": ")", "{": "}", "#{": "}"}
+_STR_ESCAPE = re.compile(r'\\(u[0-9a-fA-F]{4}|.)', re.S)
+_STR_UNESCAPE = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "b": "\b", "f": "\f",
+                 "/": "/"}
+_CHARS = {"newline": "\n", "space": " ", "tab": "\t", "return": "\r", "backspace": "\b",
+          "formfeed": "\f"}
+_SYMBOLIC = {"##NaN": math.nan, "##Inf": math.inf, "##-Inf": -math.inf}
+_INT = re.compile(r"[+-]?\d+N?")
+_FLOAT = re.compile(r"[+-]?\d+(?:\.\d*)?(?:[eE][+-]?\d+)?M?")
+_RATIO = re.compile(r"([+-]?\d+)/(\d+)")
 
 # Field names of an op map (keyword names).
 _FIELDS = ("index", "time", "process", "type", "f", "value", "key", "node", "error")
 
 
-class _Form:
-    __slots__ = ("start", "end", "line")
+class _Frame:
+    """An open collection: its opener, where it started, its items so far, pending discards."""
 
-    def __init__(self, start: int, end: int, line: int):
-        self.start, self.end, self.line = start, end, line
+    __slots__ = ("opener", "start", "items", "discard")
 
-
-def _scan(text: str, path: str | None) -> tuple[list[_Form], str]:
-    """Find the op forms of an EDN history and their first lines.
-
-    Returns the forms and the text with tagged-literal tags blanked out (same offsets), so that
-    `#jepsen.history.Op{...}` parses as the map it tags.
-    """
-    def err(msg: str, line: int) -> HistoryError:
-        return HistoryError(f"bad EDN: {msg}", path=path, line=line)
-
-    forms: list[_Form] = []
-    blanks: list[tuple[int, int]] = []
-    stack: list[tuple[str, int]] = []  # open bracket, line
-    target: int | None = None          # depth at which op forms sit: 1 in a vector, 0 in a sequence
-    outer_closed = False
-    start: int | None = None
-    start_line = 0
-    discard_pending = 0
-    line = 1
-    for m in _TOKEN.finditer(text):
-        kind = m.lastgroup
-        tok = m.group()
-        if kind == "nl":
-            line += 1
-            continue
-        if kind in ("ws", "comment"):
-            continue
-        if kind == "bad":
-            if tok == '"':
-                raise err("unterminated string", line)
-            raise err(f"unexpected character {tok!r}", line)
-        tok_line = line
-        if kind == "str":
-            line += tok.count("\n")
-        if target is None:
-            if kind == "open" and tok in ("[", "("):
-                target = 1
-                stack.append((tok, tok_line))
-                continue
-            target = 0
-        if outer_closed:
-            raise err(f"unexpected {tok!r} after the end of the history vector", tok_line)
-        depth = len(stack)
-        if depth == target and start is None:
-            if kind == "close":
-                if target == 1:
-                    opener, oline = stack.pop()
-                    if _CLOSER[opener] != tok:
-                        raise err(f"{tok!r} does not close {opener!r} opened at line {oline}",
-                                  tok_line)
-                    outer_closed = True
-                    continue
-                raise err(f"unmatched {tok!r}", tok_line)
-            start, start_line = m.start(), tok_line
-        if kind == "tag":
-            blanks.append(m.span())
-            continue
-        if kind == "discard":
-            if depth == target:
-                discard_pending += 1
-                start = None
-            continue
-        if kind == "open":
-            stack.append((tok, tok_line))
-        elif kind == "close":
-            if len(stack) <= target:
-                raise err(f"unmatched {tok!r}", tok_line)
-            opener, oline = stack.pop()
-            if _CLOSER[opener] != tok:
-                raise err(f"{tok!r} does not close {opener!r} opened at line {oline}", tok_line)
-        if len(stack) == target and start is not None:
-            if discard_pending:
-                discard_pending -= 1
-            else:
-                forms.append(_Form(start, m.end(), start_line))
-            start = None
-    if stack:
-        opener, oline = stack[-1]
-        raise err(f"the {opener!r} opened here is never closed (end of file at line {line})",
-                  oline)
-    if start is not None:
-        raise err(f"the op starting here is cut short by the end of file (line {line})",
-                  start_line)
-    if blanks:
-        chars = list(text)
-        for a, b in blanks:
-            chars[a:b] = " " * (b - a)
-        text = "".join(chars)
-    return forms, text
+    def __init__(self, opener: str, start: int):
+        self.opener, self.start, self.items, self.discard = opener, start, [], 0
 
 
-def _parse_one(text: str, path: str | None, line: int) -> Any:
-    try:
-        values = edn_format.loads_all(text)
-    except Exception as e:  # noqa: BLE001 - edn_format raises several types; all are bad input
-        msg = str(e).splitlines()[0] if str(e).strip() else type(e).__name__
-        msg = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
-        raise HistoryError(f"bad EDN: {msg}", path=path, line=line) from None
-    if len(values) != 1:
-        raise HistoryError(f"bad EDN: expected one op map, found {len(values)} values",
-                           path=path, line=line)
-    return values[0]
+def _line_at(text: str, pos: int) -> int:
+    return text.count("\n", 0, pos) + 1
 
 
-def _parse_forms(forms: list[_Form], text: str, path: str | None) -> list[Any]:
-    """Parse every form, in batches, because edn_format's per-call setup costs milliseconds.
+def _unescape(body: str) -> str:
+    def one(m: "re.Match[str]") -> str:
+        e = m.group(1)
+        if len(e) == 5:
+            return chr(int(e[1:], 16))
+        c = _STR_UNESCAPE.get(e)
+        if c is None:
+            raise ValueError(f"unsupported escape character \\{e}")
+        return c
 
-    A batch that fails is split in halves until the form at fault is found, so a bad op deep in
-    a large file costs a few extra batch parses, not one call per op.
-    """
-    batch_max = 2000  # forms per edn_format call: amortizes the setup, bounds memory per call
-
-    def parse(chunk: list[_Form]) -> list[Any]:
-        if len(chunk) == 1:
-            f = chunk[0]
-            return [_parse_one(text[f.start:f.end], path, f.line)]
-        try:
-            values = edn_format.loads_all("\n".join(text[f.start:f.end] for f in chunk))
-        except Exception:  # noqa: BLE001 - edn_format raises several types; bisect below
-            values = None
-        if values is not None and len(values) == len(chunk):
-            return values
-        mid = len(chunk) // 2
-        return parse(chunk[:mid]) + parse(chunk[mid:])
-
-    out: list[Any] = []
-    for b in range(0, len(forms), batch_max):
-        out.extend(parse(forms[b:b + batch_max]))
+    out = _STR_ESCAPE.sub(one, body)
+    if any("\ud800" <= c <= "\udfff" for c in out if ord(c) >= 0xD800):
+        # \uD83D\uDE00 is one character (Clojure strings are UTF-16): join the pairs; a lone
+        # surrogate stays, and the history's value check refuses it.
+        out = out.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "surrogatepass")
     return out
 
 
+def _atom(tok: str) -> Any:
+    """The value of an atom token: nil, true, false, a number, a keyword or a symbol."""
+    if tok == "nil":
+        return None
+    if tok == "true":
+        return True
+    if tok == "false":
+        return False
+    c = tok[0]
+    if c.isdigit() or (c in "+-" and len(tok) > 1 and tok[1].isdigit()):
+        if _INT.fullmatch(tok):
+            return int(tok.rstrip("N"))  # ValueError past Python's digit limit: bad input
+        if _FLOAT.fullmatch(tok):
+            if tok.endswith("M"):  # a BigDecimal: an integer when written as one
+                body = tok[:-1]
+                return float(body) if any(x in body for x in ".eE") else int(body)
+            return float(tok)
+        m = _RATIO.fullmatch(tok)
+        if m:
+            den = int(m.group(2))
+            if den == 0:
+                raise ValueError(f"division by zero in {tok}")
+            return int(m.group(1)) / den
+        raise ValueError(f"invalid number {tok}")
+    if not tok.isprintable():
+        bad = next(x for x in tok if not x.isprintable())
+        raise ValueError(f"Illegal character {bad!r}")
+    if c == ":":
+        if len(tok) == 1:
+            raise ValueError("a keyword needs a name")
+        return tok[1:]  # keywords become their names (:read -> "read")
+    return tok  # a symbol: its text
+
+
+def _close(frame: _Frame) -> Any:
+    """The JSON value of a completed collection."""
+    items = frame.items
+    if frame.opener == "{":
+        if len(items) % 2:
+            raise ValueError("a map needs an even number of forms (key value pairs)")
+        out = {}
+        for i in range(0, len(items), 2):
+            k = items[i]
+            out[k if isinstance(k, str) else json.dumps(k, sort_keys=True)] = items[i + 1]
+        return out
+    if frame.opener == "#{":
+        try:
+            return sorted(items)
+        except TypeError:
+            return sorted(items, key=lambda x: json.dumps(x, sort_keys=True))
+    return items
+
+
+def _read_forms(text: str, path: str | None) -> tuple[list[Any], list[int]]:
+    """The op forms of an EDN history (a vector or list of them, or a sequence) as JSON values,
+    and the line each starts on. HistoryError naming the line on bad EDN."""
+    def err(msg: str, pos: int) -> HistoryError:
+        return HistoryError(f"bad EDN: {msg}", path=path, line=_line_at(text, pos))
+
+    stack: list[_Frame] = []
+    op_discard = 0               # pending #_ at the level of the op forms
+    forms: list[Any] = []
+    lines: list[int] = []
+    target: int | None = None    # depth at which op forms sit: 1 in a vector, 0 in a sequence
+    outer_closed = False
+    op_start: int | None = None  # where the op form being read began
+    line, line_pos = 1, 0        # the line at line_pos (op starts only move forward)
+    depth_max = VALUE_DEPTH_MAX + 2  # the op map and the history vector around its value
+
+    for m in _TOKEN.finditer(text):
+        kind = m.lastgroup
+        if kind == "ws" or kind == "comment":
+            continue
+        pos = m.start()
+        tok = m.group()
+        if kind == "bad":
+            if tok == '"':
+                raise err("unterminated string", pos)
+            raise err(f"Illegal character {tok!r}", pos)
+        if target is None:
+            if kind == "open" and tok in ("[", "("):
+                target = 1
+                stack.append(_Frame(tok, pos))
+                continue
+            target = 0
+        if outer_closed:
+            raise err(f"unexpected {tok!r} after the end of the history vector", pos)
+        depth = len(stack)
+        if depth == target and op_start is None and kind != "close":
+            op_start = pos
+        value: Any
+        try:
+            if kind == "open":
+                if depth >= depth_max:
+                    raise err(f"nested deeper than {VALUE_DEPTH_MAX} collections", pos)
+                stack.append(_Frame(tok, pos))
+                continue
+            if kind == "close":
+                if depth <= target:
+                    if target == 1 and depth == 1:
+                        frame = stack.pop()
+                        if _CLOSER[frame.opener] != tok:
+                            raise err(f"{tok!r} does not close {frame.opener!r} opened at line "
+                                      f"{_line_at(text, frame.start)}", pos)
+                        if op_start is not None:
+                            raise err("the op starting here is cut short", op_start)
+                        outer_closed = True
+                        continue
+                    raise err(f"unmatched {tok!r}", pos)
+                frame = stack.pop()
+                if _CLOSER[frame.opener] != tok:
+                    raise err(f"{tok!r} does not close {frame.opener!r} opened at line "
+                              f"{_line_at(text, frame.start)}", pos)
+                if frame.discard:
+                    raise err("#_ with nothing to discard before the closing bracket", pos)
+                # A form about to be discarded is not converted (a map of odd length there is
+                # tolerated, as the old reader did).
+                dropping = op_discard if len(stack) == target else stack[-1].discard
+                value = None if dropping else _close(frame)
+            elif kind == "str":
+                body = tok[1:-1]
+                value = _unescape(body) if "\\" in body else body
+            elif kind == "atom":
+                value = _atom(tok)
+            elif kind == "tag":
+                continue  # #inst, #uuid, #jepsen.history.Op{...}: the value it tags
+            elif kind == "discard":
+                if depth > target:
+                    stack[-1].discard += 1
+                else:
+                    op_discard += 1
+                    op_start = None
+                continue
+            elif kind == "symbolic":
+                if tok not in _SYMBOLIC:
+                    raise err(f"unknown symbolic value {tok}", pos)
+                value = _SYMBOLIC[tok]
+            else:  # char
+                name = tok[1:]
+                value = _CHARS.get(name) or (chr(int(name[1:], 16)) if len(name) == 5
+                                             and name[0] == "u" else name)
+        except ValueError as e:
+            raise err(str(e).split(";")[0], pos) from None
+        # A complete form: into the collection it belongs to, or an op form.
+        if len(stack) == target:
+            if op_discard:
+                op_discard -= 1
+                op_start = None
+                continue
+            assert op_start is not None
+            line += text.count("\n", line_pos, op_start)
+            line_pos = op_start
+            forms.append(value)
+            lines.append(line)
+            op_start = None
+            continue
+        holder = stack[-1]
+        if holder.discard:
+            holder.discard -= 1
+            continue
+        holder.items.append(value)
+    if stack:
+        frame = stack[-1]
+        raise HistoryError(f"bad EDN: the {frame.opener!r} opened here is never closed (end of "
+                           f"file at line {_line_at(text, len(text))})", path=path,
+                           line=_line_at(text, frame.start))
+    if op_start is not None or op_discard:
+        if op_start is None:
+            raise HistoryError("bad EDN: #_ with nothing to discard before the end of file",
+                               path=path, line=_line_at(text, len(text)))
+        raise HistoryError(f"bad EDN: the op starting here is cut short by the end of file "
+                           f"(line {_line_at(text, len(text))})", path=path,
+                           line=_line_at(text, op_start))
+    return forms, lines
+
+
 def edn_to_json(v: Any) -> Any:
-    """Convert a parsed EDN value to the JSON-compatible value an Op holds."""
-    if v is None or isinstance(v, (bool, int, str)):
+    """A JSON-compatible value from what an EDN library may hand over (sets, tuples, decimals,
+    fractions, dates, uuids, keywords as objects with a `name`). The reader of this module
+    already builds JSON values; this is for callers that parsed EDN some other way."""
+    if v is None or isinstance(v, (bool, int, str, float)):
         return v
-    if isinstance(v, float):
-        return v
-    if isinstance(v, edn_format.Keyword):
-        return v.name
-    if isinstance(v, edn_format.Symbol):
-        return str(v)
-    if isinstance(v, (list, tuple, edn_format.ImmutableList)):
+    if isinstance(v, (list, tuple)):
         return [edn_to_json(x) for x in v]
     if isinstance(v, (frozenset, set)):
         items = [edn_to_json(x) for x in v]
@@ -247,16 +323,14 @@ def edn_to_json(v: Any) -> Any:
         return v.isoformat()
     if isinstance(v, uuid.UUID):
         return str(v)
-    # edn_format.Char is a str subclass; TaggedElement and anything else: its text.
+    name = getattr(v, "name", None)  # a keyword object
+    if isinstance(name, str):
+        return name
     return str(v)
 
 
 def _name(v: Any) -> Any:
-    if isinstance(v, edn_format.Keyword):
-        return v.name
-    if isinstance(v, edn_format.Symbol):
-        return str(v)
-    return v
+    return v  # keywords and symbols are already their names
 
 
 def _op_fields(m: Any, position: int, path: str | None, line: int,
@@ -269,8 +343,7 @@ def _op_fields(m: Any, position: int, path: str | None, line: int,
         return HistoryError(msg, path=path, line=line, field=field)
 
     if not isinstance(m, Mapping):
-        raise err(f"expected an op map, got {type(edn_to_json(m)).__name__} "
-                  f"{json.dumps(edn_to_json(m))[:60]}")
+        raise err(f"expected an op map, got {type(m).__name__} {json.dumps(m)[:60]}")
     d: dict[str, Any] = {}
     for k, v in m.items():
         name = _name(k)
@@ -310,7 +383,7 @@ def _op_fields(m: Any, position: int, path: str | None, line: int,
         if not isinstance(error, str):
             error = json.dumps(error)
     fields = {"index": index, "time": time, "process": process, "type": typ, "f": f,
-              "value": edn_to_json(d.get("value")), "key": edn_to_json(d.get("key")),
+              "value": d.get("value"), "key": d.get("key"),
               "node": node, "error": error}
     return fields, "key" in d
 
@@ -367,15 +440,14 @@ def parse_edn_ops(text: str, *, path: str | None = None,
     Raises HistoryError naming the path, the line and the field on bad input. Semantic
     validation (busy processes, stray completions) is `splitbrain.history.validate`'s job.
     """
-    forms, text = _scan(text, path)
-    values = _parse_forms(forms, text, path)
+    values, lines = _read_forms(text, path)
     rows: list[dict] = []
     any_key_entry = False
     last_time = 0
-    for i, (form, value) in enumerate(zip(forms, values)):
+    for i, (line, value) in enumerate(zip(lines, values)):
         # Without `:time`, the position, but never before the op above: time stays monotonic
         # when only some ops carry a time.
-        fields, has_key = _op_fields(value, i, path, form.line, max(i, last_time))
+        fields, has_key = _op_fields(value, i, path, line, max(i, last_time))
         last_time = fields["time"]
         any_key_entry |= has_key
         rows.append(fields)
@@ -387,9 +459,9 @@ def parse_edn_ops(text: str, *, path: str | None = None,
                     and not (_is_pair(r["value"]) and _is_key(r["value"][0]))), None)
         if bad is not None:
             raise HistoryError("an independent history's invoke value must be a [key value] "
-                               "tuple", path=path, line=forms[bad].line, field="value")
+                               "tuple", path=path, line=lines[bad], field="value")
         _unwrap_tuples(rows)
-    return [Op(**r) for r in rows], [f.line for f in forms]
+    return [Op(**r) for r in rows], lines
 
 
 def loads_edn(text: str, *, independent: bool | None = None) -> list[Op]:

@@ -31,8 +31,9 @@ import re
 from typing import Callable
 
 from .errors import HistoryError
-from .jsonl import op_from_dict
+from .jsonl import iter_json_lines, op_from_dict
 from .op import Op
+from .sanity import value_problem
 from .validate import HistoryValidator
 
 __all__ = ["FORMATS", "AUTO", "load_history", "detect_format", "resolve_path",
@@ -74,8 +75,9 @@ def _read_head(path: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        # A multi-byte character cut by the head's end is fine; anything else is not text.
-        if len(raw) == HEAD_BYTES_MAX and e.start >= len(raw) - 3:
+        # A multi-byte character cut by the head's end (or by a crash at the file's end: a
+        # torn last line, which the reader then ignores) is fine; anything else is not text.
+        if e.start >= len(raw) - 3 and e.end == len(raw) and e.reason == "unexpected end of data":
             return raw[:e.start].decode("utf-8")
         line = raw[:e.start].count(b"\n") + 1
         raise HistoryError(f"not UTF-8 text ({e.reason} at byte {e.start}); is this a history?",
@@ -125,38 +127,23 @@ def detect_format(path: str) -> str:
                        f"log); pass --format, one of {', '.join(FORMATS)}", path=path, line=1)
 
 
-def read_jsonl_with_lines(path: str, *, validate: bool = True) -> tuple[list[Op], list[int]]:
+def read_jsonl_with_lines(path: str, *, validate: bool = True,
+                          on_warning: Callable[[str], None] | None = None
+                          ) -> tuple[list[Op], list[int]]:
     """Read a JSONL history, validating each op as it arrives; also returns each op's line.
 
     Unlike `jsonl.read_jsonl` this checks Jepsen's semantics too, with the line of the offending
-    op in the message.
+    op in the message. A torn last line is ignored with a warning (jsonl.iter_json_lines).
     """
     validator = HistoryValidator(path) if validate else None
     ops: list[Op] = []
     lines: list[int] = []
-    lineno = 0
-    try:
-        fh = open(path, "r", encoding="utf-8")
-    except OSError as e:
-        raise HistoryError(f"cannot open: {e.strerror}", path=path) from None
-    with fh:
-        try:
-            for lineno, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    d = json.loads(raw)
-                except json.JSONDecodeError as e:
-                    raise HistoryError(f"not valid JSON: {e.msg} (column {e.colno})", path=path,
-                                       line=lineno) from None
-                op = op_from_dict(d, path=path, line=lineno, expected_index=len(ops))
-                if validator is not None:
-                    validator.feed(op, lineno)
-                ops.append(op)
-                lines.append(lineno)
-        except UnicodeDecodeError as e:
-            raise HistoryError(f"not UTF-8 text: {e.reason}", path=path,
-                               line=lineno + 1) from None
+    for lineno, d in iter_json_lines(path, on_warning=on_warning):
+        op = op_from_dict(d, path=path, line=lineno, expected_index=len(ops))
+        if validator is not None:
+            validator.feed(op, lineno)
+        ops.append(op)
+        lines.append(lineno)
     return ops, lines
 
 
@@ -176,18 +163,24 @@ def _read_porcupine(which: str) -> Callable[[str], tuple[list[Op], list[int] | N
     return read
 
 
-def load_history(path: str, fmt: str = AUTO, *, validate: bool = True) -> list[Op]:
+def load_history(path: str, fmt: str = AUTO, *, validate: bool = True,
+                 on_warning: Callable[[str], None] | None = None) -> list[Op]:
     """Read the history at `path` in format `fmt` (one of FORMATS, or "auto") and validate it.
 
     Raises HistoryError (one line: file, line or op index, field) on any bad input, including an
     unknown format name. An empty file is an empty history.
     """
-    return load_history_ex(path, fmt, validate=validate)[0]
+    return load_history_ex(path, fmt, validate=validate, on_warning=on_warning)[0]
 
 
-def load_history_ex(path: str, fmt: str = AUTO, *,
-                    validate: bool = True) -> tuple[list[Op], str, str]:
-    """Like `load_history`, also returning the format used and the file actually read."""
+def load_history_ex(path: str, fmt: str = AUTO, *, validate: bool = True,
+                    on_warning: Callable[[str], None] | None = None
+                    ) -> tuple[list[Op], str, str]:
+    """Like `load_history`, also returning the format used and the file actually read.
+
+    `on_warning(message)` hears of input that was skipped (a JSONL history's torn last line);
+    by default it is one line on stderr.
+    """
     if fmt != AUTO and fmt not in FORMATS:
         raise HistoryError(f"unknown format {fmt!r} (choose from {AUTO}, {', '.join(FORMATS)})",
                            field="--format")
@@ -195,10 +188,15 @@ def load_history_ex(path: str, fmt: str = AUTO, *,
     if fmt == AUTO:
         fmt = detect_format(real)
     if fmt == "jsonl":
-        ops, _ = read_jsonl_with_lines(real, validate=validate)
+        ops, _ = read_jsonl_with_lines(real, validate=validate, on_warning=on_warning)
         return ops, fmt, real
     reader = _read_edn if fmt == "jepsen-edn" else _read_porcupine(fmt)
     ops, lines = reader(real)
+    for i, op in enumerate(ops):  # the readers' values, within the bounds of sanity.py
+        problem = value_problem(op.value) or value_problem(op.key)
+        if problem:
+            raise HistoryError(problem, path=real, line=lines[i] if lines is not None else None,
+                               field="value" if value_problem(op.value) else "key")
     if validate:
         validator = HistoryValidator(real)
         for i, op in enumerate(ops):

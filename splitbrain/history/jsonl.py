@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import json
 import os
-from typing import IO, Iterable, Iterator
+import sys
+from typing import IO, Callable, Iterable, Iterator
 
 from .errors import HistoryError
 from .op import NEMESIS, TYPES, Op
+from .sanity import VALUE_DEPTH_MAX, raw_json_needs_walk, value_problem
 
 _REQUIRED = ("index", "time", "process", "type", "f")
 _KNOWN = set(_REQUIRED) | {"value", "key", "node", "error"}
@@ -60,38 +62,95 @@ def op_from_dict(d: object, *, path: str | None = None, line: int | None = None,
               key=d.get("key"), node=node, error=error)
 
 
-def iter_jsonl(path: str, *, check_dense: bool = True) -> Iterator[Op]:
-    """Yield the Ops of a JSONL history file one at a time (constant memory).
+def warn_stderr(message: str) -> None:
+    """The default `on_warning`: one line on stderr, control characters escaped."""
+    from ..termsafe import safe_line
 
-    Blank lines are skipped. Raises HistoryError naming the file, line and field on bad input.
+    sys.stderr.write(f"splitbrain: warning: {safe_line(message)}\n")
+    sys.stderr.flush()
+
+
+def iter_json_lines(path: str, *,
+                    on_warning: Callable[[str], None] | None = None) -> Iterator[tuple[int, dict]]:
+    """Yield (line number, decoded JSON value) for every non-blank line of a JSONL file.
+
+    Bad input is a HistoryError naming the file and line: not UTF-8, not JSON (including an
+    integer over Python's digit limit or nesting too deep for the parser), or a value that
+    breaks the bounds of splitbrain/history/sanity.py.
+
+    A torn last line -- no newline at its end, beginning with `{` like every op, and not valid
+    JSON (or not UTF-8) -- is what a
+    crash or a full disk leaves behind while the history is being written: like Jepsen, the
+    reader ignores it and calls `on_warning` (default: `warn_stderr`) with one line naming the
+    file and line. A bad line that ends with a newline, or is followed by others, is an error.
     """
+    warn = warn_stderr if on_warning is None else on_warning
     try:
-        fh = open(path, "r", encoding="utf-8")
+        fh = open(path, "rb")
     except OSError as e:
         raise HistoryError(f"cannot open: {e.strerror}", path=path) from None
     with fh:
-        expected = 0
-        lineno = 0
-        try:
-            for lineno, raw in enumerate(fh, start=1):
-                if not raw.strip():
-                    continue
-                try:
-                    d = json.loads(raw)
-                except json.JSONDecodeError as e:
-                    raise HistoryError(f"not valid JSON: {e.msg} (column {e.colno})", path=path,
-                                       line=lineno) from None
-                op = op_from_dict(d, path=path, line=lineno,
-                                  expected_index=expected if check_dense else None)
-                expected += 1
-                yield op
-        except UnicodeDecodeError as e:
-            raise HistoryError(f"not UTF-8 text: {e.reason}", path=path, line=lineno + 1) from None
+        for lineno, raw in enumerate(fh, start=1):
+            if not raw.strip():
+                continue
+            # Only the last line of a file can lack a newline; a cut one begins like an op does
+            # (binary junk without a newline stays an error).
+            torn = not raw.endswith(b"\n") and raw.lstrip().startswith(b"{")
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                if torn:
+                    warn(_torn_message(path, lineno, f"not UTF-8: {e.reason}"))
+                    return
+                raise HistoryError(f"not UTF-8 text: {e.reason}", path=path,
+                                   line=lineno) from None
+            try:
+                d = json.loads(text)
+            except json.JSONDecodeError as e:
+                if torn:
+                    warn(_torn_message(path, lineno, f"{e.msg} (column {e.colno})"))
+                    return
+                raise HistoryError(f"not valid JSON: {e.msg} (column {e.colno})", path=path,
+                                   line=lineno) from None
+            except RecursionError:
+                raise HistoryError(f"not valid JSON here: nested deeper than "
+                                   f"{VALUE_DEPTH_MAX} lists/objects", path=path,
+                                   line=lineno) from None
+            except ValueError as e:  # e.g. an integer over Python's int/str digit limit
+                msg = str(e).split(";")[0]
+                raise HistoryError(f"not valid JSON here: {msg}", path=path,
+                                   line=lineno) from None
+            if raw_json_needs_walk(raw):
+                problem = value_problem(d)
+                if problem:
+                    raise HistoryError(problem, path=path, line=lineno)
+            yield lineno, d
 
 
-def read_jsonl(path: str, *, check_dense: bool = True) -> list[Op]:
-    """Read a whole JSONL history into a list."""
-    return list(iter_jsonl(path, check_dense=check_dense))
+def _torn_message(path: str, line: int, why: str) -> str:
+    return (f"{path}:line {line}: the last line is cut short (no newline at its end, {why}): "
+            "ignored, as a crash or a full disk leaves it; the ops before it are checked")
+
+
+def iter_jsonl(path: str, *, check_dense: bool = True,
+               on_warning: Callable[[str], None] | None = None) -> Iterator[Op]:
+    """Yield the Ops of a JSONL history file one at a time (constant memory).
+
+    Blank lines are skipped; a torn last line is ignored with a warning (`iter_json_lines`).
+    Raises HistoryError naming the file, line and field on bad input.
+    """
+    expected = 0
+    for lineno, d in iter_json_lines(path, on_warning=on_warning):
+        op = op_from_dict(d, path=path, line=lineno,
+                          expected_index=expected if check_dense else None)
+        expected += 1
+        yield op
+
+
+def read_jsonl(path: str, *, check_dense: bool = True,
+               on_warning: Callable[[str], None] | None = None) -> list[Op]:
+    """Read a whole JSONL history into a list (a torn last line: see `iter_json_lines`)."""
+    return list(iter_jsonl(path, check_dense=check_dense, on_warning=on_warning))
 
 
 def dumps_op(op: Op) -> str:

@@ -25,8 +25,11 @@ A model is a name, a hashable initial state and a step function::
 The contract of `step(state, call) -> (legal, next_state)`:
 - it is pure: the same (state, call) always gives the same answer (the checker caches it);
 - states are hashable and compare by value (ints, strings, tuples, frozensets);
-- values are "frozen" before the model sees them: JSON lists become tuples, objects become
-  `FrozenDict` (a hashable, read-only dict);
+- values are "frozen" before the model sees them, once, while the history is prepared
+  (`canon` of splitbrain/history/values.py): JSON lists become tuples, objects become
+  `FrozenDict` (a hashable, read-only dict), `true`/`false` become JSON_TRUE/JSON_FALSE (never
+  equal to 1/0) and NaN becomes JSON_NAN (equal to itself), so that `==` on values and states
+  is JSON identity; ints, strings, null and other floats are unchanged;
 - `legal` False means the call cannot take effect in `state` with that result;
 - for a crashed call (`call.result is UNKNOWN`) return the state after it takes effect, or
   `legal` False when it cannot take effect there (a crashed call is optional anyway, so "cannot"
@@ -69,7 +72,10 @@ The built-in models (MODELS, by name)
 
 from __future__ import annotations
 
+import re
 from typing import Any, Callable, Hashable, Iterable, NamedTuple
+
+from ...history.values import JSON_NAN, FrozenDict, JsonAtom, canon
 
 
 class _Unknown:
@@ -92,28 +98,11 @@ class _Unknown:
 UNKNOWN = _Unknown()
 
 
-class FrozenDict(dict):
-    """A hashable dict for frozen JSON objects. Never mutate one (the checker does not)."""
-
-    __slots__ = ()
-
-    def __hash__(self) -> int:  # type: ignore[override]
-        return hash(frozenset(self.items()))
-
-    def _readonly(self, *a, **k):
-        raise TypeError("FrozenDict is read-only")
-
-    __setitem__ = __delitem__ = update = _readonly  # type: ignore[assignment]
-    pop = popitem = clear = setdefault = _readonly  # type: ignore[assignment]
-
-
 def freeze(value: Any) -> Hashable:
-    """JSON value -> hashable equivalent: lists become tuples, objects FrozenDicts."""
-    if isinstance(value, list) or isinstance(value, tuple):
-        return tuple(freeze(v) for v in value)
-    if isinstance(value, dict):
-        return FrozenDict((k, freeze(v)) for k, v in value.items())
-    return value
+    """JSON value -> its canonical hashable form (splitbrain/history/values.py `canon`): lists
+    become tuples, objects FrozenDicts, true/false/NaN the singletons JSON_TRUE/JSON_FALSE/
+    JSON_NAN, so that the models' `==` is JSON identity (true is not 1, NaN is NaN)."""
+    return canon(value)
 
 
 class Call(NamedTuple):
@@ -179,6 +168,9 @@ class Model:
         return f"<Model {self.name}>"
 
 
+_LOOKS_LITERAL = re.compile(r"^(true|false|nil|null|NaN|[-+]?(\d|\.\d|Infinity|inf))", re.I)
+
+
 def _show(v: Any) -> str:
     if v is None:
         return "nil"
@@ -187,7 +179,8 @@ def _show(v: Any) -> str:
     if isinstance(v, tuple):
         return "[" + " ".join(_show(x) for x in v) + "]"
     if isinstance(v, str):
-        return repr(v) if v == "" or " " in v else v
+        # bare when unambiguous; quoted when empty, spaced, or looking like another value
+        return repr(v) if v == "" or " " in v or _LOOKS_LITERAL.match(v) else v
     if isinstance(v, bool):
         return "held" if v else "free"
     return repr(v)
@@ -280,6 +273,16 @@ class KvModel(CasRegisterModel):
         return CasRegisterModel.step(self, state, call)
 
 
+def _number(model: str, call: Call) -> Any:
+    """The numeric argument of an arith call (NaN as a float); ValueError for anything else."""
+    v = call.value
+    if v is JSON_NAN:
+        return JSON_NAN.value
+    if type(v) is JsonAtom or not isinstance(v, (int, float)):
+        raise ValueError(f"model {model!r}: {call.f} takes a number, got {_show(v)}")
+    return v
+
+
 class ArithModel(Model):
     name = "arith"
     init = 0
@@ -287,12 +290,13 @@ class ArithModel(Model):
 
     def step(self, state, call):
         f = call.f
+        s = JSON_NAN.value if state is JSON_NAN else state
         if f == "read":
             return call.result == state, state
         if f == "add":
-            return True, state + call.value
+            return True, canon(s + _number(self.name, call))
         if f == "mul":
-            return True, state * call.value
+            return True, canon(s * _number(self.name, call))
         _unknown_f(self.name, call)
 
 

@@ -11,16 +11,22 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterable
 
 from ...history.errors import HistoryError
 from ...history.op import FAIL, INVOKE, NEMESIS, OK, Op
 from .models import UNKNOWN, Call, Model, freeze
-from .search import Partition
+from .search import PREPARE_CLOCK_MASK, Partition, TimeLimitReached, defer_free
 
 
-def partition_history(history: Iterable[Op], model: Model) -> dict[Any, Partition]:
+def partition_history(history: Iterable[Op], model: Model,
+                      deadline: float | None = None) -> dict[Any, Partition]:
     """Split a history by key into Partitions (insertion order = first appearance of the key).
+
+    Values and keys are canonicalized here, once (`freeze`: JSON identity, see models.py).
+    Raises TimeLimitReached past `deadline` (time.monotonic()): preparing counts against the
+    time limit like the search.
 
     Raises HistoryError for a completion whose process has no invocation outstanding, or a second
     invocation by a process that is still busy (the search relies on both).
@@ -53,6 +59,7 @@ def partition_history(history: Iterable[Op], model: Model) -> dict[Any, Partitio
             ev.append((comp.index, cid << 1 | 1))
 
     dropped: dict[Any, int] = {}
+    clock = time.monotonic
 
     def drop(inv: Op) -> None:
         k = freeze(inv.key)
@@ -76,7 +83,10 @@ def partition_history(history: Iterable[Op], model: Model) -> dict[Any, Partitio
         else:
             add_call(inv, comp, Call(f, value, UNKNOWN), True)  # info, or no completion at all
 
-    for op in history:
+    for n_op, op in enumerate(history):
+        if not n_op & PREPARE_CLOCK_MASK and deadline is not None and clock() > deadline:
+            defer_free(parts, events, pending, dropped)  # freed later: see search._DEFERRED
+            raise TimeLimitReached()
         p = op.process
         if p == NEMESIS:
             continue

@@ -59,8 +59,33 @@ CLOCK_EVERY_STEPS = 1024
 GUARD_FUTURE_MAX = 2
 
 
+# Preparing and compiling look at the clock every this many ops / events (a power of 2, minus 1).
+PREPARE_CLOCK_MASK = 4095
+
+
 class TimeLimitReached(Exception):
     """The search ran past its deadline: the verdict is "unknown", never a pass."""
+
+
+# What a check stopped by its time limit had built (millions of objects on a large history):
+# freeing them takes seconds, so they are kept until the next check starts (or the process
+# ends) and the "unknown" verdict is out within the limit. Bounded: one stopped check's worth.
+_DEFERRED: list = []
+
+
+def defer_free(*objs: Any) -> None:
+    """Keep `objs` alive until `release_deferred` (see _DEFERRED)."""
+    _DEFERRED.append(objs)
+
+
+def release_deferred() -> None:
+    _DEFERRED.clear()
+
+
+def check_deadline(deadline: float | None) -> None:
+    """Raise TimeLimitReached when `deadline` (time.monotonic()) has passed."""
+    if deadline is not None and _time.monotonic() > deadline:
+        raise TimeLimitReached()
 
 
 @dataclass
@@ -140,8 +165,10 @@ class _Compiled:
     which must be linearized first (symmetry).
     """
 
-    def __init__(self, model: Model, part: Partition, prune: bool = True):
+    def __init__(self, model: Model, part: Partition, prune: bool = True,
+                 deadline: float | None = None):
         self.init = model.init
+        self.deadline = deadline
         class_of: dict[tuple, tuple[dict, Call]] = {}
         shared = []
         for c in part.calls:
@@ -156,7 +183,9 @@ class _Compiled:
         crashed_bits_of_class: dict[int, int] = {}
         opens: list[tuple] = []
         read_only = model.read_only
-        for ev in part.events:
+        for n_ev, ev in enumerate(part.events):
+            if not n_ev & PREPARE_CLOCK_MASK:
+                check_deadline(deadline)
             cid = ev >> 1
             cache, call, ci = shared[cid]
             if not ev & 1:
@@ -217,7 +246,9 @@ class _Compiled:
         for pos in range(n_ev - 1, -1, -1):
             ev = part.events[pos]
             next_read[pos] = pos if (ev & 1 and checked[ev >> 1]) else next_read[pos + 1]
-        for st in self.steps:
+        for n_st, st in enumerate(self.steps):
+            if not n_st & PREPARE_CLOCK_MASK:
+                check_deadline(self.deadline)
             p = comp_pos[st.cid]
             limit = next_change[p]
             guards = []
@@ -258,7 +289,11 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
     Raises TimeLimitReached past `deadline` (time.monotonic()) and StepBudgetExceeded past
     `steps_max` expansions.
     """
-    comp = _Compiled(model, part, prune)
+    try:
+        comp = _Compiled(model, part, prune, deadline)
+    except TimeLimitReached as e:
+        defer_free(e.__traceback__)  # the frames hold what was compiled so far
+        raise
     steps = comp.steps
     n = len(steps)
     if n == 0:
@@ -301,6 +336,7 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
         expanded += 1
         if not expanded & clock_mask:
             if deadline is not None and clock() > deadline:
+                defer_free(comp, disc, stack)
                 raise TimeLimitReached()
             if 0 <= budget < expanded:
                 raise StepBudgetExceeded()

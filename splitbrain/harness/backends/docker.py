@@ -10,8 +10,14 @@ harness left; teardown removes the containers and the network in `finally`, afte
 container's log into nodes/<node>/node.log.
 
 The image is the offline-built splitbrain-node (docker_image.py): no registry is needed.
-A `--bin` node runs inside the container through the TCP shim; the binary's folder is mounted
-read-only at /opt/node, so it must be runnable in the image (a python3 or shell program is).
+A `--bin` node runs inside the container through the TCP shim; only the program file is mounted,
+read-only, at /opt/node/<name> (with each file its command line names, at /opt/node/args/<k>/),
+never its folder: it must be runnable in the image on its own (a python3 or shell script, or a
+static binary). Every container runs with a memory limit (`memory`, default DOCKER_MEMORY) and a
+pid limit (`pids_max`, default DOCKER_PIDS_MAX), so a runaway node cannot take the host down;
+`--opt harness.docker_memory=1g` / `harness.docker_pids_max=N` change them. Containers and the
+network also carry the owner label (ownership.OWNER_LABEL): `cleanup` removes only a dead
+harness's.
 """
 
 from __future__ import annotations
@@ -22,9 +28,12 @@ import random
 from pathlib import Path
 from typing import Callable, Sequence
 
+from ..ownership import OWNER_LABEL
 from .tcp_cluster import NODE_PORT, TcpClusterBackend
 
 LABEL = "io.splitbrain.run"
+DOCKER_MEMORY = "512m"           # each container's memory limit (Docker's syntax: 512m, 1g)
+DOCKER_PIDS_MAX = 256            # each container's limit on processes and threads
 STOP_TIMEOUT_S = 10
 DATA_IN_CONTAINER = "/data"
 BIN_IN_CONTAINER = "/opt/node"
@@ -44,21 +53,37 @@ def _client():
     return client
 
 
-def cleanup_docker(log: Callable[[str], None] = print) -> int:
-    """Remove every container and network labelled by splitbrain. Returns how many."""
+def cleanup_docker(log: Callable[[str], None] = print, *, all_: bool = True,
+                   dry_run: bool = False, left: list[str] | None = None) -> int:
+    """Remove containers and networks labelled by splitbrain. Returns how many (or, dry, would).
+
+    Without `all_` only those whose owner label (ownership.OWNER_LABEL) names a harness that is
+    gone; a live run's, and ones with no owner recorded, are left with the reason in `left`."""
+    from ..ownership import OWNER_LABEL, owner_state, parse_owner_id
+    left = left if left is not None else []
     try:
         client = _client()
     except DockerBackendError:
         return 0
     removed = 0
-    for c in client.containers.list(all=True, filters={"label": LABEL}):
-        c.remove(force=True)
-        log(f"removed container {c.name}")
-        removed += 1
-    for net in client.networks.list(filters={"label": LABEL}):
-        net.remove()
-        log(f"removed network {net.name}")
-        removed += 1
+    verb = "would remove" if dry_run else "removed"
+    for kind, items in (("container", client.containers.list(all=True,
+                                                             filters={"label": LABEL})),
+                        ("network", client.networks.list(filters={"label": LABEL}))):
+        for item in items:
+            labels = (item.attrs.get("Config") or {}).get("Labels") if kind == "container" \
+                else item.attrs.get("Labels")
+            if not all_:
+                owner_text = (labels or {}).get(OWNER_LABEL)
+                status, why = owner_state(parse_owner_id(owner_text) if owner_text else None)
+                if status != "dead":
+                    left.append(f"{kind} {item.name}: {why}"
+                                + (" (--all removes it)" if not owner_text else ""))
+                    continue
+            if not dry_run:
+                item.remove(**({"force": True} if kind == "container" else {}))
+            log(f"{verb} {kind} {item.name}")
+            removed += 1
     return removed
 
 
@@ -77,6 +102,25 @@ def _pick_subnet(client, rng: random.Random) -> ipaddress.IPv4Network:
     raise DockerBackendError("no free /24 subnet found in 10.208.0.0/13")
 
 
+def bin_mounts(program: Path, args: Sequence[str]) -> tuple[list[str], dict]:
+    """The argv inside the container and the read-only bind mounts of a --bin node: the program
+    file alone at /opt/node/<name>, and each argument that names an existing file at
+    /opt/node/args/<k>/<name> (the argument rewritten to that path). Nothing else of the host."""
+    program = Path(program).resolve()
+    argv = [f"{BIN_IN_CONTAINER}/{program.name}"]
+    mounts = {str(program): {"bind": argv[0], "mode": "ro"}}
+    for k, a in enumerate(args):
+        p = Path(a)
+        if a and p.is_file():
+            host = str(p.resolve())
+            if host not in mounts:      # one bind per host file (Docker's binds are keyed so)
+                mounts[host] = {"bind": f"{BIN_IN_CONTAINER}/args/{k}/{p.name}", "mode": "ro"}
+            argv.append(mounts[host]["bind"])
+        else:
+            argv.append(a)
+    return argv, mounts
+
+
 class DockerBackend(TcpClusterBackend):
     """Containers on a private Docker network (see the module docstring)."""
 
@@ -84,10 +128,18 @@ class DockerBackend(TcpClusterBackend):
 
     def __init__(self, nodes: Sequence[str], node_args: Callable[[str], list[str]],
                  run_dir: str | os.PathLike, *, in_house: bool = True, bin_path: str | None = None,
-                 image: str | None = None, logger: Callable[[str], None] | None = None):
+                 image: str | None = None, logger: Callable[[str], None] | None = None,
+                 memory: str | None = None, pids_max: int | None = None):
         """`node_args(node)` are the arguments after `python3 -m splitbrain.systems.node` for an
-        in-house node (without --data and network flags), or the binary's arguments for --bin."""
+        in-house node (without --data and network flags), or the binary's arguments for --bin.
+        `memory` and `pids_max` limit each container (defaults DOCKER_MEMORY, DOCKER_PIDS_MAX)."""
         super().__init__(nodes, run_dir, in_house=in_house, logger=logger)
+        self.memory = str(memory or DOCKER_MEMORY)
+        self.pids_max = int(pids_max or DOCKER_PIDS_MAX)
+        if self.pids_max < 1:
+            raise DockerBackendError(f"docker pids limit {self.pids_max}: must be >= 1")
+        from ..ownership import owner_id
+        self.labels = {LABEL: "", OWNER_LABEL: owner_id()}
         self.client = _client()
         self.node_args = node_args
         self.bin_path = Path(bin_path).resolve() if bin_path else None
@@ -96,6 +148,7 @@ class DockerBackend(TcpClusterBackend):
         self.image = image
         rng = random.Random()
         self.id = f"{rng.randrange(16 ** 6):06x}"
+        self.labels[LABEL] = self.id
         self.subnet = _pick_subnet(self.client, rng)
         hosts = list(self.subnet.hosts())
         self.gateway = str(hosts[0])
@@ -111,7 +164,7 @@ class DockerBackend(TcpClusterBackend):
         ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(
             subnet=str(self.subnet), gateway=self.gateway)])
         self.network = self.client.networks.create(
-            f"splitbrain-{self.id}", driver="bridge", ipam=ipam, labels={LABEL: self.id})
+            f"splitbrain-{self.id}", driver="bridge", ipam=ipam, labels=dict(self.labels))
         for n in self.nodes:
             self._create(n)
         self._log(f"docker: network {self.network.name} {self.subnet}, containers "
@@ -123,8 +176,8 @@ class DockerBackend(TcpClusterBackend):
         if self.in_house:
             return None, [*self.node_args(n), "--data", DATA_IN_CONTAINER, *net]
         assert self.bin_path is not None
-        return (["python3", "-m", "splitbrain.systems.tcp_shim"],
-                [*net, "--", f"{BIN_IN_CONTAINER}/{self.bin_path.name}", *self.node_args(n)])
+        args, _ = bin_mounts(self.bin_path, self.node_args(n))
+        return ["python3", "-m", "splitbrain.systems.tcp_shim"], [*net, "--", *args]
 
     def _create(self, n: str) -> None:
         import docker
@@ -133,14 +186,16 @@ class DockerBackend(TcpClusterBackend):
         if self.in_house:
             volumes[str(self.data_dir(n).resolve())] = {"bind": DATA_IN_CONTAINER, "mode": "rw"}
         else:
-            volumes[str(self.bin_path.parent)] = {"bind": BIN_IN_CONTAINER, "mode": "ro"}
+            _, volumes = bin_mounts(self.bin_path, self.node_args(n))
         endpoint = self.client.api.create_endpoint_config(ipv4_address=self.addr[n][0])
         networking = self.client.api.create_networking_config({self.network.name: endpoint})
-        host_config = self.client.api.create_host_config(binds=volumes, cap_add=["NET_ADMIN"])
+        host_config = self.client.api.create_host_config(
+            binds=volumes, cap_add=["NET_ADMIN"], mem_limit=self.memory,
+            memswap_limit=self.memory, pids_limit=self.pids_max)
         try:
             resp = self.client.api.create_container(
                 self.image, command=command, entrypoint=entrypoint,
-                name=f"splitbrain-{self.id}-{n}", hostname=n, labels={LABEL: self.id},
+                name=f"splitbrain-{self.id}-{n}", hostname=n, labels=dict(self.labels),
                 host_config=host_config, networking_config=networking, detach=True)
         except docker.errors.APIError as e:
             raise DockerBackendError(f"cannot create the container of {n}: {e}") from None

@@ -46,14 +46,15 @@ def make_backend(name: str, nodes: Sequence[str], run_dir: str | Path, *, system
                  machine: str | None, bin_path: str | None, bugs: Sequence[str] = (),
                  options: dict | None = None, seed: int = 0,
                  logger: Callable[[str], None] | None = None, bin_args: Sequence[str] = (),
-                 log_stderr: bool = False, latency_ms: float = 0.0):
+                 log_stderr: bool = False, latency_ms: float = 0.0, limits: dict | None = None):
     """Build a backend for in-house `system` (with `machine`) or a Maelstrom program `bin_path`
     (a path, or a name looked up on PATH) with its arguments `bin_args`.
 
     log_stderr: copy the nodes' stderr to the terminal (local backend; the TCP backends write it
     to node.log only). latency_ms: the network's base latency (Maelstrom's --latency).
     Raises RuntimeError with a one-line reason when the backend cannot run here (no root, no
-    Docker engine, ...) or the program cannot be found.
+    Docker engine, ...) or the program cannot be found. `limits` (docker): {"memory": "512m",
+    "pids_max": 256} (None: the defaults).
     """
     from .local import bin_command, in_house_command
     in_house = system is not None
@@ -82,7 +83,9 @@ def make_backend(name: str, nodes: Sequence[str], run_dir: str | Path, *, system
             bin_path = _resolve(bin_path)
         try:
             b = DockerBackend(nodes, lambda n: list(args), run_dir, in_house=in_house,
-                              bin_path=bin_path, logger=logger)
+                              bin_path=bin_path, logger=logger,
+                              memory=(limits or {}).get("memory"),
+                              pids_max=(limits or {}).get("pids_max"))
             b.base_latency_ms = float(latency_ms)
             return b
         except DockerBackendError as e:

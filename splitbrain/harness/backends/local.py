@@ -9,6 +9,13 @@ harness, and kill/pause signal the whole group. Its stderr goes to `nodes/<node>
 data directory is `nodes/<node>/data` (in-house nodes; a --bin node gets `nodes/<node>/` as its
 working directory). A node whose stdin closes exits (the runtime's contract), so even a harness
 killed with SIGKILL leaves nodes that stop on their own; teardown() kills every group anyway.
+A node whose leader process exits by itself has the rest of its group killed at once (a `--bin`
+program that forks a child and exits leaves nothing running). Against a harness killed outright:
+each --bin node asks the kernel for SIGKILL when the harness's loop thread dies
+(PR_SET_PDEATHSIG, ownership.pdeathsig_launch; in-house nodes exit at EOF), and every process
+started is recorded in the run directory's `pids.jsonl` (pid, pgid, start time) for
+`splitbrain cleanup`. A child that leaves its process
+group (setsid) escapes both; cleanup cannot find it either.
 
 Messages are routed by `dest`; `src` is kept exactly as the node wrote it (Maelstrom's rule: a
 follower that forwards a client's request unchanged makes the leader answer the client
@@ -50,6 +57,7 @@ from typing import Callable, Sequence
 
 from ...systems.runtime import RECORDS_FILE, cut_to_last_sync
 from ..grudges import Grudge, drops
+from ..ownership import ProcessLedger, kill_group, pdeathsig_launch
 from .base import CONTROL_CLIENT, ControlRequests, Loop
 from .routing import CRASH_LOG_LINES, Routing, log_tail
 from .wire import LineReader, parse_envelope
@@ -112,6 +120,7 @@ class NodeProcess:
         self.write_registered = False
         self.boots = 0
         self.silenced = False      # crashed by a crash point: nothing more it wrote is routed
+        self.start_time: int | None = None   # the leader's /proc start time (ownership.py)
 
 
 class LocalBackend(ControlRequests, Routing):
@@ -153,6 +162,7 @@ class LocalBackend(ControlRequests, Routing):
         self.loop.after_iteration.append(self._flush_all)
         base_env = {**os.environ, **(env or {})}
         self.procs: dict[str, NodeProcess] = {}
+        self._ledger = ProcessLedger(self.run_dir)
         for n in self.nodes:
             node_dir = self.run_dir / "nodes" / n
             data_dir = node_dir / "data" if in_house else None
@@ -217,10 +227,14 @@ class LocalBackend(ControlRequests, Routing):
         assert p.proc is None, f"{n} is already running"
         errf = open(p.node_dir / "node.log", "ab")
         try:
-            p.proc = subprocess.Popen(p.cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            # An in-house node exits when its stdin closes; a --bin node may not, so it gets
+            # PR_SET_PDEATHSIG. It is spawned on the loop thread, which lives as long as the run
+            # (the signal follows the thread that started the process).
+            cmd, preexec = (p.cmd, None) if self.in_house else pdeathsig_launch(p.cmd)
+            p.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE if self.log_stderr else errf,
                                       cwd=p.node_dir, env=p.env,
-                                      start_new_session=True, bufsize=0)
+                                      start_new_session=True, bufsize=0, preexec_fn=preexec)
         except OSError as e:
             errf.close()
             raise RuntimeError(f"cannot start node {n} ({' '.join(p.cmd)}): {e.strerror}") from None
@@ -233,6 +247,8 @@ class LocalBackend(ControlRequests, Routing):
                                    lambda mask, n=n: self._stderr_readable(n))
         else:
             errf.close()
+        self._ledger.add(n, p.proc.pid, boot=p.boots + 1)
+        p.start_time = self._ledger.last_start
         p.boots += 1
         p.up = False
         p.paused = False
@@ -396,10 +412,7 @@ class LocalBackend(ControlRequests, Routing):
         for p in self.procs.values():
             if p.proc is not None:
                 p.expected_exit = True
-                try:
-                    os.killpg(p.proc.pid, signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
+                self._kill_group(p)
         for p in self.procs.values():
             if p.proc is not None:
                 try:
@@ -512,8 +525,26 @@ class LocalBackend(ControlRequests, Routing):
                 break
             self._route(n, line)
 
+    def _kill_group(self, p: NodeProcess) -> None:
+        """SIGKILL what is left of a node's process group, also once its leader is gone."""
+        if p.proc is None:
+            return
+        if p.proc.returncode is None:
+            try:        # the leader is not reaped yet: its pid (= the pgid) cannot be reused
+                os.killpg(p.proc.pid, signal.SIGKILL)
+                return
+            except ProcessLookupError:
+                return
+            except PermissionError:
+                pass
+        kill_group(p.proc.pid, p.start_time)   # reaped: only members that are provably ours
+
     def _exited(self, n: str) -> None:
         p = self.procs[n]
+        if p.proc is not None and not p.expected_exit and _leader_exited(p.proc):
+            # Its children (same group) must not outlive it: a node that forks and exits.
+            # (A node we killed had its whole group killed already.)
+            self._kill_group(p)
         code = p.proc.poll() if p.proc is not None else None
         if code is None and p.proc is not None and not p.expected_exit:
             try:        # stdout closed: the exit usually follows within microseconds
@@ -645,6 +676,24 @@ class LocalBackend(ControlRequests, Routing):
         elif rec is not None:
             mid, sent, src, body = rec
             self.msglog.record(mid, sent, src, dest, body, fate)
+
+
+def _leader_exited(proc: subprocess.Popen, wait_s: float = EXIT_CODE_WAIT_S) -> bool:
+    """Whether a node's leader process has exited, WITHOUT reaping it (its pid stays reserved,
+    so its process group can still be signalled safely). Its stdout closes a moment before it
+    becomes a zombie, so wait up to `wait_s` for that."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        if proc.returncode is not None:
+            return True
+        try:
+            if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+                return True
+        except ChildProcessError:
+            return proc.poll() is not None
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.002)
 
 
 def in_house_command(system: str, machine: str, *, bugs: Sequence[str] = (),

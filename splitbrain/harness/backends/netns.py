@@ -11,8 +11,9 @@ Layout of one run (ID is 4 hex digits, unique per run; names fit IFNAMSIZ):
 
 Teardown always happens: nodes killed, namespaces deleted (their rules and veths go with them),
 the bridge and the host rule removed. A harness that was killed outright cannot run its teardown;
-the state file /run/splitbrain/netns-ID.json names what it made and which pid owned it, and the
-next netns run, or `splitbrain cleanup`, removes every run whose owner is gone.
+the state file /run/splitbrain/netns-ID.json (ownership.registry_dir()) names what it made and
+its owner (pid and start time), and the next netns run, or `splitbrain cleanup`, removes every
+run whose owner is gone. Node processes are recorded in the run's pids.jsonl as well.
 
 Needs root, iproute2 and iptables.
 """
@@ -32,7 +33,6 @@ from typing import Callable, Sequence
 
 from .tcp_cluster import NODE_PORT, TcpClusterBackend
 
-STATE_DIR = Path("/run/splitbrain")
 PREFIX_NS = "sb-"
 PREFIX_BRIDGE = "sbr-"
 PREFIX_VETH = "sbv-"
@@ -92,40 +92,81 @@ def pick_subnet(rng: random.Random) -> ipaddress.IPv4Network:
     raise NetnsError("no free /24 subnet found in 10.200.0.0/13")
 
 
-def cleanup_netns(only_dead_owners: bool = False, log: Callable[[str], None] = print) -> int:
-    """Remove what netns runs made: from state files, and by name prefix. Returns items removed."""
+def cleanup_netns(only_dead_owners: bool = False, log: Callable[[str], None] = print, *,
+                  dry_run: bool = False, left: list[str] | None = None) -> int:
+    """Remove what netns runs made. Returns the items removed (or, dry, that would be).
+
+    With `only_dead_owners` (what `splitbrain cleanup` does by default): only the runs named by a
+    state file whose owner is gone (ownership.owner_state: pid AND start time); a live run's
+    things, and namespaces, links and host rules that no state file names (splitbrain did not
+    make them, or cannot prove it), are left, each with the reason appended to `left`. Without
+    it (`--all`), also everything with our name prefixes."""
+    from ..ownership import owner_state
     removed = 0
-    live_ids = set()
-    if STATE_DIR.is_dir():
-        for state_file in STATE_DIR.glob("netns-*.json"):
+    left = left if left is not None else []
+    known_ns: set[str] = set()
+    known_links: set[str] = set()
+    known_ids: set[str] = set()
+    state_dir = _state_dir()
+    if state_dir.is_dir():
+        for state_file in sorted(state_dir.glob("netns-*.json")):
             try:
                 state = json.loads(state_file.read_text())
             except (OSError, ValueError):
                 state = {}
-            pid = state.get("pid")
-            if only_dead_owners and pid and _pid_alive(pid):
-                live_ids.add(state.get("id"))
+            owner = state.get("owner") or ({"pid": state["pid"]} if isinstance(state.get("pid"),
+                                                                            int) else None)
+            known_ns.update(state.get("namespaces", []))
+            known_links.update(state.get("links", []))
+            if state.get("id"):
+                known_ids.add(str(state["id"]))
+            status, why = owner_state(owner)
+            if only_dead_owners and status != "dead":
+                left.append(f"netns run {state.get('id')} ({', '.join(state.get('namespaces', []))}"
+                            f"): {why}")
                 continue
-            removed += _remove_run(state, log)
-            state_file.unlink(missing_ok=True)
-    if only_dead_owners:
-        return removed
-    # Anything with our prefixes that no state file named (a state file lost with /run).
+            removed += _remove_run(state, log, dry_run)
+            if not dry_run:
+                state_file.unlink(missing_ok=True)
+    # Anything with our prefixes that no state file named (a state file lost with /run, or
+    # something splitbrain did not make).
     for ns in _run(["ip", "netns", "list"], check=False).stdout.split("\n"):
         name = ns.split(" ")[0]
-        if name.startswith(PREFIX_NS) and name.split("-")[1] not in live_ids:
+        if not name.startswith(PREFIX_NS) or name in known_ns:
+            continue
+        if only_dead_owners:
+            left.append(f"namespace {name}: no splitbrain run recorded it (--all removes it)")
+            continue
+        if not dry_run:
             _kill_ns_pids(name)
             _run(["ip", "netns", "del", name], check=False)
-            log(f"removed namespace {name}")
-            removed += 1
+        log(f"{'would remove' if dry_run else 'removed'} namespace {name}")
+        removed += 1
     for line in _run(["ip", "-o", "link", "show"], check=False).stdout.splitlines():
         name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
-        if name.startswith((PREFIX_BRIDGE, PREFIX_VETH, "sbp-")):
+        if not name.startswith((PREFIX_BRIDGE, PREFIX_VETH, "sbp-")) or name in known_links:
+            continue
+        if only_dead_owners:
+            left.append(f"link {name}: no splitbrain run recorded it (--all removes it)")
+            continue
+        if not dry_run:
             _run(["ip", "link", "del", name], check=False)
-            log(f"removed link {name}")
-            removed += 1
-    removed += _remove_host_rules(None, log)
+        log(f"{'would remove' if dry_run else 'removed'} link {name}")
+        removed += 1
+    if only_dead_owners:
+        for line in _host_rules():
+            if not any(f"{COMMENT_PREFIX}{i}" in line.split() or
+                       f'"{COMMENT_PREFIX}{i}"' in line.split() for i in known_ids):
+                left.append(f"host rule `{line}`: no splitbrain run recorded it (--all removes it)")
+    else:
+        removed += _remove_host_rules(None, log, dry_run)
     return removed
+
+
+def _state_dir() -> Path:
+    """Where state files live (ownership.registry_dir(): /run/splitbrain as root)."""
+    from ..ownership import registry_dir
+    return registry_dir()
 
 
 def _pid_alive(pid: int) -> bool:
@@ -147,35 +188,52 @@ def _kill_ns_pids(ns: str) -> None:
             pass
 
 
-def _remove_host_rules(run_id: str | None, log: Callable[[str], None]) -> int:
+def _host_rules() -> list[str]:
+    """The host's FORWARD rules tagged with a splitbrain comment (`iptables -S` lines)."""
+    out = _run(["iptables", "-S", "FORWARD"], check=False).stdout
+    return [line for line in out.splitlines()
+            if f'--comment {COMMENT_PREFIX}' in line or f'--comment "{COMMENT_PREFIX}' in line]
+
+
+def _remove_host_rules(run_id: str | None, log: Callable[[str], None],
+                       dry_run: bool = False) -> int:
     """Delete host FORWARD rules tagged splitbrain-<run_id> (any run when run_id is None)."""
     removed = 0
-    out = _run(["iptables", "-S", "FORWARD"], check=False).stdout
-    for line in out.splitlines():
-        if f'--comment {COMMENT_PREFIX}' not in line and f'--comment "{COMMENT_PREFIX}' not in line:
+    for line in _host_rules():
+        words = [w.strip('"') for w in line.split()]
+        if run_id is not None and f"{COMMENT_PREFIX}{run_id}" not in words:
             continue
-        if run_id is not None and f"{COMMENT_PREFIX}{run_id}" not in line:
-            continue
-        rule = line.split()[1:]  # drop "-A"
-        _run(["iptables", "-D", *[a.strip('"') for a in rule]], check=False)
-        log(f"removed host rule: {line}")
+        if not dry_run:
+            _run(["iptables", "-D", *words[1:]], check=False)   # drop "-A"
+        log(f"{'would remove' if dry_run else 'removed'} host rule: {line}")
         removed += 1
     return removed
 
 
-def _remove_run(state: dict, log: Callable[[str], None]) -> int:
+def _remove_run(state: dict, log: Callable[[str], None], dry_run: bool = False) -> int:
     removed = 0
+    present = set(_run(["ip", "netns", "list"], check=False).stdout.split()) if dry_run else set()
     for ns in state.get("namespaces", []):
+        if dry_run:
+            if ns in present:
+                log(f"would remove namespace {ns}")
+                removed += 1
+            continue
         _kill_ns_pids(ns)
         if _run(["ip", "netns", "del", ns], check=False).returncode == 0:
             removed += 1
             log(f"removed namespace {ns}")
     for link in state.get("links", []):
+        if dry_run:
+            if _run(["ip", "link", "show", link], check=False).returncode == 0:
+                log(f"would remove link {link}")
+                removed += 1
+            continue
         if _run(["ip", "link", "del", link], check=False).returncode == 0:
             removed += 1
             log(f"removed link {link}")
     if state.get("id"):
-        removed += _remove_host_rules(state["id"], log)
+        removed += _remove_host_rules(state["id"], log, dry_run)
     return removed
 
 
@@ -202,14 +260,16 @@ class NetnsBackend(TcpClusterBackend):
         self.veth = {n: f"{PREFIX_VETH}{self.id}-{k}" for k, n in enumerate(self.nodes)}
         self.addr = {n: (str(hosts[9 + k]), NODE_PORT) for k, n in enumerate(self.nodes)}
         self.procs: dict[str, subprocess.Popen] = {}
-        self.state_file = STATE_DIR / f"netns-{self.id}.json"
+        self.state_file = _state_dir() / f"netns-{self.id}.json"
 
     # ---- infrastructure -----------------------------------------------------------------------
 
     def _save_state(self) -> None:
-        STATE_DIR.mkdir(parents=True, exist_ok=True)
+        from ..ownership import me
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
         self.state_file.write_text(json.dumps({
-            "id": self.id, "pid": os.getpid(), "namespaces": list(self.ns.values()),
+            "id": self.id, "pid": os.getpid(), "owner": me(),
+            "namespaces": list(self.ns.values()),
             "links": [self.bridge, *self.veth.values()], "run_dir": str(self.run_dir)}))
 
     def _setup_infra(self) -> None:
@@ -259,6 +319,8 @@ class NetnsBackend(TcpClusterBackend):
             self.procs[n] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=errf,
                                              stderr=errf, cwd=self.node_dir(n),
                                              start_new_session=True)
+        from ..ownership import ProcessLedger
+        ProcessLedger(self.run_dir).add(n, self.procs[n].pid, netns=self.ns[n])
         self._log(f"{n}: started pid {self.procs[n].pid} in {self.ns[n]}")
 
     def _signal(self, n: str, sig: int) -> None:

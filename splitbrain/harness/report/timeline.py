@@ -1,7 +1,9 @@
 """timeline.html: one self-contained page showing every client operation as a bar in its
 process's lane on a time axis (green ok, red fail, orange info, grey never completed), with the
 nemesis's fault intervals shaded behind, like Jepsen's timeline checker. Hovering a bar shows the
-operation. Histories longer than TIMELINE_OPS_MAX operations are drawn up to that many and the page
+operation. `timeline.html#op=N` scrolls to the operation whose invoke or completion is history
+index N and outlines it; with a message diagram (messages.html, same op ids) next to it, clicking a
+bar opens the diagram at that operation. Histories longer than TIMELINE_OPS_MAX operations are drawn up to that many and the page
 says so in its header (never a silent cut).
 """
 
@@ -35,8 +37,12 @@ body{font:12px system-ui,sans-serif;margin:12px;color:#222}
 #tip{position:fixed;background:#fff;border:1px solid #999;padding:4px 6px;display:none;
      font-family:monospace;white-space:pre;pointer-events:none;z-index:9}
 .legend span{display:inline-block;padding:1px 6px;margin-right:6px;color:#fff;border-radius:2px}
+.sel{outline:3px solid #000;outline-offset:1px;opacity:1;z-index:5}
+{% if messages_link %}.op{cursor:pointer}{% endif %}
 </style></head><body>
 <h2>{{ title }}</h2>
+{% if messages_link %}<p><a href="messages.html">messages.html</a>: the message diagram (click an
+operation to see its messages)</p>{% endif %}
 <p>{{ summary }}</p>
 {% if truncated %}<p><b>Showing the first {{ shown }} of {{ total }} operations</b>
 (limit {{ limit }}); the full history is history.jsonl.</p>{% endif %}
@@ -58,6 +64,22 @@ OPS.forEach((o, i) => {
   d.style.top = (o.y + 2) + 'px'; d.dataset.i = i; frag.appendChild(d);
 });
 canvas.appendChild(frag);
+{% if messages_link %}canvas.addEventListener('click', e => {
+  const i = e.target.dataset && e.target.dataset.i;
+  if (i !== undefined) location.href = 'messages.html#op=' + OPS[i].i;
+});{% endif %}
+function showOp() {
+  const m = /op=([0-9]+)/.exec(location.hash);
+  document.querySelectorAll('.sel').forEach(d => d.classList.remove('sel'));
+  if (!m) return;
+  const n = Number(m[1]), k = OPS.findIndex(o => o.i === n || o.j === n);
+  if (k < 0) return;
+  const d = canvas.querySelector('[data-i="' + k + '"]');
+  d.classList.add('sel');
+  d.scrollIntoView({block: 'center', inline: 'center'});
+}
+window.addEventListener('hashchange', showOp);
+showOp();
 canvas.addEventListener('mousemove', e => {
   const i = e.target.dataset && e.target.dataset.i;
   if (i === undefined) { tip.style.display = 'none'; return; }
@@ -88,8 +110,10 @@ def _describe(inv: Op, comp: Op | None) -> str:
     return "\n".join(lines)
 
 
-def render_timeline(history: Sequence[Op], title: str = "splitbrain") -> str:
-    """The timeline page as a string (see the module docstring)."""
+def render_timeline(history: Sequence[Op], title: str = "splitbrain",
+                    messages_link: bool = False) -> str:
+    """The timeline page as a string (see the module docstring); `messages_link`: a
+    messages.html is written next to it (bars link to it)."""
     total = sum(1 for op in history if op.process != NEMESIS and op.type == INVOKE)
     end_ns = max((op.time for op in history), default=0) or 1
     scale = (WIDTH_PX - 60) / end_ns
@@ -109,7 +133,8 @@ def render_timeline(history: Sequence[Op], title: str = "splitbrain") -> str:
     ops = []
     for inv, comp in bars:
         end = comp.time if comp is not None else end_ns
-        ops.append({"x": 40 + int(inv.time * scale), "w": max(2, int((end - inv.time) * scale)),
+        ops.append({"i": inv.index, "j": comp.index if comp is not None else -1,
+                    "x": 40 + int(inv.time * scale), "w": max(2, int((end - inv.time) * scale)),
                     "y": lane_of[inv.process] * LANE_PX,
                     "c": comp.type if comp is not None else "open",
                     "t": _describe(inv, comp)})
@@ -136,11 +161,12 @@ def render_timeline(history: Sequence[Op], title: str = "splitbrain") -> str:
         limit=TIMELINE_OPS_MAX, height=max(1, len(processes)) * LANE_PX, width=WIDTH_PX,
         lane=LANE_PX, lanes=[{"y": k * LANE_PX, "name": p} for p, k in lane_of.items()],
         faults=[{"name": n, "color": colour[n]} for n in names], fault_boxes=fault_boxes,
-        ops_json=Markup(ops_json))
+        ops_json=Markup(ops_json), messages_link=messages_link)
 
 
-def write_timeline(out_dir: str, history: Sequence[Op], title: str = "splitbrain") -> str:
+def write_timeline(out_dir: str, history: Sequence[Op], title: str = "splitbrain",
+                   messages_link: bool = False) -> str:
     path = os.path.join(out_dir, "timeline.html")
     with open(path, "w", encoding="utf-8") as fh:
-        fh.write(render_timeline(history, title))
+        fh.write(render_timeline(history, title, messages_link))
     return path
