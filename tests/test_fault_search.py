@@ -25,6 +25,7 @@ KNOWN_FAILURES: list[tuple] = [
     ("raft", "commit-old-term", "append-log", 234, 10.0),
     ("raft", "vote-not-persisted", "register", 225, 10.0),
     ("raft", "stale-reads", "register", 15),
+    ("raft", "txn-local-reads", "txn-list-append", 0),
     ("raft", "ack-before-persist", "append-log", 1),
     ("multi-paxos", "forget-promise", "append-log", 181),
     ("multi-paxos", "no-reproposal", "register", 0),

@@ -133,7 +133,7 @@ def test_router_crash_point_before_drops_the_message_and_silences_the_node(tmp_p
     b = LocalBackend(["n1", "n2"], lambda n, d, dd: ["true"], tmp_path, in_house=False)
     got: list[tuple[str, bytes]] = []
     crashed: list[dict] = []
-    b._deliver = lambda dest, data: got.append((dest, data))
+    b._deliver = lambda dest, data, *log: got.append((dest, data))
     b._signal = lambda n, sig: None
     p = b.procs["n1"]
     p.proc = object()          # "running": the router only marks and signals it
@@ -194,7 +194,7 @@ def test_crash_point_and_partition_shape_options_are_checked(tmp_path):
 def test_router_applies_grudges_loss_duplication_and_latency(tmp_path):
     b = LocalBackend(["n1", "n2", "n3"], lambda n, d, dd: ["true"], tmp_path, in_house=False)
     got: list[tuple[str, bytes]] = []
-    b._deliver = lambda dest, data: got.append((dest, data))
+    b._deliver = lambda dest, data, *log: got.append((dest, data))
     env = {"src": "n1", "dest": "n2", "body": {"type": "x"}}
     raw = json.dumps(env).encode()
     b.grudge = grudges.isolate(["n1", "n2", "n3"], "n1")
@@ -209,13 +209,18 @@ def test_router_applies_grudges_loss_duplication_and_latency(tmp_path):
     b.duplicate, b.loss = 0.0, 1.0
     b._peer("n1", "n2", raw, dict(env))
     assert len(got) == 3
-    # a node cannot speak for another: the router stamps the real sender
+    # src stays as the node wrote it (Maelstrom's forwarding idiom), but faults follow the
+    # process that really sent it: n3 writing src=n1 is cut off by n3's grudge, not n1's
     b.loss = 0.0
-    b._peer("n3", "n2", None, dict(env))
-    assert json.loads(got[-1][1])["src"] == "n3"
+    b._peer("n3", "n2", raw, dict(env))
+    assert len(got) == 4 and json.loads(got[-1][1])["src"] == "n1"
+    b.grudge = grudges.isolate(["n1", "n2", "n3"], "n3")
+    b._peer("n3", "n2", raw, dict(env))
+    assert len(got) == 4
+    b.grudge = {}
     b.latency_ms = (5, 10)
     b._peer("n1", "n2", raw, dict(env))
-    assert len(got) == 4 and b.stats["delayed"] == 1 and b.loop._timers
+    assert len(got) == 4 and b.stats["delayed"] == 1 and b.loop._timers   # not yet delivered
     b.loop.stop()
 
 

@@ -254,6 +254,14 @@ def test_node_that_exits_by_itself_is_node_crashed_and_invalid(tmp_path):
     # Only the nemesis restarts nodes: n2 booted once.
     log = (Path(out["run_dir"]) / "splitbrain.log").read_text()
     assert log.count("n2: started") == 1
+    # Re-checking the stored run keeps what the run observed: still INVALID, node-crashed.
+    a = subprocess.run([sys.executable, "-m", "splitbrain.cli", "analyze", out["run_dir"],
+                        "--json"], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert a.returncode == 1, a.stdout[-2000:] + a.stderr[-2000:]
+    again = json.loads(a.stdout[a.stdout.index("{\n"):])
+    assert "node-crashed" in again["results"]["children"]["nodes"]["anomaly_names"]
+    assert again["results"]["net"] == out["results"]["net"]
 
 
 def test_no_run_ends_valid_with_every_node_down(tmp_path):

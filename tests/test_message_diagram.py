@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,7 +19,8 @@ from click.testing import CliRunner
 from splitbrain.harness.report import write_reports
 from splitbrain.harness.report.messages import (BODY_CHARS_MAX, FATES, build_diagram_data,
                                                 data_json, diagram_link, extract_data,
-                                                read_message_log, write_messages)
+                                                read_message_log, render_messages,
+                                                write_messages)
 
 
 def _data(*args, **kw) -> dict:
@@ -143,7 +147,8 @@ def test_client_lanes_are_per_worker_and_the_control_client_has_its_own(tmp_path
               "fate": "delivered", "control": True}]
     for k, c in enumerate(["c1", "c4", "c7", "c2"]):      # 3 workers: c1, c4, c7 are worker 0
         lines.append({"id": k + 1, "src": c, "dest": "n1", "body": {"type": "read", "msg_id": 1},
-                      "sent": 10_000 * (k + 1), "recv": 10_000 * (k + 1) + 500, "fate": "delivered"})
+                      "sent": 10_000 * (k + 1), "recv": 10_000 * (k + 1) + 500,
+                      "fate": "delivered"})
     (tmp_path / "messages.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
     log = read_message_log(tmp_path / "messages.jsonl")
     data = _data(log, [], {"concurrency": 3, "nodes": 2, "node_ids": ["n1", "n2"]})
@@ -160,7 +165,8 @@ def test_the_log_as_the_harness_writes_it_out_of_order_and_before_the_clock(tmp_
     happens before the history's clock starts (negative times); what a node wrote is drawn as
     it is, even a dest that is not a string or a body that is not an object."""
     lines = [
-        {"id": 2, "src": "c1", "dest": "n1", "body": {"type": "read", "msg_id": 1}, "sent": 5_000_000,
+        {"id": 2, "src": "c1", "dest": "n1", "body": {"type": "read", "msg_id": 1},
+         "sent": 5_000_000,
          "recv": 5_100_000, "fate": "delivered", "op": 0},
         {"id": 0, "src": "c0", "dest": "n1", "body": {"type": "init"}, "sent": -3_000_000,
          "recv": -2_900_000, "fate": "delivered", "control": True},
@@ -303,6 +309,19 @@ def test_a_big_run_renders_in_bounded_time_and_size(big_run):
     assert data["counts"]["fates"]["dropped"] > 0
 
 
+def test_the_page_script_parses(tmp_path):
+    """A syntax error would leave the page blank: check the script with node (cheap)."""
+    require(shutil.which("node") is not None, "node (JavaScript)")
+    page = render_messages(read_message_log(_empty(tmp_path)), [], {}, (), "t")
+    scripts = re.findall(r"<script>(.*?)</script>", page, re.S)
+    assert len(scripts) == 2
+    for k, js in enumerate(scripts):
+        (tmp_path / f"page{k}.js").write_text(js)
+        p = subprocess.run(["node", "--check", str(tmp_path / f"page{k}.js")],
+                           capture_output=True, text=True, timeout=60)
+        assert p.returncode == 0, p.stderr
+
+
 # ---- in a browser (the DevTools protocol over a pipe: tests/cdp.py) ----------------------------
 
 PAGE_READY_S_MAX = 120.0     # generous: the machine is shared
@@ -361,8 +380,8 @@ def test_the_page_opens_at_an_operation_and_answers_the_mouse(tmp_path, browser)
     assert b2 - t2 < bottom - top and t2 >= top and b2 <= bottom
     # at a time: #t=1.3 shows a window around 1.3 s
     page.eval("location.hash = 't=1.3&w=0.2'")
-    page.wait_for("(([a, b]) => a < 1300000 && 1300000 < b)(cv.dataset.window.split(',').map(Number))",
-                  10)
+    page.wait_for("(([a, b]) => a < 1300000 && 1300000 < b)"
+                  "(cv.dataset.window.split(',').map(Number))", 10)
     top, bottom = map(int, page.eval("cv.dataset.window").split(","))
     assert top < 1_300_000 < bottom and bottom - top <= 250_000
     # focusing on one lane shows only its messages
@@ -378,7 +397,8 @@ def test_the_page_opens_at_an_operation_and_answers_the_mouse(tmp_path, browser)
 
 def test_a_big_page_loads_and_draws_in_a_browser(big_run, browser):
     history = big_run["history"]
-    op = next(o for o in history[len(history) // 2:] if o.type == "invoke" and o.process != "nemesis")
+    op = next(o for o in history[len(history) // 2:]
+              if o.type == "invoke" and o.process != "nemesis")
     t = time.monotonic()
     page = browser.open(Path(big_run["path"]).as_uri() + f"#op={op.index}")
     assert page.wait_for("document.body.dataset.ready", PAGE_READY_S_MAX) == "1"

@@ -66,7 +66,7 @@ def test_workload_generates_maelstrom_requests_with_unique_values_per_key():
 @pytest.mark.parametrize("system", ["raft", "multi-paxos", "zab", "vr"])
 @pytest.mark.parametrize("workload", ["txn-list-append", "txn-rw-register"])
 def test_in_house_systems_pass_under_partitions_and_kills_in_simulation(system, workload):
-    for seed in (1, 2):
+    for seed in (1,):
         run = simulate(SimConfig(system=system, workload=workload, seed=seed, time_limit_s=4,
                                  nemesis=("partition", "kill")))
         res = check_run(run)
@@ -162,3 +162,67 @@ def test_short_real_run_of_raft_passes_txn_list_append_under_partitions_and_kill
     assert kids["list-append"]["stats"]["committed"] > 50
     ops = [json.loads(line) for line in open(f"{s.run_dir}/history.jsonl")]
     assert {o["f"] for o in ops if o["process"] == "nemesis"} & {"kill", "start-partition"}
+
+
+def test_check_reads_elle_test_histories_without_process_and_f(tmp_path, capsys):
+    """Elle's histories/paper-example.edn shape (facts from Elle's repository): no :process,
+    no :f, one transaction at a time. T3 missed T1's append of 8 to key 255 although T1
+    completed before T3 began: read skew across the session order."""
+    edn = tmp_path / "paper.edn"
+    edn.write_text(
+        "{:index 0 :type :invoke :value [[:append 253 1] [:append 253 3] [:append 255 2]"
+        " [:append 255 3] [:append 256 1]]}\n"
+        "{:index 1 :type :ok :value [[:append 253 1] [:append 253 3] [:append 255 2]"
+        " [:append 255 3] [:append 256 1]]}\n"
+        "{:index 2 :type :invoke, :value [[:append 255 8] [:r 253 nil]]}\n"
+        "{:index 3 :type :ok, :value [[:append 255 8] [:r 253 [1 3]]]}\n"
+        "{:index 4 :type :invoke, :value [[:r 255 nil]]}\n"
+        "{:index 5 :type :ok, :value [[:r 255 [2 3 8]]]}\n"
+        "{:index 6 :type :invoke, :value [[:r 255 nil] [:append 256 3]]}\n"
+        "{:index 7 :type :ok :value [[:r 255 [2 3]] [:append 256 3]]}\n")
+    code, out, _ = run("check", str(edn), "--json", capsys=capsys)
+    doc = json.loads(out)
+    assert code == 1 and [a["name"] for a in doc["anomalies"]] == ["G-single-process"]
+    assert len(doc["anomalies"][0]["details"]["cycle"]) == 2
+    code, out, _ = run("check", str(edn), "--consistency-model", "serializable", capsys=capsys)
+    assert code == 0 and "allowed by the chosen model: G-single-process" in out
+
+
+def _bin_run(tmp_path, workload, nodes):
+    import subprocess
+    import sys
+    from pathlib import Path
+    node = Path(__file__).parent / "nodes" / "txn.py"
+    p = subprocess.run(
+        [sys.executable, "-m", "splitbrain.cli", "test", "--bin", str(node), "--workload",
+         workload, "--nodes", str(nodes), "--time-limit", "3", "--rate", "150", "--seed", "2",
+         "--store", str(tmp_path / "store"), "--json", "--opt", "harness.reports=false",
+         "--opt", "harness.recovery_s=0.3", "--opt", "workload.key-count=2"],
+        capture_output=True, text=True, timeout=180)
+    return p, json.loads(p.stdout) if p.stdout.strip().startswith("{") else None
+
+
+def test_bin_node_speaks_maelstroms_txn_and_is_checked(tmp_path):
+    """A Maelstrom node program (tests/nodes/txn.py) over the txn request: one node is valid;
+    three nodes that do not replicate are caught."""
+    p, out = _bin_run(tmp_path / "one", "txn-list-append", 1)
+    assert p.returncode == 0 and out is not None, p.stdout[-1500:] + p.stderr[-1500:]
+    la = out["results"]["children"]["list-append"]
+    assert la["valid"] is True and la["stats"]["committed"] > 100
+    p, out = _bin_run(tmp_path / "three", "txn-rw-register", 3)
+    assert p.returncode == 1, p.stdout[-1500:] + p.stderr[-1500:]
+    rw = out["results"]["children"]["rw-register"]
+    assert rw["valid"] is False and rw["anomaly_names"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("system", ["raft", "multi-paxos", "zab", "vr", "primary-backup",
+                                    "active-active"])
+def test_many_simulated_schedules_of_txn_list_append_are_valid(system):
+    """The slow tier: 20 seeds per system, every fault the simulator has."""
+    for seed in range(20):
+        run = simulate(SimConfig(system=system, workload="txn-list-append", seed=seed,
+                                 time_limit_s=5))
+        res = check_run(run)
+        assert res.children["list-append"].valid is True, (system, seed)
+        assert res.valid is True, (system, seed, {k: v.valid for k, v in res.children.items()})

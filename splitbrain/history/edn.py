@@ -17,7 +17,9 @@ How EDN becomes an Op (splitbrain/history/op.py):
   is taken to be the position (or the previous op's time, if that is later), which keeps the
   order for histories (Knossos files) without times;
 - `:error` becomes a string: a keyword's name, a string as is, anything else as its JSON text;
-- unknown keys (`:debug`, ...) are ignored.
+- unknown keys (`:debug`, ...) are ignored;
+- an op whose value is a transaction (a vector of `[:append k v]` / `[:r k v]` / `[:w k v]`)
+  may omit `:f` (it is "txn") and `:process` (it is 0), as Elle's own test histories do.
 
 Independent keys. Jepsen's `jepsen.independent` writes a multi-key op's value as a tuple `[k v]`:
 `read` invokes `[k nil]`, `write` `[k v]`, `cas` `[k [from to]]`. A plain cas-register's cas value
@@ -349,6 +351,11 @@ def _op_fields(m: Any, position: int, path: str | None, line: int,
         name = _name(k)
         if isinstance(name, str) and name in _FIELDS:
             d[name] = v
+    if _is_elle_txn(edn_to_json(d.get("value"))):
+        # Elle's own test histories write transactions without :f, often without :process
+        # (one transaction at a time): they are f "txn", process 0.
+        d.setdefault("f", "txn")
+        d.setdefault("process", 0)
     for name in ("process", "type", "f"):
         if name not in d:
             raise err("missing required field", name)
@@ -386,6 +393,18 @@ def _op_fields(m: Any, position: int, path: str | None, line: int,
               "value": d.get("value"), "key": d.get("key"),
               "node": node, "error": error}
     return fields, "key" in d
+
+
+_MOP_FS = ("append", "r", "w")
+
+
+def _is_elle_txn(v: Any) -> bool:
+    """Whether an op's value is a transaction, a non-empty vector of [f k v] micro-ops with f
+    :append, :r or :w."""
+    if not isinstance(v, (list, tuple)) or not v:
+        return False
+    return all(isinstance(m, (list, tuple)) and len(m) == 3 and _name(m[0]) in _MOP_FS
+               for m in v)
 
 
 def _is_key(k: Any) -> bool:

@@ -3,14 +3,18 @@
 Registered as "list-append" and "rw-register" (splitbrain/checkers/registry.py). Options:
   consistency_models  the models the history must satisfy (default ["strict-serializable"],
                       Maelstrom's and Elle's default); names in models.py (MODEL_IMPLIES);
-  out_dir             where to write one HTML picture per cycle (transactions/<n>-<name>.html).
+  out_dir             where to write one HTML picture per cycle (transactions/<name>-<n>.html);
+  time_limit          seconds for all cycle searches (default 10); past it a component that
+                      has no cycle explained yet leaves the verdict unknown.
 
 How it decides (one file per step):
   history.py      pair invocations with completions; number the transactions; process and
                   real-time orders
   list_append.py / rw_register.py   version orders, ww / wr / rw edges, non-cycle anomalies
-  graph.py        strongly connected components of all edges (scipy, whole graph), then in
-                  each non-trivial one the shortest cycle of each kind (networkx + BFS)
+  graph.py        strongly connected components of all edges (scipy on the whole graph,
+                  networkx below 20,000 nodes), then in each non-trivial one the shortest
+                  cycle of each kind (networkx + BFS over edge-constraint states); a kind
+                  that a worse cycle found in the same component implies is not searched
   models.py       which anomalies the chosen models forbid; "not" / "also-not"
   explain.py      each cycle in words and as an SVG/HTML picture
 
@@ -32,8 +36,9 @@ from typing import Any, Iterable, Sequence
 from ..result import UNKNOWN, Anomaly, Result
 from . import models as cm
 from .explain import cycle_details, describe_cycle, write_cycle_html
-from .graph import (DATA, PROCESS, Deadline, SEARCH_TIME_S, classify, components, cycle_specs,
-                    realtime_pairs, shortest_cycle, subgraph)
+from .graph import (DATA, PROCESS, RW, Deadline, SEARCH_TIME_S, adjacency, classify,
+                    component_edges, component_graph, components, cycle_specs, kinds_present,
+                    process_pairs, realtime_pairs, shortest_cycle)
 from .history import OK_S, is_txn_history, parse, realtime_chain
 from .list_append import ListAppend
 from .rw_register import RwRegister
@@ -98,7 +103,14 @@ class TxnChecker:
             stats["reason"] = "no transaction committed: nothing was observed"
             return Result(valid=UNKNOWN, checker=self.name, stats=stats,
                           error=stats["reason"] if n == 0 else None)
-        inf = ListAppend(h) if self.kind == "list-append" else RwRegister(h)
+        if self.kind == "list-append":
+            inf: Any = ListAppend(h)
+        else:
+            # Real-time version order only when every model checked implies strict
+            # serializability (so per-key linearizability): rw_register.py's docstring.
+            lin = set(self.models) == {"strict-serializable"}
+            inf = RwRegister(h, linearizable_keys=lin)
+            stats["linearizable_keys"] = lin
         inf.run()
         edges = inf.edges
         edges.add_many(h.proc_src, h.proc_dst, PROCESS)
@@ -108,29 +120,36 @@ class TxnChecker:
 
         # Cycles: components of the whole graph, then the shortest cycle of each kind in each.
         comps = components(n, edges, DATA | PROCESS, realtime_chain(h))
-        stats["components"] = [len(c) for c in comps[:20]]
+        stats["components"] = len(comps)
+        stats["component_sizes"] = [len(c) for c in comps[:20]]   # the smallest 20
         deadline = Deadline(self.search_time_s)
         cycles: dict[str, list] = {}
         cycle_counts: dict[str, int] = {}
         undecided = 0
-        for comp in comps:
-            graphs: dict[int, Any] = {}
+        for comp, triples in zip(comps, component_edges(edges, comps)):
             names_here = set()
-            rt = realtime_pairs(comp, h.inv, h.done, h.status, OK_S)
+            g = component_graph(comp, triples,
+                                realtime_pairs(comp, h.inv, h.done, h.status, OK_S),
+                                process_pairs(comp, h.process, h.inv))
+            adj = adjacency(g)
+            present = kinds_present(adj)
+            implied: set[str] = set()
             for spec in cycle_specs():
                 if deadline.over():
-                    undecided += 1
                     break
-                g = graphs.get(spec.allowed)
-                if g is None:
-                    g = graphs[spec.allowed] = subgraph(edges, comp, spec.allowed, rt)
-                cyc = shortest_cycle(g, spec, deadline)
+                if spec.name in implied or (spec.need & present) != spec.need or (
+                        spec.rw != "none" and not present & RW):
+                    # A worse cycle already found here implies this kind (a G-single is a
+                    # G-single-process too), or the component lacks the edges it needs.
+                    continue
+                cyc = shortest_cycle(adj, spec, deadline)
                 if cyc is None:
                     continue
                 name = classify([k for _, _, k in cyc])
                 if name in names_here:
                     continue
                 names_here.add(name)
+                implied |= cm.implied_anomalies([name])
                 cycle_counts[name] = cycle_counts.get(name, 0) + 1
                 lst = cycles.setdefault(name, [])
                 if len(lst) < CYCLES_PER_NAME_MAX:
@@ -187,11 +206,18 @@ def _models(options: dict) -> list[str] | None:
     return ms
 
 
+def _make(kind: str, options: dict) -> TxnChecker:
+    limit = options.get("time_limit")
+    return TxnChecker(kind, _models(options), options.get("out_dir"),
+                      search_time_s=float(limit) if limit else SEARCH_TIME_S)
+
+
 def make_list_append_checker(options: dict) -> TxnChecker:
-    """Registry factory. Options: consistency_models (list), out_dir."""
-    return TxnChecker("list-append", _models(options), options.get("out_dir"))
+    """Registry factory. Options: consistency_models (list), out_dir, time_limit (seconds of
+    cycle search; past it a component not yet explained makes the verdict unknown)."""
+    return _make("list-append", options)
 
 
 def make_rw_register_checker(options: dict) -> TxnChecker:
-    """Registry factory. Options: consistency_models (list), out_dir."""
-    return TxnChecker("rw-register", _models(options), options.get("out_dir"))
+    """Registry factory. Options as make_list_append_checker's."""
+    return _make("rw-register", options)

@@ -141,10 +141,12 @@ def write_cycle_html(path: str, name: str, text: str, cycle: list[tuple[int, int
         w = max((end - a) * width_px / span, 6)
         op = h.op_of(t)
         node = f" {op.node}" if op.node else ""
+        done_op = "?" if h.done[t] < 0 else h.done[t]
+        ms = f"{(a - t0) / 1e6:.1f}-{'?' if b is None else f'{(b - t0) / 1e6:.1f}'} ms"
+        mops = json.dumps(h.mops[t], default=str)
         rows.append({"x": round(x, 1), "y": 20 + i * 44, "w": round(w, 1),
-                     "label": f"T{t}  p{h.process[t]}{node}  "
-                              f"{(a - t0) / 1e6:.1f}-{'?' if b is None else f'{(b - t0) / 1e6:.1f}'}",
-                     "inner": "", "end": x + w})
+                     "label": f"T{t}  p{h.process[t]}{node}  ops {h.inv[t]}-{done_op}  {ms}",
+                     "inner": mops if len(mops) <= 60 else mops[:57] + "...", "end": x + w})
     edges = []
     for i, (a, b, kind) in enumerate(cycle):
         j = (i + 1) % len(cycle)

@@ -25,7 +25,7 @@ import time
 from array import array
 from collections import deque
 from dataclasses import dataclass
-from typing import Iterable
+from typing import Any, Iterable
 
 import networkx as nx
 import numpy as np
@@ -37,7 +37,7 @@ ADJACENT_RW = 64   # search state only: two rw edges in a row were taken
 
 SEARCH_STARTS_MAX = 2000        # start transactions tried per component and cycle kind
 SEARCH_TIME_S = 10.0            # total time for all cycle searches of one check
-COMPONENT_NODES_MAX = 200_000   # a component bigger than this is reported, not searched
+SMALL_GRAPH_NODES_MAX = 20_000  # graphs up to this size get their SCCs from networkx
 
 
 class Edges:
@@ -68,8 +68,6 @@ def components(n: int, edges: Edges, mask: int, extra: tuple | None = None) -> l
     nodes left out)."""
     if n == 0:
         return []
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import connected_components
     src = np.frombuffer(edges.src, dtype=np.int32)
     dst = np.frombuffer(edges.dst, dtype=np.int32)
     kind = np.frombuffer(edges.kind, dtype=np.int8)
@@ -83,6 +81,14 @@ def components(n: int, edges: Edges, mask: int, extra: tuple | None = None) -> l
         size = n + extra[2]
     if len(src) == 0:
         return []
+    if size <= SMALL_GRAPH_NODES_MAX:
+        # networkx is quicker here than importing scipy (about a second on a busy machine)
+        g = nx.DiGraph()
+        g.add_edges_from(zip(src.tolist(), dst.tolist()))
+        found = [sorted(t for t in c if t < n) for c in nx.strongly_connected_components(g)]
+        return sorted((c for c in found if len(c) > 1), key=lambda c: (len(c), c[0]))
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
     m = csr_matrix((np.ones(len(src), dtype=np.int8), (src, dst)), shape=(size, size))
     _, labels = connected_components(m, directed=True, connection="strong")
     labels = labels[:n]
@@ -127,33 +133,62 @@ def realtime_pairs(nodes: list[int], inv, done, status, ok_status: int) -> tuple
     return src, dst
 
 
-def subgraph(edges: Edges, nodes: list[int], mask: int,
-             realtime: tuple[list, list] | None = None) -> nx.DiGraph:
-    """The networkx graph of `nodes` with the edges among them whose kind is in `mask`, plus
-    the `realtime` (src, dst) pairs when REALTIME is in `mask`; each edge's attribute `k` is
-    the OR of the kinds joining that pair."""
+def component_edges(edges: Edges, comps: list[list[int]]) -> list[tuple[list, list, list]]:
+    """For each component, the (src, dst, kind) lists of the edges between its members: one
+    numpy pass over all edges, whatever the number of components."""
+    if not comps:
+        return []
     src = np.frombuffer(edges.src, dtype=np.int32)
     dst = np.frombuffer(edges.dst, dtype=np.int32)
     kind = np.frombuffer(edges.kind, dtype=np.int8)
-    top = max(int(src.max()) if len(src) else 0, int(dst.max()) if len(dst) else 0, max(nodes))
-    inside = np.zeros(top + 1, dtype=bool)
-    inside[nodes] = True
-    sel = inside[src] & inside[dst] & ((kind & mask) != 0)
+    top = max(int(src.max()) if len(src) else 0, int(dst.max()) if len(dst) else 0,
+              max(max(c) for c in comps))
+    label = np.full(top + 1, -1, dtype=np.int64)
+    for i, c in enumerate(comps):
+        label[c] = i
+    ls = label[src]
+    sel = (ls >= 0) & (ls == label[dst]) & (src != dst)
+    ls, s2, d2, k2 = ls[sel], src[sel], dst[sel], kind[sel]
+    order = np.argsort(ls, kind="stable")
+    ls, s2, d2, k2 = ls[order], s2[order], d2[order], k2[order]
+    bounds = np.searchsorted(ls, np.arange(len(comps) + 1))
+    return [(s2[a:b].tolist(), d2[a:b].tolist(), k2[a:b].tolist())
+            for a, b in zip(bounds[:-1].tolist(), bounds[1:].tolist())]
+
+
+def process_pairs(nodes: list[int], process: list, inv) -> list[tuple[int, int]]:
+    """Every pair (a, b) of `nodes` run by one process, a invoked first: the process order is
+    total, so inside a component each pair is an edge (not only consecutive ones) and the
+    cycles found are the shortest."""
+    by: dict[Any, list[int]] = {}
+    for t in nodes:
+        by.setdefault(process[t], []).append(t)
+    out = []
+    for ts in by.values():
+        ts.sort(key=lambda t: inv[t])
+        for i, a in enumerate(ts):
+            out.extend((a, b) for b in ts[i + 1:])
+    return out
+
+
+def component_graph(nodes: list[int], triples: tuple[list, list, list],
+                    realtime: tuple[list, list] | None = None,
+                    process: list[tuple[int, int]] | None = None) -> nx.DiGraph:
+    """The networkx graph of one component: its edges (`component_edges`) plus the `realtime`
+    (src, dst) pairs and the `process` pairs; each edge's attribute `k` is the OR of the kinds
+    joining that pair."""
     g = nx.DiGraph()
     g.add_nodes_from(nodes)
-    for s, d, k in zip(src[sel].tolist(), dst[sel].tolist(), kind[sel].tolist()):
-        if s == d:
-            continue
+    pairs = list(zip(*triples))
+    if realtime is not None:
+        pairs.extend((s, d, REALTIME) for s, d in zip(*realtime))
+    if process is not None:
+        pairs.extend((s, d, PROCESS) for s, d in process)
+    for s, d, k in pairs:
         if g.has_edge(s, d):
             g[s][d]["k"] |= k
         else:
             g.add_edge(s, d, k=k)
-    if realtime is not None and mask & REALTIME:
-        for s, d in zip(*realtime):
-            if g.has_edge(s, d):
-                g[s][d]["k"] |= REALTIME
-            else:
-                g.add_edge(s, d, k=REALTIME)
     return g
 
 
@@ -224,7 +259,20 @@ class Deadline:
         return time.monotonic() > self.end
 
 
-def shortest_cycle(g: nx.DiGraph, spec: CycleSpec, deadline: Deadline,
+def adjacency(g: nx.DiGraph) -> dict[int, list[tuple[int, int]]]:
+    """node -> [(successor, kind bits)]: the form the searches walk (built once per component)."""
+    return {u: [(v, d["k"]) for v, d in g[u].items()] for u in g.nodes}
+
+
+def kinds_present(adj: dict[int, list[tuple[int, int]]]) -> int:
+    out = 0
+    for succ in adj.values():
+        for _, k in succ:
+            out |= k
+    return out
+
+
+def shortest_cycle(g: nx.DiGraph | dict, spec: CycleSpec, deadline: Deadline,
                    starts_max: int = SEARCH_STARTS_MAX) -> list[tuple[int, int, int]] | None:
     """The shortest cycle of `g` that `spec` admits, as [(t1, t2, kind), ...] with each edge's
     chosen kind (one bit); None when there is none (or the bound was hit before one was found).
@@ -234,9 +282,10 @@ def shortest_cycle(g: nx.DiGraph, spec: CycleSpec, deadline: Deadline,
     serve as either. Starts go in increasing node order; a cycle of length 2 ends the search.
     """
     best: list[tuple[int, int, int]] | None = None
-    adj = {u: [(v, d["k"] & spec.allowed) for v, d in g[u].items() if d["k"] & spec.allowed]
-           for u in g.nodes}
-    for i, start in enumerate(sorted(g.nodes)):
+    full = adjacency(g) if isinstance(g, nx.DiGraph) else g
+    allowed = spec.allowed
+    adj = {u: [(v, k & allowed) for v, k in succ if k & allowed] for u, succ in full.items()}
+    for i, start in enumerate(sorted(adj)):
         if i >= starts_max or (best is not None and len(best) == 2) or deadline.over():
             break
         found = _bfs_from(start, adj, spec, len(best) if best else None)
@@ -245,8 +294,11 @@ def shortest_cycle(g: nx.DiGraph, spec: CycleSpec, deadline: Deadline,
     return best
 
 
-def _bits(k: int) -> list[int]:
-    return [b for b in (WW, WR, RW, PROCESS, REALTIME) if k & b]
+_BITS = [tuple(b for b in (WW, WR, RW, PROCESS, REALTIME) if k & b) for k in range(32)]
+
+
+def _bits(k: int) -> tuple[int, ...]:
+    return _BITS[k]
 
 
 def _bfs_from(start: int, adj: dict, spec: CycleSpec,

@@ -45,19 +45,11 @@ _PLAIN = frozenset((int, str))
 FOUND_PER_NAME_MAX = 100   # anomaly instances kept per name (the count goes on in stats)
 
 
-class _ReadFirst:
-    """The mark of a key whose first micro-op in the transaction was this read."""
-
-    __slots__ = ("read",)
-
-    def __init__(self, read: list):
-        self.read = read
-
-
-def _state(mark: Any) -> list:
-    """The full per-key state (see ListAppend.run) from a first micro-op's cheap mark."""
-    if type(mark) is _ReadFirst:
-        return [mark.read, [], mark.read, None]
+def _state(mark: tuple) -> list:
+    """The full per-key state (see ListAppend.run) from a first micro-op's cheap mark: (read,)
+    for a read, (value, fast key) for an append."""
+    if len(mark) == 1:
+        return [mark[0], [], mark[0], None]
     v, vk = mark
     return [None, [v], None, vk]
 
@@ -117,7 +109,7 @@ class ListAppend:
             st = status[t]
             mops = mops_all[t]
             # key -> what this transaction did to it: after one micro-op a cheap mark (the
-            # read list wrapped in _ReadFirst, or an (appended value, fast key) tuple); from the
+            # 1-tuple (read list,), or the 2-tuple (appended value, fast key)); from the
             # second on, the list [its value as far as known (None: not read yet), own appends
             # since, the external read (None: the first access was an append), last append's
             # fast key (None: none yet)]
@@ -176,7 +168,7 @@ class ListAppend:
                                                  f"{k!r} must return a list, got {v!r}")
                         loc = local.get(kid)
                         if loc is None:
-                            local[kid] = _ReadFirst(v)  # first access: this read (cheap mark)
+                            local[kid] = (v,)          # first access: this read (cheap mark)
                             reads[kid].append((t, v, True))
                             continue
                         reads[kid].append((t, v, False))
@@ -221,11 +213,7 @@ class ListAppend:
              plain: bool) -> None:
         k = self.keys[kid]
         found = self.found
-        longest: list = []
-        for _, r, _ in reads:
-            if len(r) > len(longest):
-                longest = r
-        L = longest
+        L = max((r for _, r, _ in reads), key=len, default=[])
         n = len(L)
         # Writers of the version order; -1 for elements of failed or unknown writers.
         W = [-1] * n
@@ -279,10 +267,12 @@ class ListAppend:
         edges.add_many(es, ed, WW)
         # every committed read against the version order (the hot loop: keep it lean)
         wr_s, wr_d, rw_s, rw_d = [], [], [], []
-        failed_pos = [i for i, e in enumerate(L) if W[i] < 0 and fast_key(e) in failed]
+        failed_pos = ([i for i, e in enumerate(L) if W[i] < 0 and fast_key(e) in failed]
+                      if failed else ())
         first_failed_read = failed_pos[0] if failed_pos else n
         # IW[i]: the writer of L[i] when it is one of its writer's intermediate appends
-        IW = [inter.get(fast_key(e), -1) for e in L] if inter else None
+        IW = ([inter.get(e if type(e) in _PLAIN else fast_key(e), -1) for e in L]
+              if inter else None)
         for t, r, external in reads:
             m = len(r)
             if r is not L:

@@ -14,9 +14,14 @@ others are intermediate (G1b when someone reads them). Non-cycle anomalies: G1a,
 garbage-read (a value nobody wrote), internal (a read that disagrees with the transaction's own
 earlier read or write of the key), lost-update, cyclic-versions.
 
-Decision (kept from Elle): version orders are not inferred from real time, even under
-strict-serializable, so every anomaly found is one of the data alone; real-time edges between
-transactions still give the -realtime cycle kinds.
+Real time ("where the model allows", Elle's `linearizable-keys?`): with `linearizable_keys`,
+a version written or read by a transaction that completed before another transaction that wrote
+a different version was invoked comes first. That holds only if every key is linearizable, so
+the checker turns it on only when every model it checks implies strict serializability (the
+default); the anomalies it then finds rule out strict serializability, and weaker models only
+as far as the data alone shows (the "not" / "also-not" of such a result assume linearizable
+keys). Off, every anomaly found is one of the data alone; real-time edges between transactions
+still give the -realtime cycle kinds.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from .history import FAIL_S, OK_S, TxnHistory, validate_mops
 from .list_append import Findings
 from .values import fast_key
 
+REALTIME_TOUCHES_MAX = 400  # transactions of one key for the pairwise real-time inference
 _INITIAL = ("initial",)   # the version before any write (a key no value can equal)
 
 
@@ -38,8 +44,9 @@ class RwRegister:
 
     kind = "rw-register"
 
-    def __init__(self, h: TxnHistory):
+    def __init__(self, h: TxnHistory, linearizable_keys: bool = False):
         self.h = h
+        self.linearizable_keys = linearizable_keys
         self.edges = Edges()
         self.found = Findings()
         self.key_ids: dict[Any, int] = {}
@@ -137,7 +144,10 @@ class RwRegister:
         for v1, v2 in wfr:
             if v1 != _INITIAL:
                 follows.setdefault(v1, []).append(v2)
-        if wfr:
+        if self.linearizable_keys:
+            for v1, v2 in self._realtime_order(W, reads):
+                follows.setdefault(v1, []).append(v2)
+        if len(follows) > 1:
             vg = nx.DiGraph((a, b) for a, bs in follows.items() if a != _INITIAL for b in bs)
             try:
                 cyc = nx.find_cycle(vg)
@@ -193,6 +203,25 @@ class RwRegister:
         e.add_many(ww_s, ww_d, WW)
         e.add_many(wr_s, wr_d, WR)
         e.add_many(rw_s, rw_d, RW)
+
+    def _realtime_order(self, W: dict, reads: list) -> list[tuple[Any, Any]]:
+        """Version order from real time, for linearizable keys: a version that a committed
+        transaction wrote or read, completing before the invocation of a transaction that wrote
+        another version, comes first. Pairwise over the key's transactions, up to
+        REALTIME_TOUCHES_MAX of them (a key touched more often gets no such inference)."""
+        h = self.h
+        touches = [(t, v) for v, t in W.items() if h.status[t] == OK_S]
+        touches += [(t, vk) for t, vk, _ in reads if vk != _INITIAL]
+        if len(touches) > REALTIME_TOUCHES_MAX:
+            return []
+        writes = [(t, v) for v, t in W.items()]
+        out = []
+        for ta, va in touches:
+            da = h.done[ta]
+            for tb, vb in writes:
+                if va != vb and da < h.inv[tb]:
+                    out.append((va, vb))
+        return out
 
     # ---- explanations ----------------------------------------------------------------------
 

@@ -85,7 +85,7 @@ class MessageLog:
     Row k: `ids[k]`; `src[k]`/`dest[k]` are codes into `names`; `sent[k]`/`recv[k]` ns (`recv`
     meaningful only when delivered); `fate[k]` the index in FATES; `op[k]` the history index of
     the operation's invoke or -1; `control[k]` 0/1; `type[k]` a code into `types`; `bodies[k]`
-    the body's JSON (UTF-8; shortened past BODY_CHARS_MAX). Rows are in file order.
+    the body's JSON text (shortened past BODY_CHARS_MAX). Rows are in file order.
     `skipped` counts lines that were not valid records and `skipped_examples` names the first few
     (`line N: reason`); `harness_truncated` is the `logged` count of the harness's own truncation
     marker (harness.message_log_max), None if none; `cut` counts the lines beyond the reader's
@@ -101,7 +101,7 @@ class MessageLog:
     op: array = field(default_factory=lambda: array("q"))
     control: bytearray = field(default_factory=bytearray)
     type: array = field(default_factory=lambda: array("i"))
-    bodies: list[bytes] = field(default_factory=list)
+    bodies: list[str] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     types: list[str] = field(default_factory=list)
     skipped: int = 0
@@ -244,7 +244,7 @@ def _append(log: MessageLog, rec: dict, name_code: dict[str, int],
     log.op.append(op if type(op) is int and op >= 0 else -1)
     log.control.append(1 if rec.get("control") else 0)
     log.type.append(_code(type_code, log.types, typ))
-    log.bodies.append(_body_json(body))
+    log.bodies.append(_body_json(body).decode("utf-8"))   # str: orjson's bytes keep 1 KiB
 
 
 def _body_json(body: Any) -> bytes:
@@ -539,7 +539,8 @@ def _json_chunks(data: dict):
         elif key == "bodies":
             yield b"["
             for start in range(0, len(value), 10_000):
-                yield (b"," if start else b"") + b",".join(value[start:start + 10_000])
+                yield ((b"," if start else b"")
+                       + ",".join(value[start:start + 10_000]).encode("utf-8"))
             yield b"]"
         else:
             yield orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS)
