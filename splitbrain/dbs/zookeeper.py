@@ -7,8 +7,9 @@ word `srvr` is whitelisted and tells readiness and the leader ("Mode: leader").
 tickTime is 500 ms (sessions of 1-10 s; a follower cut off from its leader gives up after
 syncLimit ticks, 2.5 s), so faults show within a short test.
 
-Client: kazoo, one session per node (each worker talks to its home node, as Jepsen's clients do;
-kazoo's session is thread-safe), created with `command_retry=None` (kazoo never retries an
+Client: kazoo, two sessions per node, one for writes and one for reads (each worker talks to its
+home node, as Jepsen's clients do; kazoo's sessions are thread-safe; ZooKeeper orders a session's
+requests, so a read must not queue behind a write that a cut-off node cannot commit), created with `command_retry=None` (kazoo never retries an
 operation) and used only through the async calls with a deadline on `.get(timeout=...)`: kazoo's
 synchronous calls block for as long as a session is suspended. A call made while the session is
 not connected is refused here (`node-down`, definite: kazoo would queue it and send it
@@ -198,7 +199,12 @@ class ZkClient(DbClient):
     def __init__(self, db: ZooKeeper):
         super().__init__(db)
         self.sync_reads = db.options.get("reads") == "sync"
+        # Two sessions per node: ZooKeeper serves a session's requests in order, so a read
+        # queued behind a write that cannot commit (the node is cut off) would wait with it.
+        # Reads (and the read step of a cas) go through their own session, as reads of
+        # separate clients would.
         self.sessions: dict[str, Any] = {}
+        self.read_sessions: dict[str, Any] = {}
 
     def open(self) -> None:
         from kazoo.client import KazooClient
@@ -206,16 +212,17 @@ class ZkClient(DbClient):
         _quiet_kazoo()
         for n in self.db.nodes:
             host, port = self.db.client_addr(n)
-            zk = KazooClient(hosts=f"{host}:{port}", timeout=SESSION_TIMEOUT_S,
-                             command_retry=None,
-                             connection_retry=KazooRetry(max_tries=-1, delay=0.1, backoff=1.5,
-                                                         max_delay=1.0))
-            zk.start_async()      # connects in the background; ops before it are not-connected
-            self.sessions[n] = zk
+            for sessions in (self.sessions, self.read_sessions):
+                zk = KazooClient(hosts=f"{host}:{port}", timeout=SESSION_TIMEOUT_S,
+                                 command_retry=None,
+                                 connection_retry=KazooRetry(max_tries=-1, delay=0.1,
+                                                             backoff=1.5, max_delay=1.0))
+                zk.start_async()      # connects in the background; ops before it: node-down
+                sessions[n] = zk
 
     def close(self) -> None:
         threads = [threading.Thread(target=_close, args=(zk,), daemon=True)
-                   for zk in self.sessions.values()]
+                   for zk in [*self.sessions.values(), *self.read_sessions.values()]]
         for t in threads:
             t.start()
         for t in threads:
@@ -224,7 +231,8 @@ class ZkClient(DbClient):
     def wait_connected(self, timeout_s: float) -> bool:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if all(zk.connected for zk in self.sessions.values()):
+            if all(zk.connected for zk in [*self.sessions.values(),
+                                           *self.read_sessions.values()]):
                 return True
             time.sleep(0.05)
         return False
@@ -239,17 +247,18 @@ class ZkClient(DbClient):
         if local:
             body = body["op"]
         f = body["type"]
-        zk = self.sessions[node]
-        if not zk.connected:
-            return error(NODE_DOWN, True, f"no session with {node} (the call was not made)")
         read = f == "read"
+        zk = self.sessions[node]
+        rzk = self.read_sessions[node]
+        if not (rzk if read else zk).connected or (f == "cas" and not rzk.connected):
+            return error(NODE_DOWN, True, f"no session with {node} (the call was not made)")
 
         def wait(async_result):
             return async_result.get(timeout=deadline_left(deadline))
 
         try:
             if read:
-                return ok("read", value=self._read(zk, body, wait, sync=self.sync_reads and
+                return ok("read", value=self._read(rzk, body, wait, sync=self.sync_reads and
                                                    not local))
             if f == "write":
                 path, data = self._path(body), json.dumps(body["value"]).encode()
@@ -265,8 +274,8 @@ class ZkClient(DbClient):
                 path = self._path(body)
                 try:
                     if self.sync_reads:
-                        wait(zk.sync_async(path))
-                    data, stat = wait(zk.get_async(path))
+                        wait(rzk.sync_async(path))
+                    data, stat = wait(rzk.get_async(path))
                 except NoNodeError:
                     return error("key-does-not-exist", True, "no value yet")
                 except Exception as e:  # noqa: BLE001 - the read step: nothing was written
