@@ -365,6 +365,10 @@ def test_bin_program_found_on_path_and_quoted_form(tmp_path):
     (["--bin", str(NODES / "forwarder.py"), "--availability", "2"], "--availability"),
     (["stray-argument", "--system", "raft"], "unexpected argument"),
     (["--bin", str(NODES / "forwarder.py"), "--time-limt", "3"], "did you mean --time-limit"),
+    # an option splitbrain does not know is never handed to the node silently
+    (["--bin", "python3", str(NODES / "forwarder.py"), "--log-net-send"], "no such option"),
+    (["--bin", str(NODES / "forwarder.py"), "--consistency-models", "serializable"],
+     "unknown option 'consistency_models'"),          # lin-kv is checked for linearizability
 ])
 def test_bad_command_lines_are_one_line_usage_errors(tmp_path, args, needle):
     p = subprocess.run([sys.executable, "-m", "splitbrain.cli", "test", "-w", "lin-kv",
