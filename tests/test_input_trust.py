@@ -325,3 +325,16 @@ def test_read_jsonl_api_reports_torn_lines_to_the_caller(tmp_path):
     with pytest.raises(HistoryError):
         p.write_text('{"index": 1, "ti\n')
         read_jsonl(str(p), on_warning=heard.append)
+
+
+def test_canonical_values_survive_pickling_for_forked_workers():
+    import pickle
+
+    from splitbrain.history.values import JSON_NAN, JSON_TRUE, canon, uncanon
+
+    v = canon({"a": [True, {"b": NAN}], "c": 1.0})
+    w = pickle.loads(pickle.dumps(v))
+    assert w == v and hash(w) == hash(v) and w["a"][0] is JSON_TRUE
+    assert w["a"][1]["b"] is JSON_NAN and canon(True) != canon(1) and canon(1.0) == canon(1)
+    back = uncanon(w)
+    assert back["a"][0] is True and math.isnan(back["a"][1]["b"])

@@ -254,6 +254,14 @@ def test_node_that_exits_by_itself_is_node_crashed_and_invalid(tmp_path):
     # Only the nemesis restarts nodes: n2 booted once.
     log = (Path(out["run_dir"]) / "splitbrain.log").read_text()
     assert log.count("n2: started") == 1
+    # Re-checking the stored run keeps what the run observed: still INVALID, node-crashed.
+    a = subprocess.run([sys.executable, "-m", "splitbrain.cli", "analyze", out["run_dir"],
+                        "--json"], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert a.returncode == 1, a.stdout[-2000:] + a.stderr[-2000:]
+    again = json.loads(a.stdout[a.stdout.index("{\n"):])
+    assert "node-crashed" in again["results"]["children"]["nodes"]["anomaly_names"]
+    assert again["results"]["net"] == out["results"]["net"]
 
 
 def test_no_run_ends_valid_with_every_node_down(tmp_path):
@@ -357,6 +365,10 @@ def test_bin_program_found_on_path_and_quoted_form(tmp_path):
     (["--bin", str(NODES / "forwarder.py"), "--availability", "2"], "--availability"),
     (["stray-argument", "--system", "raft"], "unexpected argument"),
     (["--bin", str(NODES / "forwarder.py"), "--time-limt", "3"], "did you mean --time-limit"),
+    # an option splitbrain does not know is never handed to the node silently
+    (["--bin", "python3", str(NODES / "forwarder.py"), "--log-net-send"], "no such option"),
+    (["--bin", str(NODES / "forwarder.py"), "--consistency-models", "serializable"],
+     "unknown option 'consistency_models'"),          # lin-kv is checked for linearizability
 ])
 def test_bad_command_lines_are_one_line_usage_errors(tmp_path, args, needle):
     p = subprocess.run([sys.executable, "-m", "splitbrain.cli", "test", "-w", "lin-kv",

@@ -68,7 +68,7 @@ import networkx as nx
 
 from ..history.errors import HistoryError
 from ..history.op import FAIL, INVOKE, OK
-from ..history.values import canon, is_plain_list, uncanon
+from ..history.values import NOT_PLAIN_TYPES, canon, is_plain_list, uncanon
 from .result import UNKNOWN, Anomaly, Result
 
 NAME = "log"
@@ -300,6 +300,7 @@ class LogChecker:
         mono_candidates: list[tuple] = []
         n_ops = 0
         get_state = self._state
+        not_plain = NOT_PLAIN_TYPES
         for op in history:
             n_ops += 1
             f = op.f
@@ -356,7 +357,8 @@ class LogChecker:
             if type(log) is not list:
                 raise HistoryError(f"op {op.index}: an ok read of the append-log workload must "
                                    f"return a list, got {type(log).__name__}", field="value")
-            log = canon_log(log)
+            if not not_plain.isdisjoint(map(type, log)):  # is_plain_list, inlined: per read
+                log = [hkey(v) for v in log]
             st.insert(log, op.index)
             st.last_read = (op.index, log)
             began = inv.index if inv is not None else op.index

@@ -57,6 +57,39 @@ def completeness(run_dir: Path, test: dict) -> tuple[str | None, bool]:
     return None, False
 
 
+HARNESS_RESULTS = ("nodes", "recovery")   # what the run observed, not what a checker derives
+
+
+def _previous_results(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _harness_results(previous: dict) -> list:
+    """The run's own observations in its results.json (a node that crashed by itself, a
+    cluster that did not converge) cannot be re-derived from the history: a re-check keeps
+    them, so that re-analysing a run never turns its node-crashed INVALID into VALID."""
+    from ..checkers.result import UNKNOWN, Anomaly, Result
+    out = []
+    children = previous.get("children")
+    if not isinstance(children, dict):
+        return out
+    for name in HARNESS_RESULTS:
+        c = children.get(name)
+        if not isinstance(c, dict):
+            continue
+        valid = c.get("valid")
+        anomalies = [Anomaly(str(a.get("name")), str(a.get("message")),
+                             ops=list(a.get("ops") or []), details=a.get("details") or {})
+                     for a in c.get("anomalies") or [] if isinstance(a, dict)]
+        out.append(Result(valid=valid if valid in (True, False) else UNKNOWN, checker=name,
+                          anomalies=anomalies, stats=c.get("stats") or {}))
+    return out
+
+
 @click.command("analyze")
 @click.argument("run", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
@@ -90,8 +123,9 @@ def command(run: str, as_json: bool, no_write: bool) -> int:
     warnings: list[str] = []
     history = read_jsonl(str(hist_path), on_warning=lambda m: warnings.append(f"warning: {m}"))
     test["out_dir"] = str(run_dir)
+    previous = _previous_results(run_dir / "results.json")
     incomplete, no_final = completeness(run_dir, test)
-    extra = []
+    extra = _harness_results(previous)
     if incomplete and no_final:
         from ..checkers.result import UNKNOWN, Result
         extra.append(Result(valid=UNKNOWN, checker="run", error=(
@@ -99,6 +133,8 @@ def command(run: str, as_json: bool, no_write: bool) -> int:
             f"would show (durability, convergence) is unknown")))
     result = check_history(workload, history, test, extra=extra)
     data = result.to_json()
+    if isinstance(previous.get("net"), dict):
+        data["net"] = previous["net"]
     if incomplete:
         data["incomplete"] = incomplete
     if not no_write:

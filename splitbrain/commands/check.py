@@ -28,6 +28,13 @@ Which model and checkers (first that applies):
 `--consistency-model M` (repeatable, or comma-separated) is the transactional checkers' model
 (default strict-serializable; a test.json's "consistency_models" list otherwise).
 
+Input is not trusted: values compare as JSON values in every checker (history/values.py); a
+JSONL history's torn last line is skipped with a warning on stderr; hostile values (huge
+integers, deep nesting, lone surrogates: history/sanity.py) are bad input; everything printed
+is escaped (termsafe.py). `--time-limit` is per history, for all its checkers together, from
+the end of loading: each checker gets what is left, and one that overruns it by
+OVERTIME_GRACE_S is stopped (its verdict "unknown").
+
 Exit code (splitbrain/exitcodes.py): the composed validity of every checker on every history
 (False > "unknown" > True): 0 valid, 1 invalid, 3 unknown; 2 for bad input or usage, 4 when a
 checker cannot even be built (a missing module).
@@ -46,6 +53,7 @@ from typing import Any, Sequence
 import click
 
 from .. import exitcodes
+from ..checkers.linearizability.search import release_deferred
 from ..checkers.registry import checker_names, make_checker
 from ..checkers.result import Result, merge_validity, safe_check
 from ..history.errors import HistoryError
@@ -335,6 +343,7 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
         reports.append(report)
         if not as_json:
             _print_report(report, widths)  # as each history finishes: checks can be long
+        release_deferred()  # what a check stopped by the time limit left (after its verdict)
 
     overall = merge_validity([r["valid"] for r in reports])
     if as_json:

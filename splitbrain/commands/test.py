@@ -329,16 +329,19 @@ def print_summary(summary) -> None:
 
 def _check_typos(ctx) -> None:
     """Trailing arguments are the node program's (Maelstrom's `--bin PROGRAM ARGS`), so click
-    lets unknown options through; one that looks like a misspelt option of ours is an error,
-    not an argument silently handed to the node."""
+    lets unknown options through. None of them may look like an option: an option of ours
+    misspelt, or one of Maelstrom's that splitbrain does not take, would otherwise be handed to
+    the node silently and the run checked as if it had not been given. A node program that
+    takes options gets them in the quoted form: `--bin "python3 node.py --port 5"`."""
     import difflib
     ours = [o for p in ctx.command.params for o in p.opts if o.startswith("--")]
     for a in ctx.args:
-        if a.startswith("--"):
-            close = difflib.get_close_matches(a.split("=")[0], ours, n=1, cutoff=0.8)
-            if close:
-                raise UserError(f"no such option {a!r} (did you mean {close[0]}?); arguments "
-                                f"for the node program go after --bin PROGRAM")
+        if not a.startswith("-") or a == "-":
+            continue
+        close = difflib.get_close_matches(a.split("=")[0], ours, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        raise UserError(f"no such option {a!r}{hint}; a node program's own options go inside "
+                        f"the quoted --bin: --bin \"PROGRAM ARGS...\"")
 
 
 @click.command("test", context_settings={"ignore_unknown_options": True,
@@ -374,11 +377,20 @@ def _check_typos(ctx) -> None:
 @click.option("--topology", help="broadcast: the topology sent to nodes (grid, line, tree2, tree3, "
               "tree4, total).")
 @click.option("--log-stderr", is_flag=True, help="Copy the nodes' stderr to the terminal.")
+@click.option("--consistency-models", help="txn workloads: the models the history must satisfy, "
+              "comma-separated (Maelstrom's; default strict-serializable).")
+@click.option("--key-count", type=int, help="Keys in use at a time (Maelstrom's; = --opt "
+              "workload.key_count).")
+@click.option("--max-txn-length", type=int, help="txn workloads: micro-ops per transaction, at "
+              "most (Maelstrom's).")
+@click.option("--max-writes-per-key", type=int, help="txn workloads: writes a key receives "
+              "before a fresh key replaces it (Maelstrom's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
 @click.pass_context
 def command(ctx, system, bin_path, workload, nemesis, time_limit, nodes, concurrency, rate, seed,
             bugs, opts, backend, store, name, schedule, nemesis_interval, latency, availability,
-            topology, log_stderr, as_json) -> int:
+            topology, log_stderr, consistency_models, key_count, max_txn_length,
+            max_writes_per_key, as_json) -> int:
     """Run a test: drive clients and faults at a cluster, record and check the history.
 
     Maelstrom's command lines work as written, with `splitbrain test` in place of
@@ -388,6 +400,10 @@ def command(ctx, system, bin_path, workload, nemesis, time_limit, nodes, concurr
     """
     _check_typos(ctx)
     bin_path, bin_args = parse_bin(bin_path, ctx.args)
+    # Maelstrom's workload options are our workload options under their own names.
+    maelstrom_opts = {"consistency_models": consistency_models, "key_count": key_count,
+                      "max_txn_length": max_txn_length, "max_writes_per_key": max_writes_per_key}
+    opts = (*opts, *(f"workload.{k}={v}" for k, v in maelstrom_opts.items() if v is not None))
     test = build_test(system=system, bin_path=bin_path, workload=workload, nemesis=nemesis,
                       time_limit=time_limit, nodes=nodes, concurrency=concurrency, rate=rate,
                       seed=seed, bugs=bugs, opts=opts, backend=backend, store=store, name=name,

@@ -10,12 +10,16 @@ Phases (Jepsen's, then TigerBeetle's liveness phase):
   3. heal: every fault still in force is ended (and recorded); then the cluster must recover:
      in-house nodes are polled for status until every node answers with the same applied index
      and state digest (the `recovery` result: invalid with `no-convergence` when that does not
-     happen within RECOVERY_TIMEOUT_S, and with `node-crashed` for a node that died by itself);
-     a third-party node gets `recovery_s` of quiet;
-  4. the final phase: the workload's final reads and status queries on every node;
+     happen within RECOVERY_TIMEOUT_S); a third-party (--bin) node is never probed: it gets
+     `recovery_s` of quiet;
+  4. the final phase (bounded: `_final_phase`): the workload's final reads, each retried on the
+     next node, all within `final_deadline_s`;
+  then the `nodes` result for every kind of node: a node that exited by itself is `node-crashed`
+  (INVALID), and so is a run that ends with every node down (node_crash_result);
   5. teardown in `finally` — no node process outlives the run, even on Ctrl-C or an exception;
-  6. the workload's checkers, results.json, the reports (timeline, plots) and test.json with the
-     outcome.
+  6. the workload's checkers, results.json (with `net`: Maelstrom's network statistics from
+     the message log, messages.jsonl, msglog.py), the reports (timeline, plots) and test.json
+     with the outcome.
 
 Bookkeeping for runs that are cut short (analyze.py reads it): test.json's `phase` is rewritten
 at each step (setup, safety, heal, final, check, done); a run stopped by Ctrl-C or SIGTERM
@@ -423,6 +427,9 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
     if recorder is None:
         from .store import Recorder
         recorder = Recorder(None)
+    if test.get("log_stderr") and backend_name != "local":
+        note(f"--log-stderr: the {backend_name} backend writes the nodes' stderr to "
+             f"nodes/<node>/node.log only")
     msglog = MessageLog(run_dir / "messages.jsonl" if store is not None else None,
                         max_lines=message_log_max)
     if store is not None:

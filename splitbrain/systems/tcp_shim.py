@@ -26,6 +26,8 @@ from ..harness.backends.wire import LineReader, parse_envelope
 from .tcp import TcpTransport, parse_addr, parse_peers
 
 READ_CHUNK_BYTES = 1 << 16
+CHILD_EXIT_WAIT_S = 5.0       # how long the shim waits for its node's exit code
+DISCARD_LOG_MAX = 20          # over-long lines mentioned in the node's log (then only counted)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -42,12 +44,15 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         print(f"splitbrain tcp_shim: {e}", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+    # A write to a node that died must not kill the shim (SIGPIPE) before it can report the
+    # node's own exit code: ignore it here (writes raise BrokenPipeError); the node itself gets
+    # the default action back (Popen's restore_signals).
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     transport.to_harness = True
     child = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
     out_fd = child.stdout.fileno()
     os.set_blocking(out_fd, False)
-    state = {"eof": False}
+    state = {"eof": False, "discarded": 0}
     reader = LineReader()
 
     def from_child() -> None:
@@ -62,14 +67,21 @@ def main(argv: list[str] | None = None) -> int:
             state["eof"] = True
             transport.unwatch(out_fd)
             return
-        envs = []
-        for line in reader.feed(chunk):
+        lines = reader.feed(chunk)
+        if reader.discarded > state["discarded"]:
+            state["discarded"] = reader.discarded
+            if reader.discarded <= DISCARD_LOG_MAX:
+                print(f"tcp_shim: discarded a line over {reader.line_bytes_max} bytes from the "
+                      f"node ({reader.discarded} so far)", file=sys.stderr, flush=True)
+        for line in lines:
             env, _why = parse_envelope(line)
             if env is None:
                 transport.send_raw(line + b"\n")
-            else:
-                envs.append(env)
-        transport.send(envs)
+                continue
+            try:
+                transport.send([env])
+            except (RecursionError, ValueError, TypeError):
+                transport.send_raw(line + b"\n")     # cannot be written back: the harness logs it
 
     transport.watch(out_fd, from_child)
     try:
@@ -86,10 +98,13 @@ def main(argv: list[str] | None = None) -> int:
                 break
     finally:
         transport.close()
-        if child.poll() is None:
+        try:        # its stdout closed or its stdin broke: the node is ending; let it finish
+            child.wait(timeout=CHILD_EXIT_WAIT_S)
+        except subprocess.TimeoutExpired:
             child.kill()
-        child.wait()
-    return child.returncode or 0
+            child.wait()
+    code = child.returncode or 0
+    return code if code >= 0 else 128 - code     # killed by signal N: 128 + N, as a shell says
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ READ_CHUNK_BYTES = 1 << 18
 OUTBUF_BYTES_MAX = 32 << 20
 CHAIN = "SPLITBRAIN"
 EXIT_CHECK_DELAY_S = 0.5         # after a lost connection, when to look whether the node exited
+EXIT_CHECK_MAX_S = 10.0          # ... and for how long to look again
 
 log = logging.getLogger("splitbrain.tcp")
 
@@ -356,11 +357,17 @@ class TcpClusterBackend(ControlRequests, Routing):
         """The exit code of the node's process once it ended (a subclass that knows it)."""
         return None
 
-    def _check_exit(self, node: str) -> None:
+    def _check_exit(self, node: str, waited_s: float = EXIT_CHECK_DELAY_S) -> None:
         """(LOOP THREAD) A node whose connection closed and whose process is gone, though we
         did not kill it, exited by itself: a crash (runner.node_crash_result). It stays down:
-        only the nemesis restarts nodes."""
-        if self._torn_down or node in self._expected or self._process_alive(node):
+        only the nemesis restarts nodes. A process still there is looked at again (a shim
+        takes a moment to exit after its node), for up to EXIT_CHECK_MAX_S."""
+        if self._torn_down or node in self._expected:
+            return
+        if self._process_alive(node):
+            if waited_s < EXIT_CHECK_MAX_S and self.conns[node].sock is None:
+                self.loop.call_later(EXIT_CHECK_DELAY_S,
+                                     lambda: self._check_exit(node, waited_s + EXIT_CHECK_DELAY_S))
             return
         self._expected.add(node)      # recorded once
         code = self._exit_code(node)

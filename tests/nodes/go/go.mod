@@ -1,0 +1,3 @@
+module splitbrain.test/nodes
+
+go 1.19
