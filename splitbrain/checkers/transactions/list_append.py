@@ -107,9 +107,7 @@ class ListAppend:
         plain: list[bool] = []          # per key: every appended value is a plain int or str
         lost: dict[tuple, list[int]] = {}
         found = self.found
-        for t in range(len(status)):
-            st = status[t]
-            mops = mops_all[t]
+        for t, (st, mops) in enumerate(zip(status, mops_all)):
             # key -> what this transaction did to it: after one micro-op a cheap mark (the
             # 1-tuple (read list,), or the 2-tuple (appended value, fast key)); from the
             # second on, the list [its value as far as known (None: not read yet), own appends
