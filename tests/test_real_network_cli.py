@@ -114,15 +114,19 @@ def test_sigint_leaves_nothing_behind(backend, tmp_path):
     assert history and os.path.getsize(history[0]) > 0   # the prefix recorded so far is kept
 
 
-@pytest.mark.parametrize("backend,node", [("netns", "linkv.js"), ("docker", "linkv.py")])
+@pytest.mark.parametrize("backend,node", [("netns", "linkv.js"), ("docker", "linkv.py"),
+                                          ("docker", "python3 linkv.py")])
 def test_a_maelstrom_binary_runs_on_real_networks(backend, node, tmp_path):
     """Any Maelstrom node runs on these backends through the TCP shim (the docker image has
-    python3 but not Node.js, hence the Python node there)."""
+    python3 but not Node.js, hence the Python node there). `python3 linkv.py`: an interpreter
+    named on PATH runs as the image's own, with only the script mounted."""
     _require(backend)
     if node.endswith(".js"):
         require(shutil.which("node") is not None, "Node.js")
     before = _ours()
-    r = _splitbrain("test", "--backend", backend, "--bin", str(REPO / "tests" / "nodes" / node),
+    *interp, script = node.split()
+    r = _splitbrain("test", "--backend", backend, "--bin", *interp,
+                    str(REPO / "tests" / "nodes" / script),
                     "--workload", "lin-kv", "--nemesis", "partition", "--time-limit", "6",
                     "--seed", "1", "--json", "--store", str(tmp_path / "store"))
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]

@@ -506,6 +506,10 @@ def test_docker_bin_mounts_only_the_program_and_named_files(tmp_path):
     argv, mounts = bin_mounts(prog, [str(conf), str(conf), str(prog)])
     assert argv[1:] == ["/opt/node/args/0/conf.json"] * 2 + ["/opt/node/node-h12b.py"]
     assert len(mounts) == 2
+    # an interpreter named on PATH is the image's own; only the script is mounted
+    argv, mounts = bin_mounts("python3", [str(prog)])
+    assert argv == ["python3", "/opt/node/args/0/node-h12b.py"]
+    assert list(mounts) == [str(prog)]
 
 
 @pytest.mark.docker

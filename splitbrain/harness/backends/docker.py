@@ -104,11 +104,17 @@ def _pick_subnet(client, rng: random.Random) -> ipaddress.IPv4Network:
 
 def bin_mounts(program: Path, args: Sequence[str]) -> tuple[list[str], dict]:
     """The argv inside the container and the read-only bind mounts of a --bin node: the program
-    file alone at /opt/node/<name>, and each argument that names an existing file at
+    file alone at /opt/node/<name> (a bare program name such as `python3` is the image's own,
+    not mounted), and each argument that names an existing file at
     /opt/node/args/<k>/<name> (the argument rewritten to that path). Nothing else of the host."""
-    program = Path(program).resolve()
-    argv = [f"{BIN_IN_CONTAINER}/{program.name}"]
-    mounts = {str(program): {"bind": argv[0], "mode": "ro"}}
+    if "/" not in str(program):
+        # A bare name (`--bin python3 node.py`): the image's own interpreter, found on the
+        # container's PATH. Mounting the host's binary would leave its libraries behind.
+        argv, mounts = [str(program)], {}
+    else:
+        program = Path(program).resolve()
+        argv = [f"{BIN_IN_CONTAINER}/{program.name}"]
+        mounts = {str(program): {"bind": argv[0], "mode": "ro"}}
     for k, a in enumerate(args):
         p = Path(a)
         if a and p.is_file():
@@ -142,7 +148,9 @@ class DockerBackend(TcpClusterBackend):
         self.labels = {LABEL: "", OWNER_LABEL: owner_id()}
         self.client = _client()
         self.node_args = node_args
-        self.bin_path = Path(bin_path).resolve() if bin_path else None
+        # A bare name stays a name: the image's own program (see bin_mounts).
+        self.bin_path = ((Path(bin_path).resolve() if "/" in str(bin_path) else bin_path)
+                         if bin_path else None)
         if not in_house and self.bin_path is None:
             raise DockerBackendError("a --bin node needs the binary's path")
         self.image = image

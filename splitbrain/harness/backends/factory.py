@@ -80,7 +80,10 @@ def make_backend(name: str, nodes: Sequence[str], run_dir: str | Path, *, system
         args = (in_house_args(system, machine, bugs=bugs, options=options, seed=seed) if in_house
                 else list(bin_args))
         if not in_house:
-            bin_path = _resolve(bin_path)
+            resolved = _resolve(bin_path)
+            # A name looked up on PATH (an interpreter: `--bin python3 node.py`) runs the image's
+            # own program of that name; a path is mounted into the container.
+            bin_path = bin_path if "/" not in bin_path else resolved
         try:
             b = DockerBackend(nodes, lambda n: list(args), run_dir, in_house=in_house,
                               bin_path=bin_path, logger=logger,
