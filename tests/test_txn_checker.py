@@ -407,3 +407,34 @@ def test_a_stale_register_read_after_a_newer_write_is_caught(ops, rnd):
     bad[idx] = Op(old.index, old.time, old.process, old.type, old.f, value)
     r = check("rw-register", bad)
     assert r.valid is False and names(r), r.to_json()
+
+
+def test_check_pauses_the_garbage_collector_and_restores_its_state():
+    """The checker turns the cyclic GC off while it runs (speed) and leaves it as it found it,
+    also when the check raises."""
+    import gc
+    ops = simulate(50, seed=3)
+    was = gc.isenabled()
+    seen = []
+
+    class Spy(list):
+        """A history that records whether the GC was on while the checker read it."""
+
+        def __iter__(self):
+            seen.append(gc.isenabled())
+            return super().__iter__()
+
+    try:
+        gc.enable()
+        assert TxnChecker("list-append").check(Spy(ops)).valid is True
+        assert seen and not any(seen) and gc.isenabled()
+        gc.disable()
+        assert TxnChecker("list-append").check(ops).valid is True
+        assert not gc.isenabled()
+        gc.enable()
+        bad = ops[:1] + [Op(1, 1, ops[0].process, "ok", "txn", "not a list")]
+        with pytest.raises(ValueError):
+            TxnChecker("list-append").check(bad)
+        assert gc.isenabled()
+    finally:
+        gc.enable() if was else gc.disable()

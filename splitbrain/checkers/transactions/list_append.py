@@ -35,6 +35,7 @@ objects), then per key one comparison of each read with the version order.
 
 from __future__ import annotations
 
+from operator import itemgetter
 from typing import Any
 
 from .graph import RW, WR, WW, Edges
@@ -42,6 +43,7 @@ from .history import FAIL_S, OK_S, TxnHistory, validate_mops
 from .values import fast_key
 
 _PLAIN = frozenset((int, str))
+_second = itemgetter(1)    # a (txn, read, external) tuple's read
 FOUND_PER_NAME_MAX = 100   # anomaly instances kept per name (the count goes on in stats)
 
 
@@ -105,9 +107,7 @@ class ListAppend:
         plain: list[bool] = []          # per key: every appended value is a plain int or str
         lost: dict[tuple, list[int]] = {}
         found = self.found
-        for t in range(len(status)):
-            st = status[t]
-            mops = mops_all[t]
+        for t, (st, mops) in enumerate(zip(status, mops_all)):
             # key -> what this transaction did to it: after one micro-op a cheap mark (the
             # 1-tuple (read list,), or the 2-tuple (appended value, fast key)); from the
             # second on, the list [its value as far as known (None: not read yet), own appends
@@ -213,7 +213,7 @@ class ListAppend:
              plain: bool) -> None:
         k = self.keys[kid]
         found = self.found
-        L = max((r for _, r, _ in reads), key=len, default=[])
+        L = max(map(_second, reads), key=len, default=[])   # the longest read
         n = len(L)
         # Writers of the version order; -1 for elements of failed or unknown writers.
         W = [-1] * n
