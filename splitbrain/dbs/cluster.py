@@ -32,15 +32,14 @@ with the harness (PR_SET_PDEATHSIG).
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Sequence
 
+from ..harness.backends.process_group import ProcessGroupNodes
 from ..harness.backends.tcp_cluster import TcpClusterBackend
 from ..harness.workloads import NODE_DOWN
 from .base import Database, DbNode
@@ -53,7 +52,6 @@ CLIENT_DEADLINE_MARGIN_S = 0.1
 CLIENT_DEADLINE_MIN_S = 0.05
 # Client outcomes that carry no answer of the database (nothing came back to log).
 NO_ANSWER = frozenset({NODE_DOWN, "timed-out", "connection-lost", "client-crashed"})
-KILL_WAIT_S = 10.0
 
 
 class DbCluster:
@@ -236,7 +234,7 @@ class DbCluster:
 # ---- loopback --------------------------------------------------------------------------------
 
 
-class LoopbackDb(DbCluster, TcpClusterBackend):
+class LoopbackDb(DbCluster, ProcessGroupNodes, TcpClusterBackend):
     """Database processes on loopback addresses 127.R.S.(10+K): no partitions, no loss."""
 
     name = "local"
@@ -286,34 +284,6 @@ class LoopbackDb(DbCluster, TcpClusterBackend):
 
     def heal(self) -> None:
         self.grudge = {}
-
-    def _signal(self, n: str, sig: int) -> None:
-        p = self.procs.get(n)
-        if p is not None and p.poll() is None:
-            try:
-                os.killpg(p.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def _kill_process(self, n: str) -> None:
-        p = self.procs.get(n)
-        if p is None:
-            return
-        self._signal(n, signal.SIGKILL)
-        try:
-            p.wait(timeout=KILL_WAIT_S)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{n}: still alive {KILL_WAIT_S} s after SIGKILL") from None
-
-    def _pause_process(self, n: str) -> None:
-        self._signal(n, signal.SIGSTOP)
-
-    def _resume_process(self, n: str) -> None:
-        self._signal(n, signal.SIGCONT)
-
-    def _process_alive(self, n: str) -> bool:
-        p = self.procs.get(n)
-        return p is not None and p.poll() is None
 
     def _teardown_infra(self) -> None:
         for n in self.nodes:

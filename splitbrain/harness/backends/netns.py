@@ -31,13 +31,13 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
+from .process_group import ProcessGroupNodes
 from .tcp_cluster import NODE_PORT, TcpClusterBackend
 
 PREFIX_NS = "sb-"
 PREFIX_BRIDGE = "sbr-"
 PREFIX_VETH = "sbv-"
 COMMENT_PREFIX = "splitbrain-"
-KILL_WAIT_S = 10.0
 CMD_TIMEOUT_S = 30.0
 
 
@@ -237,7 +237,7 @@ def _remove_run(state: dict, log: Callable[[str], None], dry_run: bool = False) 
     return removed
 
 
-class NetnsBackend(TcpClusterBackend):
+class NetnsBackend(ProcessGroupNodes, TcpClusterBackend):
     """Node processes in network namespaces on a bridge (see the module docstring)."""
 
     name = "netns"
@@ -322,34 +322,6 @@ class NetnsBackend(TcpClusterBackend):
         from ..ownership import ProcessLedger
         ProcessLedger(self.run_dir).add(n, self.procs[n].pid, netns=self.ns[n])
         self._log(f"{n}: started pid {self.procs[n].pid} in {self.ns[n]}")
-
-    def _signal(self, n: str, sig: int) -> None:
-        p = self.procs.get(n)
-        if p is not None and p.poll() is None:
-            try:
-                os.killpg(p.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def _kill_process(self, n: str) -> None:
-        p = self.procs.get(n)
-        if p is None:
-            return
-        self._signal(n, signal.SIGKILL)
-        try:
-            p.wait(timeout=KILL_WAIT_S)
-        except subprocess.TimeoutExpired:
-            raise RuntimeError(f"{n}: still alive {KILL_WAIT_S} s after SIGKILL") from None
-
-    def _pause_process(self, n: str) -> None:
-        self._signal(n, signal.SIGSTOP)
-
-    def _resume_process(self, n: str) -> None:
-        self._signal(n, signal.SIGCONT)
-
-    def _process_alive(self, n: str) -> bool:
-        p = self.procs.get(n)
-        return p is not None and p.poll() is None
 
     def _exit_code(self, n: str) -> int | None:
         p = self.procs.get(n)
