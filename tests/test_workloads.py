@@ -28,11 +28,15 @@ def test_unique_values_are_unique(name, f):
     assert len(values) == len(set(values))
 
 
-def test_kv_uses_a_few_keys():
-    w = make_workload("kv", {"key_count": "2"})
+def test_kv_uses_a_few_keys_at_a_time():
+    # One group of workers (10 workers, 5 nodes: 2 x nodes per key) on key_count keys at a time;
+    # each key takes at most ops_per_key ops (tests/test_independent_keys.py has the rest).
+    w = make_workload("kv", {"key_count": "2", "ops_per_key": "50"})
+    w.bind_clients(10, 5)
     rng = random.Random(1)
-    keys = {w.next_invocation(rng).key for _ in range(200)}
-    assert keys == {0, 1}
+    keys = [w.prepare(i % 10, w.next_invocation(rng)).key for i in range(200)]
+    assert set(keys) == set(range(max(keys) + 1)) and 4 <= len(set(keys)) <= 6
+    assert all(keys.count(k) <= 50 for k in set(keys))
 
 
 def test_requests_run_on_the_in_house_machine():
@@ -43,8 +47,8 @@ def test_requests_run_on_the_in_house_machine():
             continue
         machine = make_machine(w.machine)
         rng = random.Random(5)
-        for _ in range(100):
-            inv = w.next_invocation(rng)
+        for i in range(100):
+            inv = w.prepare(i % 10, w.next_invocation(rng))
             reply = machine.apply(w.request(inv))
             c = w.completion(inv, reply)
             assert c.type in (OK, FAIL), (name, inv, reply)

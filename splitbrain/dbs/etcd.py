@@ -74,7 +74,7 @@ class Etcd(Database):
     PACKAGES = ("etcd-server", "etcd-client")
     BINARIES = ("etcd",)
     PORTS = {"client": 2379, "peer": 2380}
-    WORKLOADS = ("register", "kv", "set", "append-log", "mutex")
+    WORKLOADS = ("register", "cas-register", "kv", "set", "append-log", "mutex")
     OPTIONS = {
         "reads": ("linearizable: ReadIndex reads (serializable=false); serializable: each "
                   "member's local state (known-bad: stale reads)", "linearizable",

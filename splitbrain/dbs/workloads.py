@@ -13,8 +13,9 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-from ..harness.workloads import (FAIL, INFO, AppendLogWorkload, Completion, FinalOp, Invocation,
-                                 KvWorkload, RegisterWorkload, SetWorkload, Workload)
+from ..harness.workloads import (FAIL, INFO, AppendLogWorkload, CasRegisterWorkload, Completion,
+                                 FinalOp, Invocation, KvWorkload, RegisterWorkload, SetWorkload,
+                                 Workload)
 
 
 class DbReplies:
@@ -28,6 +29,10 @@ class DbReplies:
 
 
 class DbRegister(DbReplies, RegisterWorkload):
+    pass
+
+
+class DbCasRegister(DbReplies, CasRegisterWorkload):
     pass
 
 
@@ -88,7 +93,7 @@ class DbMutex(DbReplies, Workload):
 
 
 DB_WORKLOADS: dict[str, type[Workload]] = {
-    "register": DbRegister, "kv": DbKv, "set": DbSet, "append-log": DbAppendLog,
+    "register": DbRegister, "cas-register": DbCasRegister, "kv": DbKv, "set": DbSet, "append-log": DbAppendLog,
     "mutex": DbMutex,
 }
 

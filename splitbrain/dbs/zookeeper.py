@@ -94,7 +94,7 @@ class ZooKeeper(Database):
     PACKAGES = ("zookeeper",)
     BINARIES = (str(ZK_JAR), "java")
     PORTS = {"client": 2181, "quorum": 2888, "election": 3888}
-    WORKLOADS = ("register", "kv", "set", "append-log")
+    WORKLOADS = ("register", "cas-register", "kv", "set", "append-log")
     OPTIONS = {
         "reads": ("sync: sync() before every read (linearizable); plain: the server's local "
                   "state (known-bad: stale reads)", "sync", ("sync", "plain")),

@@ -84,6 +84,8 @@ class ClientPool:
         nodes = backend.nodes
         self._node_list = list(nodes)
         self.workers = [Worker(i, i, nodes[i % len(nodes)], nodes[i % len(nodes)]) for i in range(n)]
+        # Worker w performs as processes w, w+n, ...: the workload may group workers (per key).
+        workload.bind_clients(n, len(nodes))
         self.threads = tuple(range(n))
         self._nodes = frozenset(nodes)
         self._by_msg: dict[tuple[str, int], Worker] = {}

@@ -27,6 +27,10 @@ same objects, so a history means the same thing whatever ran it. A workload answ
                           state (a no-op for stateless workloads). After an `info` the process is
                           never used again (Jepsen: a crashed client is replaced), so its state
                           can be dropped
+  bind_clients(workers, nodes) the run's number of client workers and nodes, told once by the
+                          runner before the first op (worker w performs as processes w, w+workers,
+                          w+2*workers, ...); the independent-key workloads (register, cas-register,
+                          kv) group workers per key with it; the others ignore it
 
 Completion rules (Jepsen's, with Maelstrom's codes): a reply `<type>_ok` is `ok`; an error with a
 definite code (machines.DEFINITE_ERRORS) is `fail` (it certainly did not happen); an indefinite
@@ -47,6 +51,7 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Iterable
 
 from ..systems import machines as m
+from .keyspace import KeyRotation
 
 # Maelstrom's codes by kebab-case name (doc/protocol.md).
 ERROR_NAMES: dict[int, str] = {
@@ -172,6 +177,9 @@ class Workload:
     def observe(self, process: int, inv: Invocation, c: Completion) -> None:
         """`process`'s op `inv` ended as `c`; stateless workloads keep nothing."""
 
+    def bind_clients(self, workers: int, nodes: int) -> None:
+        """The run's client workers and nodes (see the module docstring); default: ignored."""
+
     # ---- encoding ---------------------------------------------------------------------------
 
     def request(self, inv: Invocation) -> dict:
@@ -270,28 +278,117 @@ def _weighted(rng: random.Random, table: tuple[tuple[str, int], ...]) -> str:
     raise AssertionError("unreachable")
 
 
+class _AutoKey:
+    """The key of a template invocation: `prepare` picks the key (and the value)."""
+
+    _instance = None
+
+    def __new__(cls):
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "AUTO_KEY"
+
+    def __reduce__(self):
+        return (_AutoKey, ())
+
+
+AUTO_KEY = _AutoKey()
+
+
+@dataclass(frozen=True, slots=True)
+class Draws:
+    """The random draws of a template invocation (floats in [0, 1)), spent by `prepare`: which
+    of the group's keys, the limit of a fresh key, and which recent value a cas expects."""
+
+    slot: float
+    limit: float
+    pick: float
+
+
+# Keys read in the final phase (the most recent ones): a bound on the final phase's length.
+FINAL_KEYS_MAX = 400
+
+
 class RegisterWorkload(Workload):
-    """One compare-and-set register (Knossos' cas-register): read, write v, cas [from, to]."""
+    """Read/write registers on independent keys (Jepsen's `independent` register test).
+
+    A group of `workers_per_key` workers shares one key and moves to a fresh key after about
+    `ops_per_key` operations (harness/keyspace.py has the rules); written values are unique per
+    key (1, 2, 3, ...), so every read names the one write it saw. Keys are the integers 0, 1, 2,
+    ... in the order groups take them. The history op is the kv workload's: `f` read/write (and
+    cas in cas-register and kv), `key` the key, `value` the value (Maelstrom's lin-kv bodies
+    `{"type": "write", "key": k, "value": v}` on the wire). Checked per key against the
+    cas-register model (a read/write history checks exactly as against `register`; a stored
+    single-register history of an older version, key null, with cas, still checks).
+
+    Defaults and why: ops_per_key 128 and workers_per_key 2 x nodes are Jepsen's
+    linearizable-register test's (:per-key-limit 128, scaled by a draw in [0.9, 1.0] so that
+    groups change keys at different times; (* 2 n) threads per key), which Maelstrom's lin-kv
+    inherits. The campaign in benchmarks/decided_campaign.py checks that every default in-house
+    run under all faults is decided with them. Larger groups put more of the cluster's nodes
+    under one key (a deposed leader's stale read and the new leader's write meet on the same
+    register); fewer operations per key shorten the histories the search must decide.
+
+    `next_invocation(rng)` gives a TEMPLATE (key AUTO_KEY, value the Draws); `prepare(process,
+    inv)`, which both runners call before recording the invoke, fills in the key of the
+    process's group and the value. Invocations with a real key (the final reads) pass through.
+    """
 
     name = "register"
     machine = "kv"
-    ops = ("read", "write", "cas")
-    description = "one cas-register: read / write v / cas [from, to]; checked for linearizability"
-    OPTIONS = {"value_max": ("values written are 0..value_max-1", 5)}
-    MIX = (("read", 2), ("write", 1), ("cas", 1))
+    ops = ("read", "write")
+    description = ("read/write registers on independent keys: a group of workers per key, a "
+                   "fresh key after ops_per_key ops, unique values per key; linearizable per key")
+    OPTIONS = {"ops_per_key": ("operations on a key before its group takes a fresh one "
+                               "(Jepsen's per-key-limit)", 128),
+               "workers_per_key": ("workers sharing one key (0: twice the node count, "
+                                   "Jepsen's)", 0)}
+    MIX = (("read", 1), ("write", 1))
+    KEYS_PER_GROUP_OPTION: ClassVar[str | None] = None   # kv: key_count keys per group
 
-    def _key(self, rng: random.Random) -> Any:
-        return None
+    def __init__(self, options: dict[str, Any] | None = None):
+        # Maelstrom/Jepsen spell options with "-": ops-per-key is ops_per_key.
+        super().__init__({str(k).replace("-", "_"): v for k, v in (options or {}).items()})
+        per_group = self.KEYS_PER_GROUP_OPTION
+        try:
+            self._keyspace = KeyRotation(
+                self.options["ops_per_key"], self.options["workers_per_key"],
+                self.options[per_group] if per_group else 1)
+        except ValueError as e:
+            raise ValueError(f"workload {self.name}: {e}") from None
+
+    def bind_clients(self, workers: int, nodes: int) -> None:
+        self._keyspace.bind(workers, nodes)
 
     def next_invocation(self, rng: random.Random) -> Invocation:
         f = _weighted(rng, self.MIX)
-        key = self._key(rng)
-        vmax = self.options["value_max"]
-        if f == "read":
+        return Invocation(f, Draws(rng.random(), rng.random(), rng.random()), AUTO_KEY)
+
+    def prepare(self, process: int, inv: Invocation) -> Invocation:
+        if inv.key is not AUTO_KEY:
+            return inv
+        d = inv.value
+        ks = self._keyspace
+        key = ks.assign(process, d.slot, d.limit)
+        if inv.f == "read":
             return Invocation("read", None, key)
-        if f == "write":
-            return Invocation("write", rng.randrange(vmax), key)
-        return Invocation("cas", [rng.randrange(vmax), rng.randrange(vmax)], key)
+        if inv.f == "cas":
+            frm = ks.recent_value(key, d.pick)
+            if frm is not None:
+                return Invocation("cas", [frm, ks.next_value(key)], key)
+            # Nothing written to this key yet: a cas could only fail; write instead.
+        return Invocation("write", ks.next_value(key), key)
+
+    def keys(self) -> list[Any]:
+        return self._keyspace.keys()
+
+    def final_invocations(self, nodes: Iterable[str]) -> list[FinalOp]:
+        """One read per key through any node, the most recent FINAL_KEYS_MAX keys."""
+        return [FinalOp(None, Invocation("read", None, k))
+                for k in self.keys()[-FINAL_KEYS_MAX:]]
 
     def request(self, inv: Invocation) -> dict:
         body: dict[str, Any] = {"type": inv.f}
@@ -307,20 +404,35 @@ class RegisterWorkload(Workload):
         return [("linearizable", {"model": "cas-register"}), ("stats", {})]
 
 
-class KvWorkload(RegisterWorkload):
-    """A few independent cas-registers by key; linearizability is checked per key."""
+class CasRegisterWorkload(RegisterWorkload):
+    """Compare-and-set registers on independent keys: read, write v, cas [from, to].
+
+    As `register` (groups of workers per key, a fresh key after ops_per_key ops, unique values
+    per key), plus cas: `from` is one of the last CAS_FROM_RECENT values written to the key (so
+    a fair share succeed) and `to` a fresh unique value, so every value the register can hold
+    was put there by exactly one write or cas. A cas on a key nothing was written to yet is a
+    write instead (it could only fail). Mix: half reads, a quarter writes, a quarter cas.
+    """
+
+    name = "cas-register"
+    ops = ("read", "write", "cas")
+    description = ("compare-and-set registers on independent keys: read / write v / cas [from, "
+                   "to]; a group of workers per key, a fresh key after ops_per_key ops, unique "
+                   "values per key; linearizable per key")
+    MIX = (("read", 2), ("write", 1), ("cas", 1))
+
+
+class KvWorkload(CasRegisterWorkload):
+    """cas-registers by key, `key_count` keys per group of workers at a time; each key moves on
+    after ops_per_key ops (Maelstrom's lin-kv shape; linearizable per key)."""
 
     name = "kv"
-    description = ("a few cas-registers by key (read / write / cas); linearizable per key "
-                   "(P-compositionality)")
-    OPTIONS = {"value_max": ("values written are 0..value_max-1", 5),
-               "key_count": ("number of keys", 3)}
-
-    def keys(self) -> list[Any]:
-        return list(range(self.options["key_count"]))
-
-    def _key(self, rng: random.Random) -> Any:
-        return rng.randrange(self.options["key_count"])
+    description = ("cas-registers by key: each group of workers uses key_count keys at a time, "
+                   "each replaced by a fresh key after ops_per_key ops; unique values per key; "
+                   "linearizable per key (P-compositionality)")
+    OPTIONS = {**CasRegisterWorkload.OPTIONS,
+               "key_count": ("keys in use at a time by each group of workers", 3)}
+    KEYS_PER_GROUP_OPTION = "key_count"
 
 
 class LinKvWorkload(KvWorkload):
@@ -562,8 +674,8 @@ class KafkaWorkload(Workload):
 
 
 WORKLOADS: dict[str, type[Workload]] = {
-    w.name: w for w in (RegisterWorkload, KvWorkload, ArithWorkload, SetWorkload,
-                        AppendLogWorkload, LinKvWorkload, KafkaWorkload)
+    w.name: w for w in (RegisterWorkload, CasRegisterWorkload, KvWorkload, ArithWorkload,
+                        SetWorkload, AppendLogWorkload, LinKvWorkload, KafkaWorkload)
 }
 # Other names for the same workloads.
 ALIASES: dict[str, str] = {}

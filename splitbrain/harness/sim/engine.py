@@ -156,8 +156,11 @@ class Simulator:
         self.cls = get_system(config.system)
         self.workload: Workload = make_workload(config.workload, config.workload_options)
         if self.workload.machine is None:
+            from ..workloads import WORKLOADS
+            served = ", ".join(n for n, w in WORKLOADS.items() if w.machine is not None)
             raise ValueError(f"workload {config.workload} is for third-party Maelstrom nodes; "
-                             f"the in-house systems run: register, kv, arith, set, append-log")
+                             f"the in-house systems run: {served}")
+        self.workload.bind_clients(config.concurrency, config.nodes)
         self.node_ids = config.node_ids()
         self.settings = config.settings or Settings.from_seed(config.seed, self.node_ids)
         if config.schedule is not None:
