@@ -3,6 +3,7 @@
     python benchmarks/decided_campaign.py                       # 200 seeds x 6 systems x 3 workloads
     python benchmarks/decided_campaign.py --seeds 20 --systems raft,vr --jobs 2
     python benchmarks/decided_campaign.py --bugs --seeds 40     # also every bug switch
+    python benchmarks/decided_campaign.py --local 10            # real processes, once each
 
 For every in-house system (`splitbrain systems`) and each linearizable workload (register,
 cas-register, kv) it simulates `--seeds` schedules (seed 0..N-1) of the DEFAULT test, i.e. what
@@ -17,6 +18,10 @@ With `--bugs`, each bug switch of each system runs `--bug-seeds` schedules as we
 of a buggy system are the hard case for the search (an invalid key is only proven invalid once
 every linearization of it was tried).
 
+With `--local SECONDS`, instead, each (system, workload) runs once on the local backend (real
+node processes, `splitbrain test --nemesis all --time-limit SECONDS`, a random seed) and the table
+gives each run's verdicts, its linearizability check time and its replay command.
+
 Exit status 1 when any run's linearizability verdict was unknown (the acceptance of issue 16).
 CPU time (this process and its workers), wall time and the load average are printed at the end.
 """
@@ -24,9 +29,12 @@ CPU time (this process and its workers), wall time and the load average are prin
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -85,6 +93,41 @@ def run_one(job: tuple) -> dict:
             "replay": replay}
 
 
+def run_local(systems: list[str], workloads: list[str], seconds: float) -> int:
+    """Each (system, workload) once on real processes, all faults; 1 if any check is unknown."""
+    unknown = 0
+    wall0 = time.perf_counter()
+    head = (f"{'system':<15} {'workload':<13} {'verdict':<8} {'linearizable':<13} "
+            f"{'check s':>8} {'keys':>5} {'ops':>6} {'crashed':>8}  replay")
+    print(head)
+    for s in systems:
+        for w in workloads:
+            with tempfile.TemporaryDirectory(prefix="sb-decided-") as store:
+                p = subprocess.run([sys.executable, "-m", "splitbrain", "test", "--system", s,
+                                    "--workload", w, "--nemesis", "all", "--time-limit",
+                                    f"{seconds:g}", "--store", store, "--json"],
+                                   capture_output=True, text=True,
+                                   cwd=Path(__file__).resolve().parent.parent)
+                try:
+                    summary = json.loads(p.stdout)
+                except ValueError:
+                    print(f"{s:<15} {w:<13} exit {p.returncode}: {p.stderr.strip()[-300:]}")
+                    unknown += 1
+                    continue
+            lin = (summary.get("results") or {}).get("children", {}).get("linearizable", {})
+            st = lin.get("stats") or {}
+            v = lin.get("valid")
+            unknown += v not in (True, False)
+            verdict = {True: "VALID", False: "INVALID"}.get(summary.get("valid"), "UNKNOWN")
+            print(f"{s:<15} {w:<13} {verdict:<8} {str(v):<13} {st.get('seconds', 0):>8.2f} "
+                  f"{st.get('keys', 0):>5} {st.get('calls', 0):>6} "
+                  f"{st.get('crashed_calls', 0):>8}  {summary.get('replay')}", flush=True)
+    print(f"{len(systems) * len(workloads)} local runs, {unknown} with an undecided "
+          f"linearizability check; wall {time.perf_counter() - wall0:.0f} s, load average "
+          f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    return 1 if unknown else 0
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--systems", default=",".join(available_systems()))
@@ -98,6 +141,8 @@ def main() -> int:
                     help="the linearizability checker's time limit (its default: 60 s)")
     ap.add_argument("--check-workers", type=int, default=1, help="search processes per check")
     ap.add_argument("--jobs", type=int, default=1, help="runs in parallel (processes)")
+    ap.add_argument("--local", type=float, default=None, metavar="SECONDS",
+                    help="instead: each system x workload once on real processes")
     args = ap.parse_args()
     avail = available_systems()
     systems = [s for s in args.systems.split(",") if s]
@@ -107,6 +152,8 @@ def main() -> int:
             print(f"unknown or unavailable system {s!r} (choose from {', '.join(avail)})",
                   file=sys.stderr)
             return 2
+    if args.local is not None:
+        return run_local(systems, workloads, args.local)
     jobs = []
     for s in systems:
         bugs = [None] + (list(avail[s].BUGS) if args.bugs else [])

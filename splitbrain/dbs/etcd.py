@@ -12,8 +12,9 @@ after the request was written (reset, timeout, "leader changed", "request timed 
 indefinite. Errors the gateway returns with gRPC code 3 (invalid argument) or 8 (too many
 requests: rejected before it was proposed) are definite.
 
-Values are stored as JSON text. Keys: the register is "r", the kv workload's keys "k/<key>", the
-set's elements "s/<v>" (one key per element; a read is a prefix range), the append-log is one key
+Values are stored as JSON text. Keys: the register, cas-register and kv workloads' keys "k/<key>"
+("r" for an op with no key), the set's elements "s/<v>" (one key per element; a read is a prefix
+range), the append-log is one key
 "log" holding a JSON list, appended to by a txn guarded on the key's mod revision (a read, then
 the guarded put; a guard that failed proves nothing was written and the append is retried while
 the deadline allows, else `fail`). The mutex is etcd's lock service (`/v3/lock/lock` with a lease

@@ -18,7 +18,7 @@ expiry, an operation timeout or our deadline are indefinite for writes; NoNode, 
 BadVersion are answers of the server that prove nothing was written (definite). Any failed read
 is definite.
 
-Mapping: register /r and kv /kv/<key> hold JSON text (a missing znode reads as null); write =
+Mapping: the register workloads' keys /kv/<key> (/r for an op with no key) hold JSON text (a missing znode reads as null); write =
 setData (NoNode: create; NodeExists: setData again); cas = read the data and its version, compare,
 then setData with that version (a value other than `from` is `precondition-failed`, an
 observation the cas-register model uses; BadVersion, another write won, is `cas-conflict`: nothing

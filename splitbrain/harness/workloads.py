@@ -301,11 +301,13 @@ AUTO_KEY = _AutoKey()
 @dataclass(frozen=True, slots=True)
 class Draws:
     """The random draws of a template invocation (floats in [0, 1)), spent by `prepare`: which
-    of the group's keys, the limit of a fresh key, and which recent value a cas expects."""
+    of the group's keys, the limit of a fresh key, which recent value a cas expects (and, with
+    value_max set, the value written / the cas's new value)."""
 
     slot: float
     limit: float
     pick: float
+    pick2: float
 
 
 # Keys read in the final phase (the most recent ones): a bound on the final phase's length.
@@ -332,6 +334,10 @@ class RegisterWorkload(Workload):
     under one key (a deposed leader's stale read and the new leader's write meet on the same
     register); fewer operations per key shorten the histories the search must decide.
 
+    `value_max=N` (> 0) draws values from 0..N-1 instead, as older versions of this workload
+    did (one register, Knossos' `rand-int 5`): keys still rotate, but reads no longer name their
+    write; kept for stored runs that set it and for benchmarking the general search.
+
     `next_invocation(rng)` gives a TEMPLATE (key AUTO_KEY, value the Draws); `prepare(process,
     inv)`, which both runners call before recording the invoke, fills in the key of the
     process's group and the value. Invocations with a real key (the final reads) pass through.
@@ -345,7 +351,9 @@ class RegisterWorkload(Workload):
     OPTIONS = {"ops_per_key": ("operations on a key before its group takes a fresh one "
                                "(Jepsen's per-key-limit)", 128),
                "workers_per_key": ("workers sharing one key (0: twice the node count, "
-                                   "Jepsen's)", 0)}
+                                   "Jepsen's)", 0),
+               "value_max": ("0: values unique per key; N: values drawn from 0..N-1, as older "
+                             "versions did (histories the search may not decide)", 0)}
     MIX = (("read", 1), ("write", 1))
     KEYS_PER_GROUP_OPTION: ClassVar[str | None] = None   # kv: key_count keys per group
 
@@ -353,6 +361,9 @@ class RegisterWorkload(Workload):
         # Maelstrom/Jepsen spell options with "-": ops-per-key is ops_per_key.
         super().__init__({str(k).replace("-", "_"): v for k, v in (options or {}).items()})
         per_group = self.KEYS_PER_GROUP_OPTION
+        if self.options["value_max"] < 0:
+            raise ValueError(f"workload {self.name}: value_max must be >= 0 (0: unique values), "
+                             f"got {self.options['value_max']}")
         try:
             self._keyspace = KeyRotation(
                 self.options["ops_per_key"], self.options["workers_per_key"],
@@ -365,7 +376,8 @@ class RegisterWorkload(Workload):
 
     def next_invocation(self, rng: random.Random) -> Invocation:
         f = _weighted(rng, self.MIX)
-        return Invocation(f, Draws(rng.random(), rng.random(), rng.random()), AUTO_KEY)
+        return Invocation(f, Draws(rng.random(), rng.random(), rng.random(), rng.random()),
+                          AUTO_KEY)
 
     def prepare(self, process: int, inv: Invocation) -> Invocation:
         if inv.key is not AUTO_KEY:
@@ -375,6 +387,11 @@ class RegisterWorkload(Workload):
         key = ks.assign(process, d.slot, d.limit)
         if inv.f == "read":
             return Invocation("read", None, key)
+        vmax = self.options["value_max"]
+        if vmax > 0:    # values from a small range (not unique): older versions' histories
+            if inv.f == "cas":
+                return Invocation("cas", [int(d.pick * vmax), int(d.pick2 * vmax)], key)
+            return Invocation("write", int(d.pick2 * vmax), key)
         if inv.f == "cas":
             frm = ks.recent_value(key, d.pick)
             if frm is not None:
