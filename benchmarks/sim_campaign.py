@@ -29,7 +29,7 @@ from splitbrain.harness.sim import SimConfig, check_run, simulate  # noqa: E402
 from splitbrain.harness.sim.schedule import KINDS  # noqa: E402
 from splitbrain.systems.registry import available_systems  # noqa: E402
 
-WORKLOADS = ("register", "append-log", "kv", "arith", "set", "cas-register")
+WORKLOADS = ("register", "append-log", "kv", "arith", "set")
 
 
 def seeded_case(system: str, seed: int, bugs: tuple[str, ...], time_limit: float,

@@ -27,7 +27,7 @@ from ..checkers.result import Result
 from .sim import SimConfig, check_run, schedule_to_json, simulate
 from .sim.schedule import CLOCK_JUMP_MAX_MS, FAULT_MAX_MS, KINDS, SHAPES, Fault
 
-WORKLOADS = ("register", "append-log", "kv", "arith", "set", "cas-register")
+WORKLOADS = ("register", "append-log", "kv", "arith", "set")
 SEED_MAX = 2**31 - 1
 # Options that keep checking tractable: arith with info ops is the hardest search of all, so the
 # search spreads it over independent integers (linearizability is compositional).
