@@ -1,12 +1,13 @@
 """Decided-verdict campaign: is every default in-house linearizability test decided?
 
-    python benchmarks/decided_campaign.py                       # 200 seeds x 6 systems x 3 workloads
-    python benchmarks/decided_campaign.py --seeds 20 --systems raft,vr --jobs 2
+    python benchmarks/decided_campaign.py --jobs 2              # 200 schedules per system
+    python benchmarks/decided_campaign.py --seeds 20 --systems raft,vr --per-workload
     python benchmarks/decided_campaign.py --bugs --seeds 40     # also every bug switch
     python benchmarks/decided_campaign.py --local 10            # real processes, once each
 
-For every in-house system (`splitbrain systems`) and each linearizable workload (register,
-cas-register, kv) it simulates `--seeds` schedules (seed 0..N-1) of the DEFAULT test, i.e. what
+For every in-house system (`splitbrain systems`) it simulates `--seeds` schedules (seed 0..N-1,
+the workloads register, cas-register and kv in rotation: seed s runs workload s % 3; with
+`--per-workload`, every seed on every workload) of the DEFAULT test, i.e. what
 `splitbrain test --backend sim --system S --workload W --nemesis all --seed N` runs: 10 virtual
 seconds, 5 nodes, 10 workers, 500 ops/s, every fault kind, the workload's default options, and the
 linearizability checker's default time limit (60 s; one search process per run, `--check-workers`).
@@ -132,7 +133,10 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--systems", default=",".join(available_systems()))
     ap.add_argument("--workloads", default=",".join(WORKLOADS))
-    ap.add_argument("--seeds", type=int, default=200, help="schedules per system and workload")
+    ap.add_argument("--seeds", type=int, default=200,
+                    help="schedules per system (workloads in rotation)")
+    ap.add_argument("--per-workload", action="store_true",
+                    help="run every seed on every workload (--seeds per system and workload)")
     ap.add_argument("--bugs", action="store_true", help="also every bug switch")
     ap.add_argument("--bug-seeds", type=int, default=None,
                     help="schedules per bug switch and workload (default: --seeds)")
@@ -157,19 +161,37 @@ def main() -> int:
     jobs = []
     for s in systems:
         bugs = [None] + (list(avail[s].BUGS) if args.bugs else [])
-        for w in workloads:
-            for bug in bugs:
-                n = args.seeds if bug is None else (args.bug_seeds or args.seeds)
+        for bug in bugs:
+            n = args.seeds if bug is None else (args.bug_seeds or args.seeds)
+            for w_i, w in enumerate(workloads):
+                seeds = (range(n) if args.per_workload
+                         else range(w_i, n, len(workloads)))
                 jobs += [(s, w, bug, seed, args.time_limit, args.check_time_limit,
-                          args.check_workers) for seed in range(n)]
+                          args.check_workers) for seed in seeds]
+    # A row is printed as soon as its last run is in (the jobs come back in order).
+    remaining: dict = {}
+    for j in jobs:
+        remaining[(j[0], j[1], j[2] or "-")] = remaining.get((j[0], j[1], j[2] or "-"), 0) + 1
     wall0, cpu0 = time.perf_counter(), time.process_time()
     rows: dict = {}
     unknown: list[dict] = []
+    head = (f"{'system':<15} {'workload':<13} {'bug':<24} {'runs':>5} {'valid':>6} {'invalid':>8} "
+            f"{'unknown':>8} {'max check s':>12} {'max calls/key':>14} {'max crashed/key':>16} "
+            f"{'ops/run':>8}")
+    print(head)
+    print("-" * len(head), flush=True)
+
+    def show(key, row) -> None:
+        s, w, b = key
+        print(f"{s:<15} {w:<13} {b:<24} {row['runs']:>5} {row[True]:>6} {row[False]:>8} "
+              f"{row['unknown']:>8} {row['max_s']:>12.2f} {row['calls']:>14} "
+              f"{row['crashed']:>16} {row['ops'] // max(1, row['runs']):>8}", flush=True)
+
     with ProcessPoolExecutor(max_workers=max(1, args.jobs)) as ex:
-        for r in ex.map(run_one, jobs, chunksize=4):
-            row = rows.setdefault((r["system"], r["workload"], r["bug"] or "-"),
-                                  {"runs": 0, True: 0, False: 0, "unknown": 0, "max_s": 0.0,
-                                   "calls": 0, "crashed": 0, "ops": 0})
+        for r in ex.map(run_one, jobs, chunksize=2):
+            key = (r["system"], r["workload"], r["bug"] or "-")
+            row = rows.setdefault(key, {"runs": 0, True: 0, False: 0, "unknown": 0,
+                                        "max_s": 0.0, "calls": 0, "crashed": 0, "ops": 0})
             row["runs"] += 1
             row[r["lin"] if r["lin"] in (True, False) else "unknown"] += 1
             row["max_s"] = max(row["max_s"], r["check_s"])
@@ -180,18 +202,21 @@ def main() -> int:
                 unknown.append(r)
                 print(f"  UNKNOWN {r['system']} {r['workload']} bug {r['bug']} seed {r['seed']}: "
                       f"{r['error']}\n    replay: {r['replay']}", flush=True)
+            remaining[key] -= 1
+            if not remaining[key]:
+                show(key, row)
     wall = time.perf_counter() - wall0
     ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = time.process_time() - cpu0 + ru.ru_utime + ru.ru_stime
-    head = (f"{'system':<15} {'workload':<13} {'bug':<24} {'runs':>5} {'valid':>6} {'invalid':>8} "
-            f"{'unknown':>8} {'max check s':>12} {'max calls/key':>14} {'max crashed/key':>16} "
-            f"{'ops/run':>8}")
-    print(head)
-    print("-" * len(head))
-    for (s, w, b), row in rows.items():
-        print(f"{s:<15} {w:<13} {b:<24} {row['runs']:>5} {row[True]:>6} {row[False]:>8} "
-              f"{row['unknown']:>8} {row['max_s']:>12.2f} {row['calls']:>14} "
-              f"{row['crashed']:>16} {row['ops'] // max(1, row['runs']):>8}")
+    per_system: dict = {}
+    for (s, _, _), row in rows.items():
+        t = per_system.setdefault(s, {"runs": 0, True: 0, False: 0, "unknown": 0, "max_s": 0.0})
+        for k in ("runs", True, False, "unknown"):
+            t[k] += row[k]
+        t["max_s"] = max(t["max_s"], row["max_s"])
+    for s, t in per_system.items():
+        print(f"{s:<15} all           {'':<24} {t['runs']:>5} {t[True]:>6} {t[False]:>8} "
+              f"{t['unknown']:>8} {t['max_s']:>12.2f}")
     total = sum(r["runs"] for r in rows.values())
     print(f"{total} runs, {len(unknown)} unknown; wall {wall:.0f} s, CPU {cpu:.0f} s "
           f"(with workers), load average {os.getloadavg()[0]:.2f} "
