@@ -24,7 +24,7 @@ CI_SCHEDULES_PER_SYSTEM = 8
 KNOWN_FAILURES: list[tuple] = [
     ("raft", "commit-old-term", "append-log", 234, 10.0),
     ("raft", "vote-not-persisted", "register", 225, 10.0),
-    ("raft", "stale-reads", "register", 15),
+    ("raft", "stale-reads", "register", 21),
     ("raft", "txn-local-reads", "txn-list-append", 0),
     ("raft", "ack-before-persist", "append-log", 1),
     ("multi-paxos", "forget-promise", "append-log", 181),
@@ -33,7 +33,7 @@ KNOWN_FAILURES: list[tuple] = [
     ("zab", "election-ignores-zxid", "arith", 8),
     ("vr", "highest-view-log", "append-log", 11),
     ("vr", "recover-without-primary", "arith", 18),
-    ("vr", "commit-on-f", "register", 0),
+    ("vr", "commit-on-f", "register", 11),
     ("primary-backup", "ack-before-replicate", "append-log", 6),
     ("primary-backup", "no-fencing", "register", 0),
     ("active-active", "arrival-order", "register", 0),

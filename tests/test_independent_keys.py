@@ -180,10 +180,36 @@ def test_default_runs_are_decided_small_campaign(system):
 # Seeds on which each bug switch that breaks linearizability is found with each linearizable
 # workload (10 virtual s, all faults): (system, bug, workload, seed), found by scanning seeds
 # 0..39 (benchmarks/decided_campaign.py --bugs prints the verdicts of such scans).
+# Not found by the linearizability checker in 40 such seeds (they are found by the log,
+# convergence and replicas checkers on append-log: tests/test_fault_search.py): raft's
+# commit-old-term and vote-not-persisted, multi-paxos' forget-promise, vr's
+# recover-without-primary on register and cas-register.
 CAUGHT = [
     ("raft", "stale-reads", "register", 17),
-    ("raft", "stale-reads", "cas-register", 7),
-    ("raft", "stale-reads", "kv", 7),
+    ("raft", "stale-reads", "cas-register", 1),
+    ("raft", "stale-reads", "kv", 1),
+    ("raft", "ack-before-persist", "register", 14),
+    ("raft", "ack-before-persist", "cas-register", 14),
+    ("raft", "ack-before-persist", "kv", 14),
+    ("multi-paxos", "no-reproposal", "register", 0),
+    ("multi-paxos", "no-reproposal", "cas-register", 0),
+    ("multi-paxos", "no-reproposal", "kv", 0),
+    ("zab", "ack-before-fsync", "register", 18),
+    ("zab", "ack-before-fsync", "cas-register", 1),
+    ("zab", "ack-before-fsync", "kv", 1),
+    ("zab", "election-ignores-zxid", "register", 5),
+    ("zab", "election-ignores-zxid", "cas-register", 1),
+    ("zab", "election-ignores-zxid", "kv", 0),
+    ("vr", "highest-view-log", "register", 1),
+    ("vr", "highest-view-log", "cas-register", 1),
+    ("vr", "highest-view-log", "kv", 5),
+    ("vr", "recover-without-primary", "kv", 17),
+    ("vr", "commit-on-f", "register", 7),
+    ("vr", "commit-on-f", "cas-register", 7),
+    ("vr", "commit-on-f", "kv", 7),
+    ("primary-backup", "ack-before-replicate", "register", 1),
+    ("primary-backup", "ack-before-replicate", "cas-register", 1),
+    ("primary-backup", "ack-before-replicate", "kv", 0),
 ]
 RESCAN_SEEDS_MAX = 20
 
