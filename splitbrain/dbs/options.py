@@ -4,6 +4,8 @@ Decisions (recorded in test.json like every option):
 - backend: netns unless given (partitions must cut the database's own peer traffic, which only a
   network namespace or container sees); `--backend local` is the loopback variant (no network
   faults); sim is refused (a real database cannot run in the simulator).
+- ssh: the packages are checked on each host when the cluster starts, not here (the
+  controller need not have them).
 - nodes: 3 unless given (the smallest cluster that survives a minority failure; a 2-core machine
   runs three JVMs comfortably).
 - workload: register unless given; it must be one the database serves.
@@ -18,7 +20,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-DB_BACKENDS = ("netns", "docker", "local")
+DB_BACKENDS = ("netns", "docker", "local", "ssh")
 DEFAULT_BACKEND = "netns"
 DEFAULT_WORKLOAD = "register"
 
@@ -57,7 +59,8 @@ def build_db_test(*, db, system, bin_path, workload, nemesis, time_limit, nodes,
         raise UserError(f"--backend {backend}: --db runs on {', '.join(DB_BACKENDS)} (local is "
                         f"the loopback variant without network faults)")
     try:
-        cls.require_installed()
+        if backend != "ssh":     # ssh: checked on each host at start (backends/ssh.py)
+            cls.require_installed()
     except DbMissing as e:
         raise UserError(f"--db {db}: {e}") from None
     workload = workload or DEFAULT_WORKLOAD

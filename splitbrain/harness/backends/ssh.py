@@ -168,6 +168,7 @@ class SshNodes:
         self.on_fatal = None
         self._watch_stop = threading.Event()
         self.timings: dict[str, float] = {}
+        self._uploaded: set[str] = set()
 
     def _each(self, fn: Callable[[str], object], nodes: Sequence[str] | None = None) -> dict:
         """fn(node) for every node's host at once; the first error (node order) is raised."""
@@ -528,3 +529,75 @@ def cleanup_hosts(specs: dict[str, HostSpec], log: Callable[[str], None] = print
         for h in hosts.values():
             h.close()
     return removed
+
+
+class SshDbNodes(SshNodes):
+    """The database variant (dbs/cluster.py SshDb mixes it with DbCluster): the adapter's
+    command and files, unchanged but for the node folder's path, on each host; its packages
+    checked there. No runtime is uploaded (a database host needs no Python)."""
+
+    ship_runtime = False
+
+    def _prepare_host(self, n: str) -> None:
+        missing = []
+        for b in self.db.BINARIES:
+            rc, _, _ = self.hosts[n].run(f"command -v {q(b)} >/dev/null || [ -e {q(b)} ]",
+                                         check=False)
+            if rc != 0:
+                missing.append(b)
+        if missing:
+            raise SshError(f"{self.specs[n].label}: {self.db.name} is not installed there "
+                           f"({missing[0]} not found): apt-get install "
+                           f"{' '.join(self.db.PACKAGES)}")
+
+    def _node_env(self, n: str) -> dict[str, str]:
+        return {}
+
+    def _rewrite(self, n: str, text: str) -> str:
+        """A path under the local nodes/<n>/ becomes the host's copy."""
+        return text.replace(str(self.node_dir(n)), self.rdir[n])
+
+    def _node_argv(self, n: str) -> list[str]:
+        return [self._rewrite(n, a) for a in self.db.command(n)]
+
+    def _launch(self, n: str) -> None:
+        if n not in self._uploaded:
+            self._upload_node_files(n)
+            self._uploaded.add(n)
+        SshNodes._launch(self, n)
+
+    def _upload_node_files(self, n: str) -> None:
+        """What setup_node wrote into nodes/<n>/ (config files, ids; not the log), with local
+        paths in text files rewritten; the host's data folder is wiped first (a fresh run)."""
+        h, base = self.hosts[n], self.node_dir(n)
+        h.run(f"rm -rf {q(self.rdir[n])}/data && mkdir -p {q(self.rdir[n])}/data")
+        for p in sorted(base.rglob("*")):
+            rel = p.relative_to(base)
+            if rel.parts[0] in ("node.log",) or p.is_symlink():
+                continue
+            remote = f"{self.rdir[n]}/{rel.as_posix()}"
+            if p.is_dir():
+                h.run(f"mkdir -p {q(remote)}")
+                continue
+            data = p.read_bytes()
+            try:
+                data = self._rewrite(n, data.decode("utf-8")).encode("utf-8")
+            except UnicodeDecodeError:
+                pass
+            h.put_bytes(data, remote)
+
+    def _fetch(self, n: str) -> None:
+        """node.log, and the data folder as nodes/<n>/data.tar.gz (the local data folder, which
+        only held what setup_node wrote, goes: the adapter's archive() then finds none)."""
+        import shutil
+        SshNodes._fetch(self, n)
+        shutil.rmtree(self.data_dir(n), ignore_errors=True)
+        rc = self.hosts[n].run_to_file(f"tar -C {q(self.rdir[n])} -czf - data",
+                                       self.node_dir(n) / "data.tar.gz", timeout_s=300)
+        if rc != 0:
+            self._log(f"{n}: the data folder was not archived (tar exit {rc})")
+
+    def _exit_code(self, n: str) -> int | None:
+        SshNodes._fetch(self, n)
+        rc, out, _ = self.hosts[n].run(f"cat {q(self.rdir[n])}/node.exit", check=False)
+        return int(out.strip()) if rc == 0 and out.strip().lstrip("-").isdigit() else None
