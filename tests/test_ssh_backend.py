@@ -1,0 +1,231 @@
+"""The ssh backend (splitbrain/harness/backends/ssh.py) on a fleet built as a remote fleet would
+look (tests/ssh_fleet.py): one Debian sshd per node in its own network namespace, the controller
+connecting over a bridge with known-hosts checking on.
+
+CI tier: hosts-file errors (exit 2); Raft and etcd (the dbs adapter) valid under partition+kill
+over SSH with nothing left on any host; a host that cannot be reached, or whose key is not
+known, is exit 4 naming it; a SIGKILLed controller's leftovers (processes, iptables chain and
+jump, marker folders) are removed by `cleanup --hosts`, and a live run's are not.
+Slow tier (`-m slow`): a Raft bug switch caught over SSH; a session lost mid-run is exit 4
+naming the host; the docker backend against a remote engine (DOCKER_HOST=ssh://).
+
+Needs root, openssh-server/-client, iproute2, iptables (and etcd for its test): skipped outside
+CI when missing, a failure in CI (conftest.require).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, docker_available, require
+from ssh_fleet import Fleet, fleet_available
+
+
+def _require_fleet() -> None:
+    ok, what = fleet_available()
+    require(ok, what)
+
+
+@pytest.fixture(scope="module")
+def fleet():
+    _require_fleet()
+    f = Fleet(3).start()
+    try:
+        yield f
+    finally:
+        f.close()
+        assert f.remains() == [], f.remains()
+
+
+def _env(tmp_path: Path) -> dict:
+    # A private registry: the runs' entries never mix with other tests' or users'.
+    return {**os.environ, "PYTHONPATH": str(REPO), "SPLITBRAIN_STATE_DIR": str(tmp_path / "state")}
+
+
+def _splitbrain(tmp_path: Path, *args: str, timeout_s: float = 300,
+                env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "splitbrain", *args], capture_output=True,
+                          text=True, timeout=timeout_s, cwd=REPO, env=env or _env(tmp_path))
+
+
+def _out(r: subprocess.CompletedProcess) -> str:
+    return r.stdout[-3000:] + r.stderr[-3000:]
+
+
+# ---- hosts: bad input is a usage error --------------------------------------------------------
+
+@pytest.mark.parametrize("text, expect", [
+    ("[hosts.n1]\naddress = '10.0.0.1'\n[hosts.n3]\naddress = '10.0.0.3'\n",
+     "node names must be n1..n2"),
+    ("[hosts.n1]\nadress = '10.0.0.1'\n", "unknown key 'adress'"),
+    ("[hosts.n1]\naddress = '10.0.0.1'\n[hosts.n2]\naddress = '10.0.0.1'\n",
+     "share the address 10.0.0.1"),
+    ("[hosts.n1\naddress = 1\n", "not valid TOML"),
+    ("[hosts.n1]\naddress = '10.0.0.1'\nport = 0\n", "`port` must be an integer"),
+])
+def test_a_bad_hosts_file_is_a_usage_error(tmp_path, text, expect):
+    f = tmp_path / "hosts.toml"
+    f.write_text(text)
+    r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--hosts", str(f), "--system", "raft",
+                    "--time-limit", "1")
+    assert r.returncode == 2, _out(r)
+    assert expect in r.stderr and str(f) in r.stderr and "Traceback" not in r.stderr, _out(r)
+
+
+def test_host_arguments_and_their_errors(tmp_path):
+    r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--host", "n1=root@@x",
+                    "--system", "raft")
+    assert r.returncode == 2 and "expected NODE=[USER@]ADDRESS[:PORT]" in r.stderr, _out(r)
+    r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--system", "raft")
+    assert r.returncode == 2 and "--backend ssh needs hosts" in r.stderr, _out(r)
+    r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--host", "n1=10.0.0.1", "--host",
+                    "n2=10.0.0.2", "--nodes", "3", "--system", "raft")
+    assert r.returncode == 2 and "one node per host" in r.stderr, _out(r)
+    r = _splitbrain(tmp_path, "test", "--backend", "netns", "--host", "n1=10.0.0.1",
+                    "--system", "raft")
+    assert r.returncode == 2 and "are for --backend ssh" in r.stderr, _out(r)
+
+
+# ---- real runs over SSH -----------------------------------------------------------------------
+
+def test_raft_is_valid_under_partition_and_kill_over_ssh(fleet, tmp_path):
+    r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--hosts", str(fleet.hosts_toml()),
+                    "--system", "raft", "--workload", "lin-kv", "--nemesis", "partition,kill",
+                    "--time-limit", "6", "--rate", "100", "--opt",
+                    "harness.nemesis_interval_s=1.5", "--seed", "7", "--json", "--store",
+                    str(tmp_path / "store"))
+    assert r.returncode == 0, _out(r)
+    summary = json.loads(r.stdout)
+    assert summary["valid"] is True and summary["history_ops"] > 200, summary
+    run_dir = Path(summary["run_dir"])
+    log = (run_dir / "splitbrain.log").read_text()
+    assert "ssh: run" in log and "killed" in log, log[-2000:]
+    hist = [json.loads(x) for x in (run_dir / "history.jsonl").read_text().splitlines()]
+    faults = {h["f"] for h in hist if h["process"] == "nemesis"}
+    assert {"start-partition", "kill"} & faults, faults
+    for n in fleet.nodes:        # the hosts' logs are in the store
+        assert (run_dir / "nodes" / n / "node.log").stat().st_size > 0
+    assert fleet.leftovers() == []
+
+
+def test_etcd_is_valid_under_partition_and_kill_over_ssh(fleet, tmp_path):
+    import shutil
+    require(shutil.which("etcd") is not None, "etcd (apt-get install etcd-server etcd-client)")
+    r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--hosts", str(fleet.hosts_toml()),
+                    "--db", "etcd", "--workload", "register", "--nemesis", "partition,kill",
+                    "--time-limit", "8", "--rate", "100", "--opt",
+                    "harness.nemesis_interval_s=2", "--seed", "3", "--json", "--store",
+                    str(tmp_path / "store"))
+    assert r.returncode == 0, _out(r)
+    summary = json.loads(r.stdout)
+    assert summary["valid"] is True and summary["history_ops"] > 200, summary
+    run_dir = Path(summary["run_dir"])
+    for n in fleet.nodes:
+        assert (run_dir / "nodes" / n / "data.tar.gz").stat().st_size > 0
+        assert "etcd" in (run_dir / "nodes" / n / "node.log").read_text()[:5000]
+    assert fleet.leftovers() == []
+
+
+# ---- connection failures are harness errors ---------------------------------------------------
+
+def test_an_unreachable_host_is_exit_4_naming_it(fleet, tmp_path):
+    hosts = fleet.hosts_toml(tmp_path / "hosts.toml")
+    # n4: an address on the fleet's bridge where nothing listens.
+    dead = str(list(fleet.subnet.hosts())[200])
+    text = hosts.read_text() + (f'[hosts.n4]\naddress = "{dead}"\n'
+                                f'dir = "{fleet.dirs["n1"]}-n4"\n')
+    hosts.write_text(text)
+    t0 = time.monotonic()
+    r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--hosts", str(hosts), "--system",
+                    "raft", "--time-limit", "2", "--store", str(tmp_path / "store"))
+    assert r.returncode == 4, _out(r)
+    assert f"host n4 (root@{dead}:22)" in r.stderr and "cannot connect" in r.stderr, _out(r)
+    assert time.monotonic() - t0 < 60
+    assert "info" not in r.stdout and "UNKNOWN" not in r.stdout, _out(r)
+    assert fleet.leftovers() == []
+
+
+def test_an_unknown_host_key_is_refused(fleet, tmp_path):
+    hosts = fleet.hosts_toml(tmp_path / "hosts.toml")
+    kh = tmp_path / "known_hosts"
+    lines = fleet.known_hosts.read_text().splitlines()
+    kh.write_text("\n".join(lines[:-1]) + "\n")          # n3's key is not known
+    hosts.write_text(hosts.read_text().replace(str(fleet.known_hosts), str(kh)))
+    r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--hosts", str(hosts), "--system",
+                    "raft", "--time-limit", "2", "--store", str(tmp_path / "store"))
+    assert r.returncode == 4, _out(r)
+    assert "host n3" in r.stderr and "not found in known_hosts" in r.stderr, _out(r)
+    assert fleet.leftovers() == []
+
+
+# ---- a killed controller's leftovers ----------------------------------------------------------
+
+def _wait(cond, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def _host_iptables(fleet, n: str, *args: str) -> None:
+    subprocess.run(["ip", "netns", "exec", fleet.ns[n], "iptables", "-w", *args], check=True,
+                   capture_output=True)
+
+
+def test_cleanup_hosts_removes_a_sigkilled_controllers_leftovers(fleet, tmp_path):
+    hosts = str(fleet.hosts_toml())
+    env = _env(tmp_path)
+    for n in fleet.nodes:        # the host's own chain and rule, which must survive
+        _host_iptables(fleet, n, "-N", "HOSTOWN")
+        _host_iptables(fleet, n, "-A", "HOSTOWN", "-p", "tcp", "--dport", "9999", "-j", "DROP")
+        _host_iptables(fleet, n, "-A", "INPUT", "-j", "HOSTOWN")
+    try:
+        _cleanup_scenario(fleet, tmp_path, hosts, env)
+        for n in fleet.nodes:
+            saved = fleet.iptables_save(n)
+            assert "-A INPUT -j HOSTOWN" in saved and "--dport 9999 -j DROP" in saved, saved
+    finally:
+        for n in fleet.nodes:
+            _host_iptables(fleet, n, "-D", "INPUT", "-j", "HOSTOWN")
+            _host_iptables(fleet, n, "-F", "HOSTOWN")
+            _host_iptables(fleet, n, "-X", "HOSTOWN")
+
+
+def _cleanup_scenario(fleet, tmp_path: Path, hosts: str, env: dict) -> None:
+    proc = subprocess.Popen([sys.executable, "-m", "splitbrain", "test", "--backend", "ssh",
+                             "--hosts", hosts, "--system", "raft", "--nemesis", "partition",
+                             "--time-limit", "60", "--opt", "harness.nemesis_interval_s=1",
+                             "--store", str(tmp_path / "store")], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        # The run is up when every host has its node's pid file and its chain holds a rule.
+        _wait(lambda: all(list(Path(fleet.dirs[n]).glob("run-*/node.pid")) for n in fleet.nodes),
+              60, "the nodes to start")
+        _wait(lambda: any("-j DROP" in fleet.iptables_save(n) for n in fleet.nodes), 30,
+              "a partition rule")
+        # A live run is left alone by cleanup (its controller is alive).
+        r = _splitbrain(tmp_path, "cleanup", "--hosts", hosts, env=env)
+        assert r.returncode == 0 and "removed 0 run(s)" in r.stdout, _out(r)
+        assert r.stdout.count("owner pid") == 3, _out(r)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    time.sleep(0.5)
+    left = fleet.leftovers(settle_s=0)
+    kinds = {x.split(": ")[1].split(" ")[0] for x in left}
+    assert {"process", "iptables", "file"} <= kinds, left
+    r = _splitbrain(tmp_path, "cleanup", "--hosts", hosts, "--dry-run", env=env)
+    assert r.returncode == 0 and "would remove 3 run(s)" in r.stdout, _out(r)
+    r = _splitbrain(tmp_path, "cleanup", "--hosts", hosts, env=env)
+    assert r.returncode == 0 and "removed 3 run(s)" in r.stdout, _out(r)
+    assert fleet.leftovers() == []
