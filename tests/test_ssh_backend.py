@@ -100,7 +100,8 @@ def test_raft_is_valid_under_partition_and_kill_over_ssh(fleet, tmp_path):
     r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--hosts", str(fleet.hosts_toml()),
                     "--system", "raft", "--workload", "lin-kv", "--nemesis", "partition,kill",
                     "--time-limit", "6", "--rate", "100", "--opt",
-                    "harness.nemesis_interval_s=1.5", "--seed", "7", "--json", "--store",
+                    "harness.nemesis_interval_s=1.5", "--opt", "harness.reports=false",
+                    "--seed", "7", "--json", "--store",
                     str(tmp_path / "store"))
     assert r.returncode == 0, _out(r)
     summary = json.loads(r.stdout)
@@ -121,8 +122,9 @@ def test_etcd_is_valid_under_partition_and_kill_over_ssh(fleet, tmp_path):
     require(shutil.which("etcd") is not None, "etcd (apt-get install etcd-server etcd-client)")
     r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--hosts", str(fleet.hosts_toml()),
                     "--db", "etcd", "--workload", "register", "--nemesis", "partition,kill",
-                    "--time-limit", "8", "--rate", "100", "--opt",
-                    "harness.nemesis_interval_s=2", "--seed", "3", "--json", "--store",
+                    "--time-limit", "6", "--rate", "100", "--opt",
+                    "harness.nemesis_interval_s=1.5", "--opt", "harness.reports=false",
+                    "--seed", "3", "--json", "--store",
                     str(tmp_path / "store"))
     assert r.returncode == 0, _out(r)
     summary = json.loads(r.stdout)
@@ -228,4 +230,113 @@ def _cleanup_scenario(fleet, tmp_path: Path, hosts: str, env: dict) -> None:
     assert r.returncode == 0 and "would remove 3 run(s)" in r.stdout, _out(r)
     r = _splitbrain(tmp_path, "cleanup", "--hosts", hosts, env=env)
     assert r.returncode == 0 and "removed 3 run(s)" in r.stdout, _out(r)
+    assert fleet.leftovers() == []
+
+
+# ---- slow tier --------------------------------------------------------------------------------
+
+@pytest.mark.slow
+def test_a_raft_bug_is_caught_over_ssh(fleet, tmp_path):
+    """stale-reads: a deposed leader answers reads from its own state (as
+    test_real_network_cli.py on netns/docker: real time decides, so up to three seeds)."""
+    outputs = []
+    for seed in ("1", "2", "3"):
+        r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--hosts", str(fleet.hosts_toml()),
+                        "--system", "raft", "--bug", "stale-reads", "--workload", "kv",
+                        "--nemesis", "partition-leader", "--time-limit", "8", "--opt",
+                        "check-quorum=false", "--opt", "harness.nemesis_interval_s=1.5",
+                        "--opt", "harness.client_timeout_s=0.5", "--seed", seed, "--store",
+                        str(tmp_path / "store"))
+        assert r.returncode in (0, 1), _out(r)
+        outputs.append(r.stdout)
+        if r.returncode == 1:
+            assert "linearizable: INVALID" in r.stdout
+            break
+    else:
+        raise AssertionError("stale-reads was not found in 3 runs:\n" + "\n".join(outputs)[-3000:])
+    assert fleet.leftovers() == []
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("node", ["linkv.py", "python3 linkv.py"])
+def test_a_maelstrom_binary_runs_over_ssh(fleet, tmp_path, node):
+    """--bin: the program (a path) or the script an interpreter named on PATH runs (an
+    argument naming a local file) is uploaded to each host and runs behind the TCP shim."""
+    *interp, script = node.split()
+    r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--hosts", str(fleet.hosts_toml()),
+                    "--bin", *interp, str(REPO / "tests" / "nodes" / script), "--workload",
+                    "lin-kv", "--nemesis", "partition", "--time-limit", "6", "--seed", "1",
+                    "--opt", "harness.reports=false", "--json", "--store",
+                    str(tmp_path / "store"))
+    assert r.returncode == 0, _out(r)
+    summary = json.loads(r.stdout)
+    assert summary["valid"] is True and summary["history_ops"] > 200, summary
+    assert fleet.leftovers() == []
+
+
+@pytest.mark.slow
+def test_a_session_lost_mid_run_is_exit_4_naming_the_host(fleet, tmp_path):
+    hosts = str(fleet.hosts_toml())
+    env = _env(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-m", "splitbrain", "test", "--backend", "ssh",
+                             "--hosts", hosts, "--system", "raft", "--time-limit", "30",
+                             "--store", str(tmp_path / "store")], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        _wait(lambda: all(list(Path(fleet.dirs[n]).glob("run-*/node.pid")) for n in fleet.nodes),
+              60, "the nodes to start")
+        time.sleep(1.0)
+        # Cut n2's SSH session: end its sshd session processes (not the listener).
+        for pid in fleet.ns_pids("n2"):
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sshd:"):
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    assert proc.returncode == 4, out[-2000:] + err[-2000:]
+    assert "host n2 (root@" in err and "SSH session was lost" in err, err[-2000:]
+    assert "UNKNOWN" not in out
+    # The run could not tear down n2 (its node still runs there); its controller has exited,
+    # so cleanup --hosts removes it.
+    r = _splitbrain(tmp_path, "cleanup", "--hosts", hosts, env=env)
+    assert r.returncode == 0, _out(r)
+    assert fleet.leftovers() == []
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(1800)     # the first run builds the node image (debootstrap) over SSH
+def test_the_docker_backend_runs_on_a_remote_engine_over_ssh(fleet, tmp_path):
+    """DOCKER_HOST=ssh://root@<an sshd of the fleet>: the docker SDK connects with paramiko
+    (known-hosts checked from ~/.ssh/known_hosts, the key from ~/.ssh/config) and runs
+    `docker system dial-stdio` on the host. The namespace shares this machine's filesystem, so
+    the engine there is this machine's (its socket and the docker CLI are visible)."""
+    import shutil
+    require(docker_available(), "a Docker engine")
+    require(shutil.which("debootstrap") is not None, "debootstrap (the node image)")
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    addr = fleet.addresses["n1"]
+    (home / ".ssh" / "config").write_text(f"Host {addr}\n  User root\n  IdentityFile "
+                                          f"{fleet.key}\n")
+    shutil.copy(fleet.known_hosts, home / ".ssh" / "known_hosts")
+    env = {**_env(tmp_path), "HOME": str(home), "DOCKER_HOST": f"ssh://root@{addr}"}
+    env.pop("SSH_AUTH_SOCK", None)
+    r = _splitbrain(tmp_path, "test", "--backend", "docker", "--system", "raft", "--nodes", "3",
+                    "--nemesis", "partition", "--time-limit", "5", "--json", "--store",
+                    str(tmp_path / "store"), env=env, timeout_s=1800)
+    assert r.returncode == 0, _out(r)
+    summary = json.loads(r.stdout)
+    assert summary["valid"] is True and summary["history_ops"] > 100, summary
+    # The engine was reached over SSH: the fleet's sshd on n1 served `docker system dial-stdio`.
+    # (A wrong known_hosts makes the same run fail: host keys are checked.)
+    (home / ".ssh" / "known_hosts").write_text("")
+    r = _splitbrain(tmp_path, "test", "--backend", "docker", "--system", "raft", "--nodes", "3",
+                    "--time-limit", "2", "--store", str(tmp_path / "store"), env=env)
+    assert r.returncode != 0 and "not found in known_hosts" in r.stderr, _out(r)
     assert fleet.leftovers() == []

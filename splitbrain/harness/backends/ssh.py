@@ -129,11 +129,12 @@ def _signal_group(pgid: int, start: int, sig: str) -> str:
 
 def _kill_script(pid: int, start: int, wait_s: float = KILL_WAIT_S) -> str:
     """SIGKILL the group pid led (members that started no earlier than the recorded leader),
-    until no live member is left. Exit 0 when the group is gone, 1 when it is still there."""
-    n = int(wait_s * 20)
-    return (f"i=0; while {_group_alive(pid, start)} && [ $i -lt {n} ]; do "
-            f"{_signal_group(pid, start, 'KILL')}; sleep 0.05; i=$((i+1)); done; "
-            f"! {_group_alive(pid, start)}")
+    again until no live member is left. Exit 0 when the group is gone, 1 when it is still
+    there after wait_s."""
+    n = int(wait_s / 0.02)
+    kill = _signal_group(pid, start, "KILL")
+    return (f"{kill}; i=0; while {_group_alive(pid, start)} && [ $i -lt {n} ]; do "
+            f"sleep 0.02; {kill}; i=$((i+1)); done; ! {_group_alive(pid, start)}")
 
 
 def _unhook_script(run_id: str) -> str:
@@ -202,20 +203,21 @@ class SshNodes:
 
         def prepare(n: str) -> None:
             h, d = self.hosts[n], self.rdir[n]
-            # The marker first: whatever follows, `cleanup --hosts` can find and undo it.
-            h.run(f"mkdir -p {q(d)}/data")
-            h.put_bytes(json.dumps({**marker, "node": n}).encode(), f"{d}/{MARKER}")
-            h.run("command -v iptables >/dev/null && command -v setsid >/dev/null || "
+            # The folder and its marker in one command: whatever follows, `cleanup --hosts` can
+            # find and undo it.
+            h.run(f"mkdir -p {q(d)}/data && printf '%s\\n' "
+                  f"{q(json.dumps({**marker, 'node': n}))} > {q(d)}/{MARKER} && "
+                  "{ command -v iptables >/dev/null && command -v setsid >/dev/null || "
                   "{ echo 'iptables and setsid are needed (apt-get install iptables "
-                  "util-linux)'; exit 1; }")
+                  "util-linux)'; exit 1; }; }")
             if tgz:
-                h.run("python3 -c 'import sys; sys.exit(sys.version_info < "
-                      f"{MIN_PYTHON!r})' 2>/dev/null || {{ echo 'python3 >= "
-                      f"{'.'.join(map(str, MIN_PYTHON))} is needed for the node runtime'; "
-                      "exit 1; }")
                 h.put_bytes(tgz, f"{d}/runtime.tgz")
                 h.run(f"mkdir -p {q(d)}/runtime && tar -xzf {q(d)}/runtime.tgz -C "
-                      f"{q(d)}/runtime && rm -f {q(d)}/runtime.tgz")
+                      f"{q(d)}/runtime && rm -f {q(d)}/runtime.tgz && "
+                      "{ python3 -c 'import sys; sys.exit(sys.version_info < "
+                      f"{MIN_PYTHON!r})' 2>/dev/null || {{ echo 'python3 >= "
+                      f"{'.'.join(map(str, MIN_PYTHON))} is needed for the node runtime'; "
+                      "exit 1; }; }")
             self._prepare_host(n)
         try:
             self._each(prepare)
@@ -232,8 +234,9 @@ class SshNodes:
         """Per-host set-up after the runtime is there (a subclass: --bin upload, db checks)."""
 
     def _watch(self) -> None:
-        """A lost session is a harness error naming the host (`fatal`), found within WATCH_S
-        (paramiko's keepalive finds a silent peer)."""
+        """A lost session (the connection closed or reset) is a harness error naming the host
+        (`fatal`), found within WATCH_S. A host that goes silent without closing shows as a
+        command that does not finish within ssh_hosts.COMMAND_TIMEOUT_S (also exit 4)."""
         while not self._watch_stop.wait(WATCH_S):
             for n, h in self.hosts.items():
                 if not h.alive() and self.fatal is None and not self._torn_down:
@@ -376,6 +379,19 @@ class SshNodes:
         gets them too (harmless: its restart rewrites them)."""
         self.grudge = {n: frozenset(v) for n, v in grudge.items()}
         self._each(self._apply_rules)
+
+    def set_network(self, loss: float = 0.0, latency_ms: tuple[int, int] = (0, 0),
+                    duplicate: float = 0.0) -> None:
+        """As TcpClusterBackend's, with every host's rules rewritten at once (one round trip
+        each, in parallel) instead of a liveness probe and a rewrite per node in turn."""
+        assert 0.0 <= loss <= 1.0 and 0.0 <= duplicate <= 1.0
+        assert 0 <= latency_ms[0] <= latency_ms[1]
+        self.loss = loss
+        self.latency_ms, self.duplicate = (int(latency_ms[0]), int(latency_ms[1])), duplicate
+        self._each(self._apply_rules)
+        for n in self.nodes:
+            if self.loop.call(lambda n=n: self.conns[n].up):
+                self._send_net(n)
 
     def drop_counters(self) -> dict[str, int]:
         """Packets each host's kernel dropped in the run's chain (evidence for tests)."""
