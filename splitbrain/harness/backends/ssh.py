@@ -608,7 +608,8 @@ class SshDbNodes(SshNodes):
         import shutil
         SshNodes._fetch(self, n)
         shutil.rmtree(self.data_dir(n), ignore_errors=True)
-        rc = self.hosts[n].run_to_file(f"tar -C {q(self.rdir[n])} -czf - data",
+        # gzip level 1, as Database.archive: preallocated WAL files are mostly zeros.
+        rc = self.hosts[n].run_to_file(f"tar -C {q(self.rdir[n])} -cf - data | gzip -1",
                                        self.node_dir(n) / "data.tar.gz", timeout_s=300)
         if rc != 0:
             self._log(f"{n}: the data folder was not archived (tar exit {rc})")
