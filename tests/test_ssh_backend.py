@@ -98,8 +98,8 @@ def test_host_arguments_and_their_errors(tmp_path):
 
 def test_raft_is_valid_under_partition_and_kill_over_ssh(fleet, tmp_path):
     r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--hosts", str(fleet.hosts_toml()),
-                    "--system", "raft", "--workload", "lin-kv", "--nemesis", "partition,kill",
-                    "--time-limit", "6", "--rate", "100", "--opt",
+                    "--system", "raft", "--workload", "lin-kv", "--nemesis",
+                    "partition,kill,pause", "--time-limit", "6", "--rate", "100", "--opt",
                     "harness.nemesis_interval_s=1.5", "--opt", "harness.reports=false",
                     "--seed", "7", "--json", "--store",
                     str(tmp_path / "store"))
@@ -111,7 +111,7 @@ def test_raft_is_valid_under_partition_and_kill_over_ssh(fleet, tmp_path):
     assert "ssh: run" in log and "killed" in log, log[-2000:]
     hist = [json.loads(x) for x in (run_dir / "history.jsonl").read_text().splitlines()]
     faults = {h["f"] for h in hist if h["process"] == "nemesis"}
-    assert {"start-partition", "kill"} & faults, faults
+    assert {"start-partition", "kill", "pause"} & faults, faults
     for n in fleet.nodes:        # the hosts' logs are in the store
         assert (run_dir / "nodes" / n / "node.log").stat().st_size > 0
     assert fleet.leftovers() == []
@@ -254,6 +254,29 @@ def test_a_raft_bug_is_caught_over_ssh(fleet, tmp_path):
             break
     else:
         raise AssertionError("stale-reads was not found in 3 runs:\n" + "\n".join(outputs)[-3000:])
+    assert fleet.leftovers() == []
+
+
+@pytest.mark.slow
+def test_pause_clock_lost_writes_loss_and_latency_over_ssh(fleet, tmp_path):
+    """Every other fault the in-house runtime takes, overlapping, on SSH hosts: the clock file
+    and the lost-writes cut are done on the host (through the uploaded runtime)."""
+    r = _splitbrain(tmp_path, "test", "--backend", "ssh", "--hosts", str(fleet.hosts_toml()),
+                    "--system", "raft", "--workload", "lin-kv", "--nemesis",
+                    "pause,clock,lost-writes,loss,latency", "--opt",
+                    "harness.nemesis_overlap=true", "--time-limit", "10", "--seed", "5",
+                    "--opt", "harness.reports=false", "--json", "--store",
+                    str(tmp_path / "store"))
+    assert r.returncode == 0, _out(r)
+    summary = json.loads(r.stdout)
+    assert summary["valid"] is True, summary
+    hist = [json.loads(x) for x in
+            (Path(summary["run_dir"]) / "history.jsonl").read_text().splitlines()]
+    faults = {h["f"] for h in hist if h["process"] == "nemesis"}
+    # The SSH-specific paths (the clock file and the lost-writes cut on the host) ran, and most
+    # of the other families (each family's schedule is drawn: one may not start in 10 s).
+    assert {"clock-skew", "kill"} <= faults, faults
+    assert len({"pause", "start-loss", "start-latency"} & faults) >= 2, faults
     assert fleet.leftovers() == []
 
 
