@@ -168,6 +168,34 @@ def test_an_unknown_host_key_is_refused(fleet, tmp_path):
     assert fleet.leftovers() == []
 
 
+def test_keys_from_the_agent(fleet, tmp_path):
+    """No identity file named: the key comes from the SSH agent ($SSH_AUTH_SOCK); without the
+    agent the same hosts refuse us (exit 4 naming the first host)."""
+    import shutil
+    require(shutil.which("ssh-agent") is not None and shutil.which("ssh-add") is not None,
+            "ssh-agent (apt-get install openssh-client)")
+    hosts = fleet.hosts_toml(tmp_path / "hosts.toml")
+    hosts.write_text("\n".join(x for x in hosts.read_text().splitlines()
+                               if not x.startswith("identity")))
+    sock = tmp_path / "agent.sock"
+    agent = subprocess.Popen(["ssh-agent", "-D", "-a", str(sock)], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    try:
+        _wait(sock.exists, 10, "the agent's socket")
+        env = {**_env(tmp_path), "SSH_AUTH_SOCK": str(sock), "HOME": str(tmp_path)}
+        subprocess.run(["ssh-add", str(fleet.key)], env=env, check=True, capture_output=True)
+        r = _splitbrain(tmp_path, "cleanup", "--hosts", str(hosts), env=env)
+        assert r.returncode == 0 and "removed 0 run(s) on 3 host(s)" in r.stdout, _out(r)
+        env.pop("SSH_AUTH_SOCK")
+        r = _splitbrain(tmp_path, "cleanup", "--hosts", str(hosts), env=env)
+        assert r.returncode == 4 and "host n1 (root@" in r.stderr, _out(r)
+        assert "Authentication failed" in r.stderr or "authentication" in r.stderr.lower(), \
+            _out(r)
+    finally:
+        agent.kill()
+        agent.wait(timeout=10)
+
+
 # ---- a killed controller's leftovers ----------------------------------------------------------
 
 def _wait(cond, timeout_s: float, what: str) -> None:
@@ -215,6 +243,12 @@ def _cleanup_scenario(fleet, tmp_path: Path, hosts: str, env: dict) -> None:
               60, "the nodes to start")
         _wait(lambda: any("-j DROP" in fleet.iptables_save(n) for n in fleet.nodes), 30,
               "a partition rule")
+        # One SSH connection per host, however many operations the run has done.
+        for n in fleet.nodes:
+            est = subprocess.run(["ss", "-Htn", "state", "established", "dst",
+                                  f"{fleet.addresses[n]}:22"], capture_output=True,
+                                 text=True).stdout.strip().splitlines()
+            assert len(est) == 1, (n, est)
         # A live run is left alone by cleanup (its controller is alive).
         r = _splitbrain(tmp_path, "cleanup", "--hosts", hosts, env=env)
         assert r.returncode == 0 and "removed 0 run(s)" in r.stdout, _out(r)
