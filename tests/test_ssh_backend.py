@@ -136,6 +136,26 @@ def test_etcd_is_valid_under_partition_and_kill_over_ssh(fleet, tmp_path):
     assert fleet.leftovers() == []
 
 
+def test_a_database_missing_on_a_host_names_the_host_and_the_apt_line(fleet, tmp_path):
+    """The packages are checked on each host (not on the controller) before anything starts."""
+    from splitbrain.dbs.cluster import _ssh_class
+    from splitbrain.dbs.etcd import Etcd
+    from splitbrain.harness.backends.ssh_hosts import parse_hosts_file
+
+    class NotHere(Etcd):
+        BINARIES = ("/nonexistent/splitbrain-test/etcd",)
+    b = _ssh_class()(fleet.nodes, tmp_path / "run", NotHere, {}, "register",
+                     hosts=parse_hosts_file(fleet.hosts_toml()))
+    try:
+        with pytest.raises(RuntimeError) as e:
+            b.start()
+    finally:
+        b.teardown()
+    assert "host n1 (root@" in str(e.value) and "apt-get install etcd-server etcd-client" in \
+        str(e.value), e.value
+    assert fleet.leftovers() == []
+
+
 # ---- connection failures are harness errors ---------------------------------------------------
 
 def test_an_unreachable_host_is_exit_4_naming_it(fleet, tmp_path):

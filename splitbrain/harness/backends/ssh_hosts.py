@@ -44,7 +44,6 @@ import re
 import shlex
 import socket
 import threading
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
