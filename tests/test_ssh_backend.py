@@ -189,8 +189,9 @@ def test_an_unknown_host_key_is_refused(fleet, tmp_path):
 
 
 def test_keys_from_the_agent(fleet, tmp_path):
-    """No identity file named: the key comes from the SSH agent ($SSH_AUTH_SOCK); without the
-    agent the same hosts refuse us (exit 4 naming the first host)."""
+    """No identity file named: the key comes from the SSH agent ($SSH_AUTH_SOCK), with a hosts
+    file or --host arguments; without the agent the same hosts refuse us (exit 4 naming the
+    first host)."""
     import shutil
     require(shutil.which("ssh-agent") is not None and shutil.which("ssh-add") is not None,
             "ssh-agent (apt-get install openssh-client)")
@@ -205,6 +206,12 @@ def test_keys_from_the_agent(fleet, tmp_path):
         env = {**_env(tmp_path), "SSH_AUTH_SOCK": str(sock), "HOME": str(tmp_path)}
         subprocess.run(["ssh-add", str(fleet.key)], env=env, check=True, capture_output=True)
         r = _splitbrain(tmp_path, "cleanup", "--hosts", str(hosts), env=env)
+        assert r.returncode == 0 and "removed 0 run(s) on 3 host(s)" in r.stdout, _out(r)
+        # --host NODE=USER@ADDRESS: the agent's keys and ~/.ssh/known_hosts.
+        (tmp_path / ".ssh").mkdir()
+        shutil.copy(fleet.known_hosts, tmp_path / ".ssh" / "known_hosts")
+        args = [a for n in fleet.nodes for a in ("--host", f"{n}=root@{fleet.addresses[n]}")]
+        r = _splitbrain(tmp_path, "cleanup", *args, env=env)
         assert r.returncode == 0 and "removed 0 run(s) on 3 host(s)" in r.stdout, _out(r)
         env.pop("SSH_AUTH_SOCK")
         r = _splitbrain(tmp_path, "cleanup", "--hosts", str(hosts), env=env)
