@@ -421,13 +421,27 @@ def test_wait_for_every_replica_loses_no_acknowledged_write(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("workload", ["register", "set", "append-log", "counter"])
-def test_workloads_on_loopback_with_kill_and_pause(tmp_path, workload):
-    """Kills and pauses of whole nodes (both servers): recorded, torn down, checked. A kill or
-    pause of the primary past down-after-milliseconds is a failover too, so the verdict is
-    not asserted; the run must complete and leave nothing behind."""
+@pytest.mark.parametrize("workload", ["append-log", "counter"])
+def test_killed_and_paused_nodes_rejoin_on_loopback(tmp_path, workload):
+    """Kills and pauses of whole nodes (both servers at once) on the loopback variant: the
+    nemesis really killed nodes, each killed node restarted from its data (its servers started
+    again), and at the end every node's own server answered its final read. A kill or pause of
+    the primary past down-after-milliseconds is a failover too, which may lose writes, so the
+    verdict is reported, not asserted."""
     _need(netns=False)
     s = run_redis(tmp_path, "--backend", "local", "--workload", workload, "--time-limit", "15",
                   "--nemesis", "kill,pause", "--seed", "3")
-    assert s["history_ops"] > 500
-    assert s["valid"] in (True, False, "unknown")
+    run_dir = Path(s["run_dir"])
+    hist = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
+    kills = [o for o in hist if o["process"] == "nemesis" and o["f"] == "kill"
+             and o["type"] == "info"]
+    assert kills, "no node was killed"
+    starts = sum((n / "node.log").read_text(errors="replace").count("Redis is starting")
+                 for n in (run_dir / "nodes").iterdir())
+    assert starts > 6, starts                 # 2 servers x 3 nodes, plus the restarts
+    final = []                                # completions of the reads pinned to a node
+    for i, o in enumerate(hist):
+        if o["type"] == "invoke" and o.get("node"):
+            final.append(next(c for c in hist[i + 1:] if c["process"] == o["process"]))
+    assert len(final) == 3 and all(o["type"] == "ok" for o in final), final
+    print(f"redis {workload} kill+pause on loopback: valid={s['valid']}")
