@@ -187,10 +187,12 @@ class Redis(Database):
         (n.dir / "sentinel.conf").write_text("\n".join(sentinel_conf) + "\n")
 
     def command(self, node: str) -> list[str]:
-        from ..harness.ownership import _setpriv
+        from ..harness.ownership import pdeathsig_launch
         n = self.nodes[node]
-        setpriv = "setpriv --pdeathsig KILL --" if _setpriv() else ""
-        return ["bash", "-c", WRAPPER, "splitbrain-redis-node", setpriv,
+        # Each server dies with the wrapper: the same `setpriv --pdeathsig KILL --` prefix the
+        # harness uses for its own children (empty where there is none, or when disabled).
+        prefix, _ = pdeathsig_launch([])
+        return ["bash", "-c", WRAPPER, "splitbrain-redis-node", " ".join(prefix),
                 str(n.dir / "sentinel.conf"), str(n.dir / "redis.conf")]
 
     @classmethod
@@ -205,10 +207,6 @@ class Redis(Database):
         return out
 
     # ---- probes -------------------------------------------------------------------------------
-
-    def call(self, host: str, port: int, args: tuple, deadline: float) -> Any:
-        """One command on a fresh connection: see RedisClient.call."""
-        return _call(host, port, args, deadline)
 
     def probe(self, node: str, timeout_s: float = 1.0) -> bool:
         """Both servers of the node answer PING (a node cut off by a partition still does: the
