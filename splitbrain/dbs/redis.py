@@ -65,7 +65,8 @@ from collections import Counter
 from typing import Any
 
 from ..harness.workloads import NODE_DOWN
-from .base import Database, DbClient, Indefinite, NotSent, deadline_left, error, ok
+from .base import (Database, DbClient, DbMissing, Indefinite, NotSent, deadline_left, error,
+                   ok)
 
 MASTER_NAME = "splitbrain"
 SENTINEL_QUERY_MAX_S = 0.3      # a Sentinel's answer is one hash lookup: longer means paused/cut
@@ -194,6 +195,15 @@ class Redis(Database):
         prefix, _ = pdeathsig_launch([])
         return ["bash", "-c", WRAPPER, "splitbrain-redis-node", " ".join(prefix),
                 str(n.dir / "sentinel.conf"), str(n.dir / "redis.conf")]
+
+    @classmethod
+    def require_installed(cls) -> None:
+        super().require_installed()
+        try:
+            import redis  # noqa: F401
+        except ImportError:
+            raise DbMissing("redis's client library is not installed: pip install redis "
+                            "(a dependency of splitbrain)") from None
 
     @classmethod
     def parse_options(cls, options: dict) -> dict:
