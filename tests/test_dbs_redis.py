@@ -70,7 +70,8 @@ def run_redis(tmp_path: Path, *args: str) -> dict:
     """Run `splitbrain test --db redis ... --json`; the summary, after checking that the run left
     nothing behind: no wrapper (pids in the log), no redis-server or redis-sentinel (their pids
     from each node.log), no process with its working directory in the run, no namespace or
-    bridge of the run, every data directory archived."""
+    bridge of the run, no container or network of the run (docker), every data directory
+    archived."""
     p = cli("test", "--db", "redis", *args, "--store", str(tmp_path / "store"),
             "--opt", "harness.reports=false", "--json", timeout=RUN_TIMEOUT_S)
     assert p.returncode in (0, 1), p.stderr[-3000:]
@@ -78,14 +79,16 @@ def run_redis(tmp_path: Path, *args: str) -> dict:
     run_dir = Path(summary["run_dir"])
     log = (run_dir / "splitbrain.log").read_text()
     assert "teardown:" in log
+    in_docker = "docker: network" in log    # pids in node.log are the containers' own then
     wrappers = [int(x) for x in re.findall(r"started,? pid (\d+)", log)]
-    assert wrappers, log
+    assert wrappers or in_docker, log
     servers = []
     for node in sorted((run_dir / "nodes").iterdir()):
         node_log = (node / "node.log").read_text(errors="replace")
         roles = set(re.findall(r"^\d+:([XSMC]) ", node_log, re.M))
         assert "X" in roles and roles & {"S", "M"}, f"{node}: no sentinel or no server started"
-        servers += [int(x) for x in set(re.findall(r"^(\d+):[XSMC] ", node_log, re.M))]
+        if not in_docker:
+            servers += [int(x) for x in set(re.findall(r"^(\d+):[XSMC] ", node_log, re.M))]
         assert not (node / "data").exists(), f"{node}/data was not archived"
         assert (node / "data.tar.gz").is_file()
     left = [pid for pid in wrappers + servers if _alive(pid)]
@@ -104,6 +107,13 @@ def run_redis(tmp_path: Path, *args: str) -> dict:
         links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True,
                                text=True).stdout
         assert m.group(1) not in links
+    m = re.search(r"docker: network splitbrain-([0-9a-f]+)", log)
+    if m:
+        import docker
+        client = docker.from_env()
+        label = f"io.splitbrain.run={m.group(1)}"
+        assert not client.containers.list(all=True, filters={"label": label})
+        assert not client.networks.list(filters={"label": label})
     return summary
 
 
@@ -445,3 +455,19 @@ def test_killed_and_paused_nodes_rejoin_on_loopback(tmp_path, workload):
             final.append(next(c for c in hist[i + 1:] if c["process"] == o["process"]))
     assert len(final) == 3 and all(o["type"] == "ok" for o in final), final
     print(f"redis {workload} kill+pause on loopback: valid={s['valid']}")
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_failover_in_containers_loses_acknowledged_writes(tmp_path):
+    """The same scenario with every node a container of the splitbrain-db-redis image (the
+    offline base image plus redis-server and redis-sentinel), iptables inside it."""
+    from conftest import docker_available
+    _need(netns=False)
+    require(docker_available(), "a Docker engine")
+    require(os.geteuid() == 0 and shutil.which("debootstrap") is not None,
+            "root and debootstrap (to build the base image)")
+    s = run_redis(tmp_path, "--backend", "docker", "--workload", "set", "--time-limit", "11",
+                  *FAILOVER_ARGS, "--seed", "1")
+    assert s["valid"] is False
+    assert "lost" in _checker(s, "set")["anomaly_names"]
