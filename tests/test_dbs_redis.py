@@ -431,6 +431,25 @@ def test_wait_for_every_replica_loses_no_acknowledged_write(tmp_path):
 
 
 @pytest.mark.slow
+def test_min_replicas_to_write_refuses_writes_definitely_but_does_not_close_the_window(tmp_path):
+    """min-replicas-to-write=1 with a 1 s lag: the isolated primary refuses writes (NOREPLICAS,
+    a definite `fail`) once its replicas are silent for over a second, but it acknowledged
+    writes until then, and the failover discards those."""
+    _need()
+    s = run_redis(tmp_path, "--workload", "set", "--time-limit", "11", *FAILOVER_ARGS,
+                  "--seed", "5", "--opt", "min-replicas-to-write=1",
+                  "--opt", "min-replicas-max-lag=1")
+    hist = [json.loads(line) for line in
+            (Path(s["run_dir"]) / "history.jsonl").read_text().splitlines()]
+    refused = [o for o in hist if o["f"] == "add" and o["type"] == "fail"
+               and o.get("error") == "noreplicas"]
+    assert refused
+    set_result = _checker(s, "set")
+    print(f"redis set min-replicas-to-write=1: {len(refused)} adds refused, "
+          f"{set_result['stats']['lost']} lost, valid={s['valid']}")
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("workload", ["append-log", "counter"])
 def test_killed_and_paused_nodes_rejoin_on_loopback(tmp_path, workload):
     """Kills and pauses of whole nodes (both servers at once) on the loopback variant: the
