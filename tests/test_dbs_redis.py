@@ -6,7 +6,8 @@ Jepsen's scenario once: the primary isolated by a partition while its clients ke
 Sentinel failover, the heal: acknowledged writes lost (INVALID, `lost-append` named). Slow tier:
 the same scenario over 10 seeds for each of set / append-log (the fraction found is printed and
 must be a majority), the counter, `wait=2` (no acknowledged write lost; what WAIT could not
-confirm may be read and then lost), and the other workloads under kill and pause.
+confirm may be read and then lost), `min-replicas-to-write` (definite refusals, writes still
+lost), append-log and counter on loopback under kill and pause, and the scenario in containers.
 Every run checks that nothing of it is left: the node wrappers and both Redis processes of every
 node (their pids from node.log), the namespaces, the data directories.
 """
