@@ -12,7 +12,8 @@ import importlib
 
 from .base import Database, DbClient, DbMissing
 
-DB_MODULES = {"etcd": "etcd:Etcd", "zookeeper": "zookeeper:ZooKeeper"}
+DB_MODULES = {"etcd": "etcd:Etcd", "zookeeper": "zookeeper:ZooKeeper",
+              "mariadb": "mariadb:MariaDb"}
 
 __all__ = ["DB_MODULES", "Database", "DbClient", "DbMissing", "db_names", "get_db"]
 
