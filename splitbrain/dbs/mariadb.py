@@ -154,6 +154,7 @@ performance_schema=OFF
 innodb_buffer_pool_size=32M
 innodb_log_file_size=16M
 innodb_flush_log_at_trx_commit={o['flush_at_commit']}
+innodb_lock_wait_timeout=1
 transaction_isolation={ISOLATION_SQL[o['isolation']].replace(' ', '-')}
 binlog_format=ROW
 default_storage_engine=InnoDB
