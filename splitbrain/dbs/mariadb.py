@@ -106,7 +106,16 @@ class MariaDb(Database):
                             "setups often use 0 or 2, relying on the other members)", 1,
                             (0, 1, 2)),
     }
-    KNOWN_BAD: dict[str, str] = {}
+    KNOWN_BAD = {
+        "sync_wait=0": "MariaDB's default: a read on one member may miss a write another member "
+                       "already acknowledged (applied there later): INVALID (stale read) on "
+                       "register, even without faults",
+        "isolation=repeatable-read": "MariaDB's default: InnoDB reads from a snapshot but writes "
+                                     "the latest version: txn-list-append checked as snapshot "
+                                     "isolation is INVALID (lost-update, G-single, internal)",
+        "isolation=serializable": "read locks are not replicated: write skew (G2-item) between "
+                                  "members on txn-list-append checked as serializable",
+    }
     REFUSED_FAULTS = {
         "clock": "the harness has no per-process clock for a database process (libfaketime is "
                  "not wired for --db)",
