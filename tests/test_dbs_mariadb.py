@@ -114,3 +114,16 @@ def test_mariadb_workloads_with_causal_reads_under_partition_kill_are_valid(tmp_
     s = run_db(tmp_path, "--db", "mariadb", "--workload", workload, "--time-limit", "30",
                "--nemesis", "partition,kill", "--opt", "sync_wait=1", *SLOW_TIMEOUT_OPTS)
     assert s["valid"] is True, json.dumps(s["results"])[:3000]
+
+
+@pytest.mark.slow
+@pytest.mark.docker
+def test_mariadb_in_containers_with_causal_reads_under_partition_kill_is_valid(tmp_path):
+    """The docker backend: the offline base image plus mariadb-server, galera-4 and rsync."""
+    _need_mariadb()
+    from conftest import docker_available
+    require(docker_available(), "a Docker engine")
+    s = run_db(tmp_path, "--db", "mariadb", "--backend", "docker", "--workload", "register",
+               "--time-limit", "15", "--nemesis", "partition,kill", "--opt", "sync_wait=1",
+               *SLOW_TIMEOUT_OPTS)
+    assert s["valid"] is True, json.dumps(s["results"])[:3000]
