@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from ..harness.workloads import (FAIL, INFO, AppendLogWorkload, Completion, FinalOp, Invocation,
                                  KvWorkload, RegisterWorkload, SetWorkload, Workload)
+from ..harness.txn_workloads import TxnListAppendWorkload, TxnRwRegisterWorkload
 
 
 class DbReplies:
@@ -87,9 +88,17 @@ class DbMutex(DbReplies, Workload):
         return [("linearizable", {"model": "mutex"}), ("stats", {})]
 
 
+class DbTxnListAppend(DbReplies, TxnListAppendWorkload):
+    pass
+
+
+class DbTxnRwRegister(DbReplies, TxnRwRegisterWorkload):
+    pass
+
+
 DB_WORKLOADS: dict[str, type[Workload]] = {
     "register": DbRegister, "kv": DbKv, "set": DbSet, "append-log": DbAppendLog,
-    "mutex": DbMutex,
+    "mutex": DbMutex, "txn-list-append": DbTxnListAppend, "txn-rw-register": DbTxnRwRegister,
 }
 
 
