@@ -601,6 +601,8 @@ class SshDbNodes(SshNodes):
             except UnicodeDecodeError:
                 pass
             h.put_bytes(data, remote)
+            if p.stat().st_mode & 0o111:      # a wrapper script the adapter made
+                h.run(f"chmod {p.stat().st_mode & 0o777:o} {q(remote)}")
 
     def _fetch(self, n: str) -> None:
         """node.log, and the data folder as nodes/<n>/data.tar.gz (the local data folder, which
