@@ -132,7 +132,11 @@ function showOp() {
   const k = OPS.findIndex(o => o.i === n || o.j === n);
   if (k < 0) { document.body.dataset.selected = ''; return; }
   bars[k].classList.add('sel');
-  bars[k].scrollIntoView({block: 'center', inline: 'center'});
+  // Scroll the timeline's own box only (scrollIntoView would also scroll a page embedding it).
+  const wrap = document.getElementById('wrap'), b = bars[k];
+  wrap.scrollLeft = b.offsetLeft - wrap.clientWidth / 2;
+  wrap.scrollTop = {{ axis }} + b.offsetTop - wrap.clientHeight / 2;
+  if (window.top === window) wrap.scrollIntoView({block: 'nearest'});
   document.body.dataset.selected = String(OPS[k].i);
 }
 window.addEventListener('hashchange', showOp);
