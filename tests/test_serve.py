@@ -123,8 +123,11 @@ def build_store(root: Path) -> dict:
                                                  system=None, bin="/usr/bin/python3",
                                                  bin_args=["node.py"], workload="echo",
                                                  bugs=[], valid="unknown", nemesis=[]))
-    _write_json(binrun / "results.json", {"valid": "unknown", "anomalies": [],
-                                          "anomaly_names": [], "children": {}})
+    many = [{"name": "odd", "message": f"odd {i}" + "x" * (30_000 if i == 0 else 0),
+             "ops": list(range(100))} for i in range(130)]
+    _write_json(binrun / "results.json", {"valid": "unknown", "anomalies": many,
+                                          "anomaly_names": ["odd"], "children": {
+                                              "echo": {"valid": "unknown", "anomalies": many}}})
 
     cut = store / "raft-kv" / "20260104T000000.000Z"
     _write_json(cut / "test.json", _test_json(name="raft-kv", workload="kv", phase="main",
@@ -181,11 +184,14 @@ def site(tmp_path_factory):
         assert not thread.is_alive()
 
 
-def get(site, raw_path: str, method: str = "GET") -> tuple[int, dict, bytes]:
+def get(site, raw_path: str, method: str = "GET", host: str | None = None
+        ) -> tuple[int, dict, bytes]:
     """One request with the path sent exactly as given (no client-side normalising)."""
     conn = http.client.HTTPConnection("127.0.0.1", site["port"], timeout=30)
     try:
-        conn.putrequest(method, raw_path, skip_accept_encoding=True)
+        conn.putrequest(method, raw_path, skip_accept_encoding=True, skip_host=host is not None)
+        if host is not None:
+            conn.putheader("Host", host)
         conn.endheaders()
         r = conn.getresponse()
         return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
@@ -219,6 +225,15 @@ def test_no_path_outside_the_store_is_served(site):
         status, _, body = get(site, path)
         assert status == 200, path
         assert SECRET.encode() not in body
+
+
+def test_only_loopback_host_names_are_answered(site):
+    """DNS rebinding: a page at evil.example resolving to 127.0.0.1 sends Host: evil.example."""
+    for host in ("evil.example", f"evil.example:{site['port']}", "10.0.0.1"):
+        status, _, body = get(site, f"/files/{site['bad']}/test.json", host=host)
+        assert status == 403 and b"stale-reads" not in body, host
+    for host in (f"localhost:{site['port']}", f"127.0.0.1:{site['port']}", "localhost"):
+        assert get(site, "/", host=host)[0] == 200, host
 
 
 def test_files_a_node_wrote_are_text_never_html(site):
@@ -308,6 +323,15 @@ def test_a_run_page_shows_results_linked_to_the_timeline_and_its_files(site):
     assert status == 200 and b"not linearizable" in body
 
 
+def test_a_run_page_is_bounded(site):
+    status, _, body = get(site, f"/run/{site['bin']}")
+    page = body.decode()
+    assert status == 200 and page.count('<div class="anomaly"') == 100
+    assert "30 more anomalies of echo are in" in page and "... (cut; results.json" in page
+    assert page.count("<span>op ") == 100 * 40 and "and 60 more" in page  # no timeline: no links
+    assert len(body) < 2_000_000
+
+
 def test_a_campaign_page_links_its_runs(site):
     status, _, body = get(site, f"/campaign/{site['campaign']}")
     page = body.decode()
@@ -358,6 +382,16 @@ def test_the_command_listens_on_loopback_prints_its_address_and_stops_on_ctrl_c(
                          capture_output=True, text=True, env=env, timeout=60)
     assert res.returncode == 2 and res.stderr.count("\n") == 1
     assert "no such store directory" in res.stderr and "Traceback" not in res.stderr
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = subprocess.run([sys.executable, "-m", "splitbrain", "serve",
+                              str(tmp_path / "store"), "--port", str(port)],
+                             capture_output=True, text=True, env=env, timeout=60)
+    assert res.returncode == 2 and res.stderr.count("\n") == 1
+    assert f"cannot listen on 127.0.0.1:{port}: Address already in use" in res.stderr
 
 
 # ---- in a browser ------------------------------------------------------------------------------

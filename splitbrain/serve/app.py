@@ -63,6 +63,9 @@ def render(template: str, **ctx: Any) -> bytes:
     return _env.get_template(template).render(**ctx).encode("utf-8")
 
 
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
 class StoreServer(ThreadingHTTPServer):
     daemon_threads = True
 
@@ -70,7 +73,12 @@ class StoreServer(ThreadingHTTPServer):
         self.index = st.StoreIndex(root)
         self.quiet = quiet
         self._lock = threading.Lock()      # the index's cache is shared by the threads
+        if ":" in addr[0]:
+            self.address_family = __import__("socket").AF_INET6
         super().__init__(addr, Handler)
+        # Bound to loopback: only requests naming a loopback host are answered, so a web page
+        # elsewhere cannot read the store through DNS rebinding (its Host header is its own).
+        self.loopback_only = addr[0] in LOOPBACK_NAMES or addr[0].startswith("127.")
 
     @property
     def url(self) -> str:
@@ -110,8 +118,19 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         self._dispatch(head=False)
 
+    def _host_ok(self) -> bool:
+        host = (self.headers.get("Host") or "").strip().lower()
+        if host.startswith("["):
+            name = host[:host.find("]") + 1]
+        else:
+            name = host.rsplit(":", 1)[0] if ":" in host else host
+        return name in LOOPBACK_NAMES or name.startswith("127.")
+
     def _dispatch(self, head: bool) -> None:
         self.head = head
+        if self.server.loopback_only and not self._host_ok():
+            return self._error(HTTPStatus.FORBIDDEN, "this server answers requests for "
+                               "127.0.0.1 / localhost only")
         try:
             raw = urllib.parse.urlsplit(self.path).path
             path = urllib.parse.unquote(raw, errors="strict")
@@ -272,19 +291,22 @@ def run_context(root: Path, run_dir: Path, rel: str, info: st.RunInfo) -> dict:
         if not isinstance(child, dict):
             continue
         anomalies = []
-        for a in child.get("anomalies") or []:
-            if not isinstance(a, dict):
-                continue
+        listed = [a for a in child.get("anomalies") or [] if isinstance(a, dict)]
+        for a in listed[:st.ANOMALIES_SHOWN_MAX]:
             ops = [o for o in a.get("ops") or [] if isinstance(o, int) and not isinstance(o, bool)]
             details = a.get("details") if isinstance(a.get("details"), dict) else {}
-            anomalies.append({"name": str(a.get("name")), "message": str(a.get("message") or ""),
+            message = str(a.get("message") or "")
+            if len(message) > st.MESSAGE_CHARS_MAX:
+                message = message[:st.MESSAGE_CHARS_MAX] + "\n... (cut; results.json has it all)"
+            anomalies.append({"name": str(a.get("name")), "message": message,
                               "ops": ops[:st.OP_LINKS_MAX],
                               "more": max(0, len(ops) - st.OP_LINKS_MAX),
                               "where": where_line(details.get("where"))})
         stats = child.get("stats") if isinstance(child.get("stats"), dict) else {}
         checkers.append({"name": str(name), "valid": st._verdict(child.get("valid")),
                          "error": child.get("error"), "headline": stats.get("headline"),
-                         "anomalies": anomalies})
+                         "anomalies": anomalies,
+                         "more": max(0, len(listed) - st.ANOMALIES_SHOWN_MAX)})
     reports = [f for f in ("timeline.html", "messages.html", "history.jsonl", "results.json",
                            "test.json", "splitbrain.log", "messages.jsonl", "report-errors.txt",
                            "results.previous.json") if (run_dir / f).is_file()]

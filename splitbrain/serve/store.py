@@ -30,6 +30,8 @@ TEXT_BYTES_MAX = 64 << 10    # bytes of one text file (node log, splitbrain.log)
 PAGE_TEXT_BYTES_MAX = 2 << 20   # bytes of all inline text of one run page together
 NODE_FILES_MAX = 40          # files listed per node directory
 OP_LINKS_MAX = 40            # operation links per anomaly on a run page
+ANOMALIES_SHOWN_MAX = 100    # anomalies shown per checker on a run page (the rest are counted)
+MESSAGE_CHARS_MAX = 20_000   # characters of one anomaly's message on a run page
 
 _STAMP = re.compile(r"^(\d{8}T\d{6})\.(\d{3})Z(?:-\d+)?$")
 
