@@ -101,6 +101,12 @@ def build_store(root: Path) -> dict:
     (root / "secret.txt").write_text(SECRET)
     os.symlink(root / "secret.txt", nodes / "n1" / "leak.log")   # a node's symlink out
     os.symlink(root, store / "outside")                          # a directory symlink out
+    (bad / "messages.jsonl").write_text("".join(json.dumps(m) + "\n" for m in [
+        {"id": 0, "src": "c2", "dest": "n2", "body": {"type": "read", "msg_id": 1},
+         "sent": 20 * MS, "recv": 21 * MS, "fate": "delivered", "op": BAD_READ},
+        {"id": 1, "src": "n2", "dest": "c2", "body": {"type": "read_ok", "in_reply_to": 1,
+                                                      "value": 99},
+         "sent": 24 * MS, "recv": 25 * MS, "fate": "delivered", "op": BAD_READ}]))
     res = CliRunner().invoke(analyze, [str(bad)], standalone_mode=False)
     assert res.return_value == 1, res.output                     # INVALID
     assert (bad / "timeline.html").is_file() and (bad / "results.json").is_file()
@@ -311,6 +317,8 @@ def test_a_run_page_shows_results_linked_to_the_timeline_and_its_files(site):
     assert f'href="{files}timeline.html#op={BAD_READ}"' in page          # the anomaly's op
     assert "served by n2" in page and "partition halves: n1 n2 | n3 n4 n5" in page
     assert f'src="{files}timeline.html"' in page                         # the timeline
+    assert f'href="{files}messages.html#op={BAD_READ}"' in page           # the diagram
+    assert f'<iframe loading="lazy" src="{files}messages.html"' in page
     assert f'src="{files}latency.png"' in page and f'src="{files}rate.png"' in page
     assert f'href="{files}linearizability/history.html"' in page         # counterexample
     assert "replay: <code" in page and "--seed 7" in page

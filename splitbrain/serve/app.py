@@ -18,9 +18,8 @@ from __future__ import annotations
 
 import html
 import json
-import mimetypes
 import os
-import shutil
+import socket
 import sys
 import threading
 import urllib.parse
@@ -74,7 +73,7 @@ class StoreServer(ThreadingHTTPServer):
         self.quiet = quiet
         self._lock = threading.Lock()      # the index's cache is shared by the threads
         if ":" in addr[0]:
-            self.address_family = __import__("socket").AF_INET6
+            self.address_family = socket.AF_INET6
         super().__init__(addr, Handler)
         # Bound to loopback: only requests naming a loopback host are answered, so a web page
         # elsewhere cannot read the store through DNS rebinding (its Host header is its own).
@@ -303,7 +302,7 @@ def run_context(root: Path, run_dir: Path, rel: str, info: st.RunInfo) -> dict:
                               "more": max(0, len(ops) - st.OP_LINKS_MAX),
                               "where": where_line(details.get("where"))})
         stats = child.get("stats") if isinstance(child.get("stats"), dict) else {}
-        checkers.append({"name": str(name), "valid": st._verdict(child.get("valid")),
+        checkers.append({"name": str(name), "valid": st.verdict_name(child.get("valid")),
                          "error": child.get("error"), "headline": stats.get("headline"),
                          "anomalies": anomalies,
                          "more": max(0, len(listed) - st.ANOMALIES_SHOWN_MAX)})

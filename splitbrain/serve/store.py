@@ -78,7 +78,8 @@ def run_started(run_dir: Path) -> _dt.datetime | None:
     return t.replace(microsecond=int(m.group(2)) * 1000, tzinfo=_dt.timezone.utc)
 
 
-def _verdict(v: Any) -> str:
+def verdict_name(v: Any) -> str:
+    """"valid", "invalid" or "unknown" for a validity (True, False, anything else)."""
     return {True: "valid", False: "invalid"}.get(v, "unknown") if v is not None else "unknown"
 
 
@@ -171,7 +172,7 @@ def load_run(root: Path, rel: str) -> RunInfo:
         info.verdict = "invalid" if valid is False else "incomplete"
     else:
         info.state = "complete"
-        info.verdict = _verdict(valid)
+        info.verdict = verdict_name(valid)
         if started is not None and mtime is not None:
             info.duration_s = max(0.0, round(mtime - started.timestamp(), 1))
     return info

@@ -24,7 +24,8 @@ __all__ = ["OpIndex", "anomaly_where", "annotate_anomalies", "fault_label", "whe
 FAULT_LABEL_MAX = 160   # characters of one fault's description
 
 
-def _natural(name: str) -> tuple:
+def natural_key(name: str) -> tuple:
+    """Sort key putting n2 before n10."""
     import re
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", str(name)))
 
@@ -41,7 +42,7 @@ def fault_label(name: str, value: Any) -> str:
             label += " " + value["shape"]
         if isinstance(grudge, dict):
             groups: dict[tuple, list[str]] = {}
-            for node in sorted(grudge, key=_natural):
+            for node in sorted(grudge, key=natural_key):
                 dropped = grudge[node]
                 if isinstance(dropped, list):
                     groups.setdefault(tuple(sorted(map(str, dropped))), []).append(str(node))

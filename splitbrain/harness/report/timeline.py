@@ -32,7 +32,7 @@ from markupsafe import Markup
 
 from ...history.op import INVOKE, NEMESIS, Op
 from .colors import fault_color
-from .context import fault_label
+from .context import fault_label, natural_key
 from .intervals import fault_intervals
 
 TIMELINE_OPS_MAX = 20_000
@@ -233,8 +233,7 @@ def render_timeline(history: Sequence[Op], title: str = "splitbrain",
         node = comp.node if comp is not None and comp.node else inv.node
         return str(node) if node else NO_NODE
 
-    from .context import _natural
-    nodes = sorted({node_of(i, c) for i, c in bars} - {NO_NODE}, key=_natural)
+    nodes = sorted({node_of(i, c) for i, c in bars} - {NO_NODE}, key=natural_key)
     if any(node_of(i, c) == NO_NODE for i, c in bars):
         nodes.append(NO_NODE)
     node_lane = {n: k for k, n in enumerate(nodes)}
