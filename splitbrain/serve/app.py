@@ -306,9 +306,11 @@ def run_context(root: Path, run_dir: Path, rel: str, info: st.RunInfo) -> dict:
                          "error": child.get("error"), "headline": stats.get("headline"),
                          "anomalies": anomalies,
                          "more": max(0, len(listed) - st.ANOMALIES_SHOWN_MAX)})
-    reports = [f for f in ("timeline.html", "messages.html", "history.jsonl", "results.json",
-                           "test.json", "splitbrain.log", "messages.jsonl", "report-errors.txt",
-                           "results.previous.json") if (run_dir / f).is_file()]
+    known = ("timeline.html", "messages.html", "history.jsonl", "results.json", "test.json",
+             "splitbrain.log", "messages.jsonl", "report-errors.txt", "results.previous.json")
+    reports = [f for f in known if (run_dir / f).is_file()] + sorted(
+        p.name for p in run_dir.iterdir() if p.name not in known and p.is_file()
+        and not p.is_symlink() and p.suffix != ".png")
     plots = [f for f in ("latency.png", "rate.png") if (run_dir / f).is_file()]
     replay = None
     if info.test.get("backend") and info.test.get("workload"):

@@ -349,7 +349,9 @@ def node_files(run_dir: Path) -> list[tuple[str, list[str], int]]:
     if not nodes_dir.is_dir():
         return out
     for node in sorted(p for p in nodes_dir.iterdir() if p.is_dir() and not p.is_symlink()):
-        files = sorted(p for p in node.rglob("*") if p.is_file() and not p.is_symlink())
+        # The node's own top-level files (node.log) first, then its data directories'.
+        files = sorted((p for p in node.rglob("*") if p.is_file() and not p.is_symlink()),
+                       key=lambda p: (len(p.parts), p.as_posix()))
         out.append((node.name, [p.relative_to(run_dir).as_posix() for p in files[:NODE_FILES_MAX]],
                     max(0, len(files) - NODE_FILES_MAX)))
     return out
