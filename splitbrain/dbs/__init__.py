@@ -13,6 +13,7 @@ import importlib
 from .base import Database, DbClient, DbMissing
 
 DB_MODULES = {"etcd": "etcd:Etcd", "zookeeper": "zookeeper:ZooKeeper"}
+DB_MODULES["postgres"] = "postgres:Postgres"
 
 __all__ = ["DB_MODULES", "Database", "DbClient", "DbMissing", "db_names", "get_db"]
 

@@ -76,7 +76,9 @@ def build_db_test(*, db, system, bin_path, workload, nemesis, time_limit, nodes,
             db_opts[k] = v
     try:
         make_db_workload(db, workload, wl_opts)
-        cls.parse_options(db_opts)
+        parsed = cls.parse_options(db_opts)
+        if hasattr(cls, "check_cluster"):      # options that depend on the node count
+            cls.check_cluster(parsed, nodes if nodes is not None else cls.DEFAULT_NODES)
         items = ([nemesis] if isinstance(nemesis, str) else list(nemesis or ()))
         words = [w.strip() for i in items for w in str(i).split(",")]
         if "all" in words:      # every fault that applies to this database and backend

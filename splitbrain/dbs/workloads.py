@@ -93,6 +93,41 @@ DB_WORKLOADS: dict[str, type[Workload]] = {
 }
 
 
+# ---- counter and the transactional workloads (PostgreSQL, issue 17) ---------------------------
+
+from ..harness.maelstrom_workloads import PnCounterWorkload  # noqa: E402
+from ..harness.txn_workloads import TxnListAppendWorkload, TxnRwRegisterWorkload  # noqa: E402
+
+
+class DbCounter(DbReplies, PnCounterWorkload):
+    """One counter: add {delta} in -5..4 / read, half and half (Maelstrom's pn-counter ops).
+    Checked by Maelstrom's pn-counter checker (every node's final read must be the acknowledged
+    sum plus some subset of the indefinite adds) and by Jepsen's counter checker (every read
+    during the run lies within the bounds the adds allow: a lost update shows there first).
+    The database is not eventually consistent: the runner's usual quiet time, not
+    Maelstrom's 10 s, before the final reads."""
+
+    name = "counter"
+    recovery_s = None
+    description = ("one counter: add delta (-5..4) / read; every node's final read must be "
+                   "the acknowledged sum (pn-counter), every read within bounds (counter)")
+
+    def checker_names(self) -> list[tuple[str, dict]]:
+        return [("pn-counter", {}), ("counter", {}), ("stats", {})]
+
+
+class DbTxnListAppend(DbReplies, TxnListAppendWorkload):
+    pass
+
+
+class DbTxnRwRegister(DbReplies, TxnRwRegisterWorkload):
+    pass
+
+
+DB_WORKLOADS.update({"counter": DbCounter, "txn-list-append": DbTxnListAppend,
+                     "txn-rw-register": DbTxnRwRegister})
+
+
 def make_db_workload(db: str, name: str, options: dict[str, Any] | None = None) -> Workload:
     """The workload `name` for database `db`; ValueError naming the choices."""
     from . import get_db
