@@ -102,6 +102,7 @@ def _log(s: dict) -> str:
     (["--opt", "synchronous_commit=always"], "choose from off, local, on"),
     (["--nemesis", "clock"], "not for postgres"),
     (["--workload", "append-log"], "serves the workloads"),
+    (["--backend", "docker"], "not for postgres"),
 ])
 def test_bad_postgres_options_are_one_line_usage_errors(args, needle):
     p = cli("test", "--db", "postgres", *args)

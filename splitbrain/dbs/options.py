@@ -56,6 +56,9 @@ def build_db_test(*, db, system, bin_path, workload, nemesis, time_limit, nodes,
     if backend not in DB_BACKENDS:
         raise UserError(f"--backend {backend}: --db runs on {', '.join(DB_BACKENDS)} (local is "
                         f"the loopback variant without network faults)")
+    refused = getattr(cls, "REFUSED_BACKENDS", {}).get(backend)
+    if refused:
+        raise UserError(f"--backend {backend}: not for {db}: {refused}")
     try:
         cls.require_installed()
     except DbMissing as e:

@@ -110,6 +110,10 @@ SCHEMA = {
                        "v bigint[] NOT NULL)",
     "txn-rw-register": "CREATE TABLE IF NOT EXISTS regs (k bigint PRIMARY KEY, v bigint)",
 }
+# initdb: 1 MB WAL segments (the data directory archived at teardown stays small), trust auth.
+INITDB_ARGS = ("-U", PG_USER, "-A", "trust", "--no-sync", "-E", "UTF8", "--locale", "C",
+               "--wal-segsize=1")
+INITDB_FORMAT = 1                # bump when INITDB_ARGS change (the cached template's name)
 REGISTER_KEY = 0                 # the register workload's one key (its key is None)
 
 
@@ -287,6 +291,12 @@ class Postgres(Database):
         "crash-point": "crash points need the local router to see protocol messages",
     }
 
+    REFUSED_BACKENDS = {
+        "docker": "PostgreSQL refuses to run as root, and the user namespace it runs in here "
+                  "(unshare --user) is forbidden by Docker's default seccomp profile; the "
+                  "failover controller also fences a node by its host pid",
+    }
+
     def __init__(self, nodes, options=None, **kw):
         super().__init__(nodes, options, **kw)
         for n in self.nodes.values():     # start.sh and postgresql.conf name absolute paths
@@ -382,7 +392,6 @@ done
 """
 
     def setup_node(self, node: str) -> None:
-        import subprocess
         super().setup_node(node)
         n = self.nodes[node]
         (n.dir / "postgresql.conf").write_text(self._conf(node))
@@ -393,16 +402,40 @@ done
         if node == self.first:
             (n.dir / "primary.conf").write_text("")
             (n.dir / "upstream").write_text(n.host + "\n")
-            p = subprocess.run([*self._userns(), str(PG_BIN / "initdb"), "-D", str(n.data),
-                                "-U", PG_USER, "-A", "trust", "--no-sync", "-E", "UTF8",
-                                "--wal-segsize=1",
-                                "--locale", "C"],
-                               capture_output=True, text=True, timeout=60)
-            if p.returncode != 0:
-                raise RuntimeError(f"initdb for {node} failed: {p.stderr.strip()[-300:]}")
+            shutil.rmtree(n.data)
+            shutil.copytree(self._initdb_template(), n.data, symlinks=True)
         else:
             shutil.rmtree(n.data)      # start.sh makes it by pg_basebackup
             self.point_at(node, self.first)
+
+    @classmethod
+    def _initdb_template(cls) -> Path:
+        """A fresh `initdb` data directory, made once per machine and PostgreSQL version and
+        copied for each run (initdb takes seconds; a copy of its 40 MB a fraction of one).
+        Kept in ~/.cache/splitbrain (XDG_CACHE_HOME); made in a temporary directory and renamed,
+        so that concurrent runs never see half of one."""
+        import subprocess
+        import tempfile
+        version = (PG_BIN.parent / "bin" / "postgres").stat().st_mtime_ns
+        cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "splitbrain"
+        out = cache / f"postgres-15-initdb-{INITDB_FORMAT}-{version}"
+        if (out / "PG_VERSION").is_file():
+            return out
+        cache.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".postgres-initdb-", dir=cache))
+        try:
+            p = subprocess.run([*cls._userns(), str(PG_BIN / "initdb"), "-D", str(tmp / "data"),
+                                *INITDB_ARGS], capture_output=True, text=True, timeout=120)
+            if p.returncode != 0:
+                raise RuntimeError(f"initdb failed: {p.stderr.strip()[-300:]}")
+            try:
+                (tmp / "data").rename(out)
+            except OSError:
+                if not (out / "PG_VERSION").is_file():     # not another run's rename: an error
+                    raise
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return out
 
     @staticmethod
     def _userns() -> list[str]:
