@@ -6,8 +6,9 @@ made by `pg_basebackup` from the current primary when it first starts (its data 
 empty). Replication is physical WAL streaming without replication slots: a slot pins WAL on the
 primary for a standby that may never come back (a killed node is rebuilt, see below), while
 `wal_keep_size` keeps enough WAL for a standby that was down briefly. Synchronous or not is the
-options' choice: `sync_standbys` = k > 0 sets `synchronous_standby_names = 'ANY k (*)'` (or
-`FIRST k (*)`, option `sync_method`), and `synchronous_commit` (off / local / on / remote_write /
+options' choice: `sync_standbys` = k > 0 sets `synchronous_standby_names = 'ANY k (n1, n2,
+n3)'` (or `FIRST k (...)`, option `sync_method`; the node names, never `*`, which would count
+pg_basebackup's WAL stream as a synchronous standby), and `synchronous_commit` (off / local / on / remote_write /
 remote_apply) what a commit waits for. The same settings are on every node (a promoted standby
 must behave as the primary did).
 
@@ -40,10 +41,12 @@ every decision in splitbrain.log:
   highest WAL position (received or replayed) among those that answer, if enough of them answer:
   any one when replication is asynchronous, and with k synchronous standbys out of s at least
   s - k + 1 (so that one of them surely holds every acknowledged commit: otherwise it waits,
-  unavailable rather than wrong); then repoints every standby that answers (primary_conninfo in
-  nodes/<n>/primary.conf, `pg_reload_conf()`), and marks every other node, the old primary
-  first, for a rebuild from the new primary and fences it (SIGQUIT to its postmaster, from
-  data/postmaster.pid: an immediate shutdown, delivered when a paused node resumes);
+  unavailable rather than wrong). Before it promotes, it fences the old primary (STONITH:
+  SIGKILL to its postmaster, from data/postmaster.pid, and to the postmaster's children; it
+  acknowledges nothing more and streams no more WAL), asks the followers' WAL positions again,
+  promotes the most advanced, repoints every other standby that answers (primary_conninfo in
+  nodes/<n>/primary.conf, `pg_reload_conf()`), and fences every other node, marked for a
+  rebuild from the new primary;
 - a node other than the primary that says it is a primary, or a standby whose WAL receiver has
   not streamed for STUCK_S while the primary is up (it cannot follow the new timeline), is fenced
   and rebuilt the same way.
@@ -95,6 +98,7 @@ POLL_S = 0.2                     # the controller's round
 PROBE_TIMEOUT_S = 0.5            # the controller's query deadline per node
 STUCK_S = 5.0                    # a standby not streaming this long (primary up) is rebuilt
 PROMOTE_WAIT_S = 5               # pg_promote(wait_seconds)
+MIRROR_S = 0.02                  # ProcessMirror's round
 ISOLATION = {"read-committed": "READ COMMITTED", "repeatable-read": "REPEATABLE READ",
              "serializable": "SERIALIZABLE"}
 DEFINITE_CLASSES = ("40", "22", "23", "25", "42")   # rolled back / refused before doing anything
@@ -323,7 +327,11 @@ class Postgres(Database):
     def _conf(self, node: str) -> str:
         n = self.nodes[node]
         k = int(self.options["sync_standbys"])
-        names = f"{self.options['sync_method'].upper()} {k} (*)" if k else ""
+        # The standbys by name (their application_name), never '*': pg_basebackup's WAL
+        # stream (application_name "pg_basebackup") would otherwise count as a synchronous
+        # standby and acknowledge commits into a copy that may be thrown away.
+        names = (f"{self.options['sync_method'].upper()} {k} ({', '.join(self.nodes)})"
+                 if k else "")
         return "\n".join([
             "# splitbrain: PostgreSQL node " + node + " (splitbrain/dbs/postgres.py)",
             f"listen_addresses = '{n.host}'",
@@ -445,7 +453,11 @@ done
         return [*self._userns(), "/bin/sh", str(self.nodes[node].dir / "start.sh")]
 
     def archive(self, node: str) -> Path | None:
-        (self.nodes[node].dir / "rebuild").unlink(missing_ok=True)
+        """As base.py; a node that was being rebuilt at teardown (start.sh had removed its data
+        directory, node.log says so) gets an archive of an empty data directory."""
+        n = self.nodes[node]
+        (n.dir / "rebuild").unlink(missing_ok=True)
+        n.data.mkdir(exist_ok=True)
         return super().archive(node)
 
     # ---- the cluster ------------------------------------------------------------------------
@@ -497,6 +509,8 @@ class FailoverController:
         self._last_ok = time.monotonic()
         self._stuck_since: dict[str, float] = {}
         self._followers: set[str] = set()      # standbys seen streaming from this primary
+        self._receivers: dict[str, str | None] = {}    # node -> its WAL receiver's pid
+        self.mirror = ProcessMirror(db)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.lock = threading.Lock()
@@ -505,9 +519,11 @@ class FailoverController:
         self._thread = threading.Thread(target=self._run, daemon=True,
                                         name="splitbrain-pg-failover")
         self._thread.start()
+        self.mirror.start()
 
     def stop(self) -> None:
         self._stop.set()
+        self.mirror.stop()
         if self._thread is not None:
             self._thread.join(timeout=5)
 
@@ -521,15 +537,21 @@ class FailoverController:
             row = c.rows("SELECT pg_is_in_recovery(), "
                          "CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_lsn() END, "
                          "pg_last_wal_receive_lsn(), pg_last_wal_replay_lsn(), "
-                         "(SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming')",
+                         "(SELECT pid FROM pg_stat_wal_receiver WHERE status = 'streaming')",
                          deadline)[0]
         except (Indefinite, SqlError, IndexError):
             return None
         finally:
             c.close()
+        # Streaming: the same WAL receiver streamed in the previous round too. A standby that
+        # cannot follow the primary's timeline restarts its receiver every few hundred ms and
+        # is caught streaming now and then: it must not count.
+        receiver = row[4]
+        streaming = receiver is not None and self._receivers.get(node) == receiver
+        self._receivers[node] = receiver
         return {"standby": row[0] == "t",
                 "lsn": max(_lsn(row[1]), _lsn(row[2]), _lsn(row[3])),
-                "streaming": row[4] not in (None, "0")}
+                "streaming": streaming}
 
     def _run(self) -> None:
         while not self._stop.wait(POLL_S):
@@ -579,7 +601,17 @@ class FailoverController:
         self.promote(best, followers, why)
 
     def promote(self, new: str, standbys: dict[str, dict], why: str) -> None:
+        """Fence the old primary first (STONITH: no commit can be acknowledged by it once a
+        standby is promoted, and no more WAL reaches the standbys), then ask the followers'
+        WAL positions again, promote the most advanced, repoint or fence the rest."""
         old = self.primary
+        self.fence(old, f"was the primary ({why})", upstream=new)
+        again = {n: self._probe(n) for n in standbys}
+        again = {n: s for n, s in again.items() if s is not None and s["standby"]}
+        if not again:
+            self.db.log(f"postgres failover: no follower answered after {old} was fenced")
+            return
+        new = max(sorted(again), key=lambda n: again[n]["lsn"])
         deadline = time.monotonic() + PROMOTE_WAIT_S + 1
         try:
             c = PgConn(*self.db.client_addr(new), deadline, app="splitbrain-failover")
@@ -599,7 +631,7 @@ class FailoverController:
         self._last_ok = time.monotonic()
         self._stuck_since.clear()
         self._followers = set()
-        lsns = {n: s["lsn"] for n, s in standbys.items()}
+        lsns = {n: s["lsn"] for n, s in again.items()}
         self.failovers.append({"from": old, "to": new, "lsns": lsns})
         self.db.log(f"postgres failover: {old}: {why}; promoted {new} (WAL positions of "
                     f"the standbys that answered: {json.dumps(lsns)})")
@@ -607,12 +639,13 @@ class FailoverController:
             if n == new:
                 continue
             self.db.point_at(n, new)
-            if n in standbys and n != old:
+            if n == old:
+                continue                 # fenced above; it rebuilds from `new`
+            if n in again:
                 if not self._reload(n):
                     self.fence(n, "could not be repointed")
             else:
-                self.fence(n, "was not reachable at the failover" if n != old
-                           else "was the primary")
+                self.fence(n, "was not reachable at the failover")
 
     def _reload(self, node: str) -> bool:
         deadline = time.monotonic() + PROBE_TIMEOUT_S
@@ -626,23 +659,131 @@ class FailoverController:
         except (NotSent, Indefinite, SqlError):
             return False
 
-    def fence(self, node: str, why: str) -> None:
-        """Mark `node` for a rebuild from the current primary and shut its postmaster down
-        immediately (SIGQUIT; a paused node gets it when it resumes). Its supervisor then
-        rebuilds it (start.sh); a node that is down rebuilds when restarted."""
+    def fence(self, node: str, why: str, upstream: str | None = None) -> None:
+        """Mark `node` for a rebuild from `upstream` (default: the current primary) and kill
+        its postmaster and every child of it (SIGKILL works on a paused process too). Its
+        supervisor (start.sh) then rebuilds it by pg_basebackup; a node that is down rebuilds
+        when it is restarted."""
         n = self.db.nodes[node]
-        self.db.point_at(node, self.primary)
+        self.db.point_at(node, upstream or self.primary)
         (n.dir / "rebuild").touch()
         self._stuck_since.pop(node, None)
         pid = _postmaster_pid(n.data)
         if pid is not None:
-            try:
-                os.kill(pid, signal.SIGQUIT)
-            except OSError:
-                pid = None
+            _kill_tree(pid)
         self.db.log(f"postgres failover: fenced {node} ({why}); "
-                    f"{'postmaster ' + str(pid) + ' shut down, ' if pid else ''}"
-                    f"it rebuilds from {self.primary}")
+                    f"{'postmaster ' + str(pid) + ' and its children killed, ' if pid else ''}"
+                    f"it rebuilds from {upstream or self.primary}")
+
+
+def _kill_tree(pm: int) -> None:
+    """SIGKILL postmaster `pm` and its children (they are sessions of their own)."""
+    try:
+        kids = [int(x) for x in Path(f"/proc/{pm}/task/{pm}/children").read_text().split()]
+    except (OSError, ValueError):
+        kids = []
+    for pid in [pm, *kids]:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.monotonic() + 2
+    while _proc_stat(pm) is not None and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+
+class ProcessMirror:
+    """Makes the harness's pause and kill of a node reach all of its PostgreSQL processes.
+
+    The harness signals a node's process group (base.py's contract: start.sh and the
+    postmaster), but every PostgreSQL backend and WAL sender calls setsid() and so leaves it:
+    a paused node's backends would go on answering the connections they hold and its WAL
+    senders go on streaming, and a killed node's backends live until they notice the
+    postmaster's death. Every MIRROR_S this thread reads each node's postmaster (its
+    data/postmaster.pid) and children from /proc: when the postmaster is stopped, it stops
+    the children (and continues them when the postmaster continues); when the postmaster is
+    gone, it SIGKILLs the children it saw last (those whose start time still matches). So a
+    pause or a kill is one of the whole server, within MIRROR_S."""
+
+    def __init__(self, db: Postgres):
+        self.db = db
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._children: dict[str, dict[int, str]] = {}    # node -> pid -> start time
+        self._stopped: dict[str, set[int]] = {}            # node -> children we stopped
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, daemon=True,
+                                        name="splitbrain-pg-mirror")
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+        for node in list(self._stopped):       # never leave a backend stopped
+            self._signal_all(node, set(self._stopped.pop(node)), signal.SIGCONT)
+
+    def _run(self) -> None:
+        while not self._stop.wait(MIRROR_S):
+            for node in self.db.nodes:
+                try:
+                    self.mirror(node)
+                except OSError:
+                    pass
+
+    def mirror(self, node: str) -> None:
+        pm = _postmaster_pid(self.db.nodes[node].data)
+        state = _proc_stat(pm) if pm is not None else None
+        if state is None:        # no postmaster: kill what it left running
+            left = self._children.pop(node, {})
+            self._stopped.pop(node, None)
+            for pid, started in left.items():
+                st = _proc_stat(pid)
+                if st is not None and st[1] == started:
+                    try:
+                        os.kill(pid, signal.SIGKILL)
+                    except OSError:
+                        pass
+            return
+        try:
+            kids = [int(x) for x in
+                    Path(f"/proc/{pm}/task/{pm}/children").read_text().split()]
+        except (OSError, ValueError):
+            kids = []
+        seen = {}
+        for pid in kids:
+            st = _proc_stat(pid)
+            if st is not None:
+                seen[pid] = st[1]
+        self._children[node] = seen
+        stopped = self._stopped.setdefault(node, set())
+        if state[0] in "Tt":
+            todo = set(seen) - stopped
+            self._signal_all(node, todo, signal.SIGSTOP)
+            stopped |= todo
+        elif stopped:
+            self._signal_all(node, set(stopped), signal.SIGCONT)
+            stopped.clear()
+
+    @staticmethod
+    def _signal_all(node: str, pids: set[int], sig: int) -> None:
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except OSError:
+                pass
+
+
+def _proc_stat(pid: int) -> tuple[str, str] | None:
+    """(state, start time) of process `pid` from /proc, or None when it is gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    if fields[0] == "Z":
+        return None
+    return fields[0], fields[19]
 
 
 def _postmaster_pid(data: Path) -> int | None:
