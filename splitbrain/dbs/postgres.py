@@ -50,7 +50,9 @@ every decision in splitbrain.log:
 - a node other than the primary that says it is a primary, or a standby whose WAL receiver has
   not streamed for STUCK_S while the primary is up (it cannot follow the new timeline), is fenced
   and rebuilt the same way.
-Option `failover=off` turns promotion off (the controller only observes).
+Option `failover=off` turns promotion off (the controller only observes). With the controller
+runs a ProcessMirror: the harness pauses and kills a node's process group, which PostgreSQL's
+backends and WAL senders leave (setsid); the mirror extends a pause or a kill to them.
 
 Client: every operation goes to the current primary (the controller's; clients follow it), on a
 connection per history client kept open, through libpq itself (psycopg's `pq` layer, non-blocking,
