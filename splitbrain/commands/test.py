@@ -307,10 +307,30 @@ def run(test: dict):
     return summary
 
 
+COUNTEREXAMPLES_SHOWN_MAX = 20   # counterexample paths printed by the summary
+
+
+def counterexample_files(results: dict) -> list[str]:
+    """The files the checkers wrote (`files` of the composed result and of every child, e.g.
+    linearizability/<key>.html per invalid key), each once, in order."""
+    out: list[str] = []
+    stack = [results]
+    while stack:
+        r = stack.pop(0)
+        if not isinstance(r, dict):
+            continue
+        out.extend(str(f) for f in r.get("files") or [] if str(f) not in out)
+        stack.extend((r.get("children") or {}).values())
+    return out
+
+
 def print_summary(summary) -> None:
-    """Verdict, anomalies by checker and name (with a link into the message diagram at the
-    first anomaly's operation when the run has one), store path, replay command (everything from
+    """Verdict, anomalies by checker and name (with where the first one happened: its
+    operation, the node that served it, the faults in force, report/context.py; and a link into
+    the message diagram at that operation when the run has one), the counterexample files the
+    checkers wrote, store path, replay command (everything from
     the history or the nodes is escaped: splitbrain/termsafe.py)."""
+    from ..harness.report.context import where_line
     from ..harness.report.messages import diagram_link
     from ..termsafe import echo
 
@@ -332,9 +352,20 @@ def print_summary(summary) -> None:
         echo(f"  {cname}: {status}{extra}")
         for aname, items in names.items():
             echo(f"    {aname} x{len(items)}: {items[0]['message']}")
+            where = where_line((items[0].get("details") or {}).get("where"))
+            if where:
+                echo(f"      where: {where}")
             link = diagram_link(summary.run_dir, items[0].get("ops"))
             if link:
                 echo(f"      messages: {link}")
+    files = counterexample_files(summary.results)
+    if files:
+        echo(f"counterexamples ({len(files)} file{'s' if len(files) != 1 else ''}):")
+        for path in files[:COUNTEREXAMPLES_SHOWN_MAX]:
+            echo(f"  {path}")
+        if len(files) > COUNTEREXAMPLES_SHOWN_MAX:
+            echo(f"  ... {len(files) - COUNTEREXAMPLES_SHOWN_MAX} more (results.json lists "
+                 f"them all)")
     if summary.run_dir:
         echo(f"store: {summary.run_dir}")
     echo(f"replay: {summary.replay}")
