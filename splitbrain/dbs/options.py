@@ -61,6 +61,9 @@ def build_db_test(*, db, system, bin_path, workload, nemesis, time_limit, nodes,
     if backend not in DB_BACKENDS:
         raise UserError(f"--backend {backend}: --db runs on {', '.join(DB_BACKENDS)} (local is "
                         f"the loopback variant without network faults)")
+    refused = getattr(cls, "REFUSED_BACKENDS", {}).get(backend)
+    if refused:
+        raise UserError(f"--backend {backend}: not for {db}: {refused}")
     try:
         if backend != "ssh":     # ssh: checked on each host at start (backends/ssh.py)
             cls.require_installed()
@@ -82,7 +85,9 @@ def build_db_test(*, db, system, bin_path, workload, nemesis, time_limit, nodes,
             db_opts[k] = v
     try:
         make_db_workload(db, workload, wl_opts)
-        cls.parse_options(db_opts)
+        parsed = cls.parse_options(db_opts)
+        if hasattr(cls, "check_cluster"):      # options that depend on the node count
+            cls.check_cluster(parsed, nodes if nodes is not None else cls.DEFAULT_NODES)
         items = ([nemesis] if isinstance(nemesis, str) else list(nemesis or ()))
         words = [w.strip() for i in items for w in str(i).split(",")]
         if "all" in words:      # every fault that applies to this database and backend
