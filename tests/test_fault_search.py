@@ -23,7 +23,9 @@ CI_SCHEDULES_PER_SYSTEM = 8
 # Raft's figure-8 and unpersisted-vote bugs need longer runs (10 s) with more leader churn.
 KNOWN_FAILURES: list[tuple] = [
     ("raft", "commit-old-term", "append-log", 234, 10.0),
-    ("raft", "vote-not-persisted", "register", 225, 10.0),
+    # (On the register this was seed 225 of the older one-register workload; with independent
+    # keys no register seed of 0..399 shows it, arith's seed 61 does: replicas diverge.)
+    ("raft", "vote-not-persisted", "arith", 61, 10.0),
     ("raft", "stale-reads", "register", 21),
     ("raft", "txn-local-reads", "txn-list-append", 0),
     ("raft", "ack-before-persist", "append-log", 1),
