@@ -240,3 +240,15 @@ def test_motivating_case_ends_invalid_quickly(tmp_path):
     assert p.returncode == 1, (p.stdout[-2000:], p.stderr[-2000:])
     summary = json.loads(p.stdout)
     assert summary["valid"] is False
+
+
+@pytest.mark.slow
+def test_decided_campaign_200_schedules_per_system():
+    """Issue 16's acceptance: 200 default simulated schedules per system (register,
+    cas-register and kv in rotation, all faults), no linearizability verdict unknown (the
+    script exits 1 on any). Several minutes: slow tier."""
+    p = subprocess.run([sys.executable, str(REPO / "benchmarks/decided_campaign.py"),
+                        "--seeds", "200", "--jobs", "2"],
+                       capture_output=True, text=True, cwd=REPO, timeout=3600)
+    assert p.returncode == 0, p.stdout[-3000:] + p.stderr[-3000:]
+    assert " 0 unknown" in p.stdout
