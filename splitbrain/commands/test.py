@@ -400,11 +400,16 @@ def _check_typos(ctx) -> None:
 @click.option("--max-writes-per-key", type=int, help="txn workloads: writes a key receives "
               "before a fresh key replaces it (Maelstrom's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write JUnit XML (one test case: the anomalies and replay command).")
+@click.option("--expect", type=click.Choice(["valid", "invalid"]), help="The expected verdict: "
+              "exit 0 when the run's verdict is this one (--expect invalid: a known-bad target "
+              "whose bug must be caught), else 1 (3 when undecided).")
 @click.pass_context
 def command(ctx, system, bin_path, workload, nemesis, time_limit, nodes, concurrency, rate, seed,
             bugs, opts, db, backend, store, name, schedule, nemesis_interval, latency,
             availability, topology, log_stderr, consistency_models, key_count, max_txn_length,
-            max_writes_per_key, as_json) -> int:
+            max_writes_per_key, as_json, junit_path=None, expect=None) -> int:
     """Run a test: drive clients and faults at a cluster, record and check the history.
 
     Maelstrom's command lines work as written, with `splitbrain test` in place of
@@ -424,9 +429,44 @@ def command(ctx, system, bin_path, workload, nemesis, time_limit, nodes, concurr
                       schedule=parse_schedule(schedule), bin_args=bin_args, latency=latency,
                       availability=availability, topology=topology,
                       nemesis_interval=nemesis_interval, log_stderr=log_stderr, db=db)
+    import time as _time
+    t0 = _time.perf_counter()
     summary = run(test)
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2, default=str))
     else:
         print_summary(summary)
-    return exitcodes.for_validity(summary.valid)
+    if junit_path:
+        write_junit(junit_path, summary, expect, _time.perf_counter() - t0)
+    return expected_exit(summary.valid, expect)
+
+
+# ---- the CI gate (issue 18): --junit, --expect ------------------------------------------------
+
+def expected_exit(valid, expect: str | None) -> int:
+    """The exit code against an expectation: 0 when the verdict is the expected one; 1 when it
+    is the other (an anomaly where none was expected, or a known bug not caught); 3 when it is
+    undecided. Without --expect, the verdict's own exit code."""
+    if expect is None:
+        return exitcodes.for_validity(valid)
+    if valid not in (True, False):
+        return exitcodes.UNKNOWN
+    return exitcodes.VALID if valid == (expect == "valid") else exitcodes.INVALID
+
+
+def write_junit(path: str, summary, expect: str | None, time_s: float) -> None:
+    """--junit FILE: one test case for the run (splitbrain/campaign/junit.py)."""
+    from ..campaign import junit
+    t = summary.test or {}
+    target = t.get("system") or t.get("db") or (program_label(t["bin"], t.get("bin_args") or ())
+                                                 if t.get("bin") else "test")
+    cls = ".".join(x for x in ("splitbrain", str(target), str(t.get("workload") or ""),
+                               ",".join(t.get("bugs") or [])) if x)
+    case = junit.run_case(name=f"seed {t.get('seed')}", classname=cls,
+                          verdict=junit.verdict_of(summary.valid), expect=expect or "valid",
+                          results=summary.results, replay=summary.replay, time_s=time_s,
+                          run_dir=summary.run_dir)
+    try:
+        junit.write(path, [junit.Suite(f"splitbrain test {t.get('name') or target}", [case])])
+    except OSError as e:
+        raise UserError(f"--junit {path}: cannot write: {e.strerror or e}") from None
