@@ -364,10 +364,8 @@ def test_etcd_lock_is_not_a_mutex_when_the_holders_node_pauses(tmp_path):
 @pytest.mark.docker
 @pytest.mark.parametrize("db", ["etcd", "zookeeper"])
 def test_db_in_containers_under_partition_kill_pause_is_valid(tmp_path, db):
-    from conftest import docker_available
-    require(docker_available(), "a Docker engine")
-    require(os.geteuid() == 0 and shutil.which("debootstrap") is not None,
-            "root and debootstrap (to build the base image)")
+    from conftest import require_node_image
+    require_node_image()
     s = run_db(tmp_path, "--db", db, "--backend", "docker", "--workload", "register",
                "--time-limit", "15", "--nemesis", "partition,kill,pause", "--rate", "100")
     assert s["valid"] is True, json.dumps(s["results"])[:3000]
