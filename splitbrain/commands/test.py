@@ -31,6 +31,11 @@ from ..cli import UserError
 
 BACKENDS = ("sim", "local", "netns", "docker")
 DEFAULT_WORKLOAD = "register"
+# For --help without importing the harness; tests/test_campaign.py checks them against
+# harness/nemesis.py FAULTS and harness/sim/schedule.py KINDS.
+NEMESES = ("partition", "partition-leader", "kill", "lost-writes", "pause", "clock", "loss",
+           "latency", "duplicate", "crash-storm", "crash-point")
+SIM_NEMESES = ("partition", "kill", "pause", "clock", "loss")
 
 
 def parse_opt(text: str) -> tuple[str, Any]:
@@ -93,6 +98,8 @@ def replay_command(test: dict) -> str:
     for prefix, key in (("", "opts"), ("workload.", "workload_opts"), ("sim.", "sim_opts"),
                         ("harness.", "harness_opts")):
         for k, v in sorted((test.get(key) or {}).items()):
+            if key == "opts" and test.get("system"):
+                k = k.replace("_", "-")     # a system option's one shown spelling (registry)
             args += ["--opt", f"{prefix}{k}={v if isinstance(v, str) else json.dumps(v)}"]
     if test.get("schedule") is not None:
         args += ["--schedule", json.dumps(test["schedule"], separators=(",", ":"))]
@@ -261,10 +268,14 @@ def build_test(*, system, bin_path, workload, nemesis, time_limit, nodes, concur
         except ValueError as e:
             raise UserError(f"--opt: {e}") from None
     if system and sys_opts:
-        unknown = [k for k in sys_opts if k not in cls.OPTIONS]
+        # Either spelling (election-timeout-ms, election_timeout_ms); the core's key is kept.
+        from ..systems.registry import option_key, option_label
+        unknown = [k for k in sys_opts if option_key(cls.OPTIONS, k) is None]
         if unknown:
             raise UserError(f"--opt {unknown[0]}: {system} has no such option "
-                            f"(known: {', '.join(cls.OPTIONS) or 'none'})")
+                            f"(known: {', '.join(map(option_label, cls.OPTIONS)) or 'none'}; "
+                            f"`splitbrain systems {system}` explains them)")
+        sys_opts = {option_key(cls.OPTIONS, k): v for k, v in sys_opts.items()}
     if schedule is not None and backend != "sim":
         raise UserError("--schedule is for --backend sim")
     if seed is None:
@@ -364,13 +375,16 @@ def _check_typos(ctx) -> None:
               "backend): a path or a name on PATH; its arguments follow the options "
               "(`--bin python3 node.py`) or come quoted (`--bin \"python3 node.py\"`).")
 @click.option("-w", "--workload", help=f"The workload (splitbrain workloads); default {DEFAULT_WORKLOAD}.")
-@click.option("--nemesis", multiple=True, help="Faults, comma-separated or repeated: partition,"
-              "kill,pause,clock,loss (or all, none).")
-@click.option("--time-limit", type=float, help="Seconds of the faulty phase (virtual in sim).")
+@click.option("--nemesis", multiple=True, help="Faults, comma-separated or repeated (default "
+              "none): " + ", ".join(NEMESES) + "; or all, none. sim: " + ", ".join(SIM_NEMESES)
+              + ". `splitbrain nemeses` says what each does.")
+@click.option("--time-limit", type=float, help="Seconds of the faulty phase (virtual in sim); "
+              "default 30 (sim: 10).")
 @click.option("--nodes", "--node-count", "nodes", type=int, help="Cluster size (default 5).")
 @click.option("--concurrency", help="Client workers (default 10), or Kn: K times the node count "
               "(Maelstrom's 2n).")
-@click.option("--rate", type=float, help="Client ops per second, all workers together.")
+@click.option("--rate", type=float, help="Client ops per second, all workers together; default "
+              "200 (sim: 500).")
 @click.option("--seed", type=int, help="The seed (random when not given; always printed).")
 @click.option("--bug", "bugs", multiple=True, help="Switch a bug on (repeatable).")
 @click.option("--opt", "opts", multiple=True, help="k=v: a system option; workload.k=v, sim.k=v, "
