@@ -81,3 +81,19 @@ def test_g_counter_is_listed_where_it_is_accepted():
     assert '"g-counter"' in p.stdout
     p = sb("check", "--help", columns=200)
     assert "g-counter" in p.stdout
+
+
+def test_check_and_analyze_run_the_checkers_recorded_in_test_json(tmp_path):
+    import json
+    p = sb("test", "--backend", "sim", "--system", "raft", "--workload", "append-log",
+           "--nemesis", "partition", "--time-limit", "1", "--seed", "4", "--store", str(tmp_path))
+    assert p.returncode == 0, p.stderr
+    run = tmp_path / "raft-append-log" / "latest"
+    recorded = json.loads((run / "test.json").read_text())["checkers"]
+    assert recorded == ["log", "convergence", "stats"]
+    c = sb("check", str(run), columns=200)
+    assert c.returncode == 0 and "[log, convergence, stats]" in c.stdout, c.stdout
+    a = sb("analyze", str(run), "--no-write", columns=200)
+    assert a.returncode == 0
+    assert [x.split(":")[0].strip() for x in a.stdout.splitlines()
+            if x.startswith("  ") and not x.startswith("   ")] == recorded

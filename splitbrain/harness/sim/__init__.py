@@ -75,7 +75,10 @@ def check_run(run: SimRun, test: dict | None = None):
     t.setdefault("nodes", run.config.node_ids())
     t.setdefault("checker_options", DEFAULT_CHECKER_OPTIONS)
     extra = [run.liveness] + ([run.replicas] if run.replicas is not None else [])
-    return check_history(workload, run.history, t, extra=extra)
+    result = check_history(workload, run.history, t, extra=extra)
+    if test is not None and "checkers" in t:
+        test.setdefault("checkers", t["checkers"])   # recorded in test.json (check_history)
+    return result
 
 
 def run_sim_test(test: dict, log: Callable[[str], None] | None = None) -> RunSummary:
