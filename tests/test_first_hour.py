@@ -97,3 +97,50 @@ def test_check_and_analyze_run_the_checkers_recorded_in_test_json(tmp_path):
     assert a.returncode == 0
     assert [x.split(":")[0].strip() for x in a.stdout.splitlines()
             if x.startswith("  ") and not x.startswith("   ")] == recorded
+
+
+def test_progress_line_shows_every_fault_of_the_interval_and_no_repeated_last_line(monkeypatch):
+    import io
+    from splitbrain.harness.report import progress as prog_mod
+    from splitbrain.history.op import Op
+    clock = {"t": 100.0}
+    monkeypatch.setattr(prog_mod.time, "monotonic", lambda: clock["t"])
+    out = io.StringIO()
+    ops = [Op(0, 0, 0, "invoke", "read"), Op(1, 1, 0, "ok", "read", 1),
+           Op(2, 2, "nemesis", "invoke", "start-partition"),
+           Op(3, 3, "nemesis", "info", "start-partition", "halves"),
+           Op(4, 4, "nemesis", "invoke", "stop-partition"),
+           Op(5, 5, "nemesis", "info", "stop-partition"),
+           Op(6, 6, "nemesis", "invoke", "kill"), Op(7, 7, "nemesis", "info", "kill", ["n1"]),
+           Op(8, 8, 0, "invoke", "read")]
+    with prog_mod.Progress("t", stream=out) as p:
+        p.record(ops[0])                 # the first line, at the start
+        for op in ops[1:]:
+            clock["t"] += 1.0            # 8 s later: the next op prints a line
+            p.record(op)
+        # In force now: only the kill; the partition came and went within the interval.
+        assert "faults: kill" in p.line()
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2, lines        # the closing line repeats nothing: not printed
+    assert lines[-1].endswith("faults: kill, partition"), lines
+
+
+def test_local_run_logs_partition_start_and_stop_and_router_only_with_a_router(tmp_path):
+    from splitbrain.harness.runner import _router_note
+
+    class NoRouter:                       # netns, docker, databases: TcpClusterBackend's stats
+        stats = {"client": 3, "refused": 0, "malformed": 0}
+
+    class WithRouter:                     # local: the router counts delivered messages
+        stats = {"delivered": 5, "dropped": 1, "client": 3}
+    assert _router_note(NoRouter()) == ""
+    assert _router_note(WithRouter()).startswith("; router {'delivered': 5")
+    p = sb("test", "--system", "raft", "--workload", "register", "--nemesis", "partition",
+           "--time-limit", "2", "--seed", "5", "--store", str(tmp_path))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "; router {'delivered'" in p.stdout
+    log = (tmp_path / "raft-register" / "latest" / "splitbrain.log").read_text()
+    starts = [x for x in log.splitlines() if "nemesis start-partition at" in x]
+    stops = [x for x in log.splitlines() if "nemesis stop-partition at" in x]
+    assert starts and len(stops) >= len(starts) - 1
+    assert '"grudge"' in starts[0]

@@ -483,7 +483,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
                 raise ClusterError(f"the workload's setup failed: {'; '.join(sorted(problems)[:5])}")
             note(f"setup: {len(setup)} {setup[0][1].get('type')} requests answered")
         nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note,
-                          crash_points=crash_points, partition_shapes=partition_shapes)
+                          crash_points=crash_points, partition_shapes=partition_shapes,
+                          fault_log=store.log if store is not None else None)
         enter("safety")
         if prog is not None:
             prog.__enter__()
@@ -508,8 +509,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         check_writes()
         enter("final")
         _final_phase(pool, workload, nodes, recorder, final_deadline_s, on_op, note)
-        note(f"final phase done; {len(recorder.ops)} history events; "
-             f"router {getattr(backend, 'stats', {})}")
+        note(f"final phase done; {len(recorder.ops)} history events"
+             + _router_note(backend))
         running = _running_nodes(backend)
         all_down = running == 0
         if all_down:
@@ -579,7 +580,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         summary = RunSummary(valid=result.valid, results=result.to_json(), test=test, replay="",
                              run_dir=str(run_dir) if store else None, history_ops=len(history),
                              notes=[f"seed {seed}; nemesis {','.join(faults) or 'none'} every "
-                                    f"{interval_s:.1f} s; router {getattr(backend, 'stats', {})}"],
+                                    f"{interval_s:.1f} s" + _router_note(backend)],
                              stats={"router": getattr(backend, "stats", {}), "net": net,
                                     "output": backend.output_stats()
                                     if hasattr(backend, "output_stats") else {}})
@@ -688,6 +689,14 @@ def _final_phase(pool, workload, nodes: list[str], recorder, deadline_s: float, 
         op = recorder.complete(process, "fail", o.value, time_ns=t, error="final-deadline")
         if on_op:
             on_op(op)
+
+
+def _router_note(backend) -> str:
+    """"; router {...}" on a backend whose messages between nodes pass through the harness's
+    router (local: its stats count delivered messages); "" on one without a router (netns,
+    docker, databases: peers talk over a real network, where the count would be meaningless)."""
+    stats = getattr(backend, "stats", None) or {}
+    return f"; router {stats}" if "delivered" in stats else ""
 
 
 def _progress(test: dict, enabled: bool | None):

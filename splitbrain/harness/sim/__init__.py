@@ -22,6 +22,7 @@ faults, heal, liveness, final reads and status) and the client semantics.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 from ..store import RunStore, RunSummary
@@ -104,6 +105,11 @@ def run_sim_test(test: dict, log: Callable[[str], None] | None = None) -> RunSum
         store.write_test(record)
         for line in notes:
             store.log(line)
+        # Each fault's start and stop, in virtual time (the history has them as nemesis ops).
+        for fault, js in zip(sim.schedule, schedule_to_json(sim.schedule)):
+            store.log(f"nemesis start-{fault.kind} at {fault.at_ms / 1000:.3f} s, stop-"
+                      f"{fault.kind} at {(fault.at_ms + fault.for_ms) / 1000:.3f} s (virtual): "
+                      f"{json.dumps(js, separators=(',', ':'))}")
     try:
         if store is not None:
             sim.recorder = store.recorder()
