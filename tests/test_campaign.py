@@ -192,3 +192,45 @@ def test_test_command_junit_and_expect(tmp_path):
     [(_, case)] = _cases(tmp_path / "c.xml")
     [res] = case.result
     assert "nonlinearizable" in res.text and "replay: splitbrain check" in res.text
+
+
+def test_local_campaign_of_bin_programs_in_parallel(tmp_path):
+    nodes = REPO / "tests" / "nodes"
+    f = tmp_path / "bins.toml"
+    f.write_text(f"""
+[campaign]
+name = "bins"
+backend = "local"
+bins = ["python3 {nodes}/echo.py", "{nodes}/echo-wrong.sh"]
+workloads = ["echo"]
+seeds = [1]
+time_limit = 1
+jobs = 2
+
+[target."{nodes}/echo-wrong.sh"]
+expect = "invalid"
+""")
+    store = tmp_path / "store"
+    p = sb("campaign", str(f), "--store", str(store))
+    assert p.returncode == 0, p.stdout + p.stderr
+    state = json.loads((store / "campaigns" / "bins" / "latest" / "campaign.json").read_text())
+    assert state["jobs"] == 2
+    cells = {c["id"]: c for c in state["cells"]}
+    assert set(cells) == {"echo.py/echo/none", "echo-wrong.sh/echo/none"}
+    assert cells["echo.py/echo/none"]["target"] == {"kind": "bin", "name": f"python3 {nodes}/echo.py",
+                                                    "bug": None}
+    [bad] = cells["echo-wrong.sh/echo/none"]["runs"]
+    assert bad["verdict"] == "invalid" and bad["ok"] and bad["anomalies"]
+    assert bad["replay"].startswith(f"splitbrain test --backend local --bin {nodes}/echo-wrong.sh")
+    assert "shrunk" not in bad                  # shrinking is the simulator's
+
+
+def test_database_and_netns_campaigns_run_one_test_at_a_time(tmp_path):
+    from splitbrain.campaign import spec
+    from splitbrain.campaign.run import CampaignRun
+    f = tmp_path / "n.toml"
+    f.write_text('[campaign]\nbackend = "netns"\nsystems = ["raft"]\njobs = 4\n')
+    camp = spec.load(f, store=str(tmp_path / "store"))
+    r = CampaignRun(camp, str(tmp_path / "store"))
+    assert r.jobs == 1 and "one test at a time" in r.jobs_note
+    assert json.loads((r.dir / "campaign.json").read_text())["finished"] is None
