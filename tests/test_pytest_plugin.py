@@ -42,13 +42,14 @@ def test_pyproject_declares_the_pytest11_entry_point():
     assert hasattr(plugin, "splitbrain_test") and hasattr(plugin, "pytest_addoption")
 
 
-def test_fixture_in_a_user_suite(pytester, tmp_path):
+def test_fixture_in_a_user_suite(pytester, tmp_path, monkeypatch):
     pytester.makepyfile(test_user=USER_SUITE)
     store = tmp_path / "store"
     # Installed (pip install -e .), pytest loads the plugin by its entry point; a source tree
     # that is not installed loads it with -p.
     args = [] if _plugin_registered() else ["-p", "splitbrain.pytest_plugin"]
-    os.environ.setdefault("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(
+        [str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])]))
     result = pytester.runpytest_subprocess(*args, "-p", "no:cacheprovider",
                                            f"--splitbrain-store={store}", "-rf")
     result.assert_outcomes(passed=2, failed=2)

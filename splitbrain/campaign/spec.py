@@ -27,13 +27,14 @@ Decisions (README "Campaigns"):
   (`system/bug`, or a bare bug name that exactly one listed system has), a `--bin` program or a
   `--db` database. A cell is one target with one workload and one nemesis combination.
 - `expect`: a bug switch defaults to "invalid" (the campaign passes when it is caught), every
-  other target to "valid"; `expect` in [campaign] or a target table overrides it; the command's
-  `--expect` overrides the file.
+  other target to "valid"; `expect` in [campaign] sets it for the targets without a bug switch
+  (a known-bad `--bin` or database mode), `expect` in a target table for that target, and the
+  command's `--expect` for every cell.
 - A cell that expects "invalid" passes when at least one of its runs is invalid (a bug is found
   by some seeds, not all), and with `stop_on_catch = true` (the default) its remaining seeds are
   not run. A cell that expects "valid" passes when every run is valid. A cell with no
-  expectation (`expect = "none"`) records verdicts and never fails the campaign... except on an
-  error.
+  expectation (`expect = "none"`) only records its verdicts; it fails the campaign only on a
+  harness error.
 - Every cell is checked with the same option checks as `splitbrain test` (commands/test.py
   build_test) before anything runs, so a typo fails the whole file at once, exit 2.
 """
