@@ -234,3 +234,16 @@ def test_database_and_netns_campaigns_run_one_test_at_a_time(tmp_path):
     r = CampaignRun(camp, str(tmp_path / "store"))
     assert r.jobs == 1 and "one test at a time" in r.jobs_note
     assert json.loads((r.dir / "campaign.json").read_text())["finished"] is None
+
+
+def test_test_count_and_per_target_settings(tmp_path):
+    from splitbrain.campaign import spec
+    f = tmp_path / "c.toml"
+    f.write_text(TINY.replace("seeds = [3]", "test_count = 4"))
+    camp = spec.load(f, store=None)
+    seeds = {c.id: [t["seed"] for t in c.tests] for c in camp.cells}
+    assert seeds == {"raft/register/partition": [0, 1, 2, 3],
+                     "raft/register/partition,kill,clock/stale-reads": [15, 16]}
+    bug = next(c for c in camp.cells if c.bug)
+    assert bug.tests[0]["time_limit"] == 5 and bug.tests[0]["bugs"] == ["stale-reads"]
+    assert {len(c.tests) for c in spec.load(f, store=None, test_count=7).cells} == {7}
