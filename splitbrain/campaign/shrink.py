@@ -27,7 +27,7 @@ def shrink_failure(test: dict, *, max_examples: int = 60, time_budget_s: float =
     "found": [[checker, anomaly], ...], "replay", "examples", "duration_s"}."""
     from hypothesis import HealthCheck, Phase, find, settings
     from hypothesis import strategies as st
-    from hypothesis.errors import NoSuchExample
+    from hypothesis.errors import Flaky, NoSuchExample
 
     from ..commands.test import replay_command
     from ..harness.fault_search import CHECKER_OPTIONS, violations
@@ -64,16 +64,20 @@ def shrink_failure(test: dict, *, max_examples: int = 60, time_budget_s: float =
     deadline = t0 + time_budget_s
     best = {"schedule": full, "found": original}
 
+    seen: dict[tuple[int, ...], bool] = {}
+
     def still_fails(keep: list[bool]) -> bool:
+        key = tuple(i for i, k in enumerate(keep) if k)
+        if key in seen:          # a schedule asked again gets the same answer (never "flaky")
+            return seen[key]
         if time.perf_counter() > deadline:
-            return False
-        sched = [f for f, k in zip(full, keep) if k]
+            return False         # past the budget: no new candidate is accepted
+        sched = [full[i] for i in key]
         found = found_on(sched)
-        if wanted & set(found):
-            if len(sched) < len(best["schedule"]):
-                best["schedule"], best["found"] = sched, sorted(wanted & set(found))
-            return True
-        return False
+        seen[key] = bool(wanted & set(found))
+        if seen[key] and len(sched) < len(best["schedule"]):
+            best["schedule"], best["found"] = sched, sorted(wanted & set(found))
+        return seen[key]
 
     # Three in four faults kept while generating; a flag shrinks to 0, i.e. "drop".
     keep_flag = st.integers(0, 3).map(lambda x: x != 0)
@@ -84,6 +88,8 @@ def shrink_failure(test: dict, *, max_examples: int = 60, time_budget_s: float =
                                phases=[Phase.generate, Phase.shrink],
                                suppress_health_check=list(HealthCheck)),
              random=__import__("random").Random(seed))
-    except NoSuchExample:
+    except (NoSuchExample, Flaky):
+        # Flaky: a candidate's verdict changed between two runs of it (a checker that reached its
+        # time limit once); the smallest schedule seen failing is still the answer.
         pass
     return result("shrunk", best["schedule"], best["found"])
