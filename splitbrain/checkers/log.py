@@ -201,9 +201,9 @@ class _KeyState:
         """The read `log` with every entry a hkey (`canon_log`), type-checking only the entries
         not already verified. A log found plain (ints and strings only) is remembered with the
         length of its prefix free of the ints 0 and 1; a later log whose leading entries equal
-        that prefix (one C-speed list comparison that does not touch entries which are the same
-        objects, as in-memory histories' growing reads are) has its type checks start after
-        it. That is sound because only a bool can equal an int without being one as a JSON
+        that prefix (one C-speed slice comparison, which compares entries that are the same
+        objects, as in-memory histories' growing reads are, by identity) has its type checks
+        start after it. That is sound because only a bool can equal an int without being one as a JSON
         value (true == 1), and the trusted prefix holds no 0 or 1; a float equal to an int is
         the same JSON value and is what `hkey` would keep anyway."""
         ver = self.plain_log

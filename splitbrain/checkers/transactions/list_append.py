@@ -30,7 +30,15 @@ every compatible read is a prefix of it:
   incompatible-order  (above)
 
 Cost: one pass over the micro-ops (dict look-ups of plain int/str keys and values, no per-value
-objects), then per key one comparison of each read with the version order.
+objects), then per key one comparison of each read with the version order. A key with nothing to
+report (the usual case: `_clean_key`) is checked with C-level passes (map / all / compress) over
+its reads instead of a Python loop, and the wr / rw / ww edges of all such keys come from one
+numpy pass at the end (`_CleanKeys`); any other key goes through `_key_general`, the per-read
+loop that words each anomaly. list_append_reference.py keeps the implementation before this
+split; tests/test_txn_fast.py checks on generated histories with injected anomalies that both
+report the same edges, anomalies and verdicts. (A fully vectorized pass over all micro-ops, with
+numpy columns, was tried and measured 1.3-2x SLOWER than this loop at 100k and 1M transactions:
+every extra pass over millions of Python objects costs about as much as the loop's work.)
 """
 
 from __future__ import annotations
