@@ -74,18 +74,16 @@ class _CleanKeys:
 
     def __init__(self) -> None:
         self.W: list[int] = []
-        self.key_start: list[int] = []          # per key: its offset in W
-        self.key_len: list[int] = []
-        self.t: list[int] = []                  # per read: reader, length, external?, key
+        self.key_len: list[int] = []            # per key: its number of elements in W
+        self.t: list[int] = []                  # per read: reader, length, external?, its
         self.m: list[int] = []
         self.ext: list[bool] = []
         self.off: list[int] = []
-        self.end: list[int] = []                # per read: end of its key in W
+        self.end: list[int] = []                # key's start and end in W
 
     def add(self, W: list, reads: list, ms: list) -> None:
         off = len(self.W)
         self.W.extend(W)
-        self.key_start.append(off)
         self.key_len.append(len(W))
         self.t.extend(map(_first, reads))
         self.m.extend(ms)
