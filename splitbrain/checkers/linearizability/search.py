@@ -432,6 +432,11 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
                         break
                 if dominated:
                     continue
+                # Entries that c dominates (supersets of c) will never dominate anything c does
+                # not: dropping them keeps the list an antichain, and short.
+                n_before = len(lst)
+                lst[:] = [x for x in lst if x & c != c]
+                memo -= n_before - len(lst)
                 lst.append(c)
                 memo += 1
             stack.append((j, cs, clin))
