@@ -102,9 +102,9 @@ def generate(n_ops: int, clients: int, crash_p: float, stale: bool, seed: int = 
             fresh += 1
             continue
         result = s[3]
-        if s[1] == "read" and started >= stale_at >= 0 and len(values_before) > 10 * clients:
-            # a value overwritten long before this read began (5 x clients writes ago)
-            result = values_before[-5 * clients]
+        if s[1] == "read" and started >= stale_at >= 0 and len(values_before) > 4 * clients:
+            # a value overwritten long before this read began (3 x clients writes ago)
+            result = values_before[-3 * clients]
             stale_at = -1
         append(Op(idx, t, s[0], "ok", s[1], result))
         idx += 1

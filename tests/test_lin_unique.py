@@ -356,3 +356,45 @@ def test_check_command_memo_max(tmp_path):
     assert "memo table is full" in p.stdout
     p = subprocess.run(cmd + ["--memo-max", "0"], capture_output=True, text=True)
     assert p.returncode == 2 and "--memo-max must be at least 1" in p.stderr
+
+
+def test_keys_checked_by_the_polynomial_method_on_several_workers(monkeypatch):
+    from splitbrain.checkers.linearizability import checker as checker_mod
+    monkeypatch.setattr(checker_mod, "PARALLEL_CALLS_MIN", 0)
+    ops: list[Op] = []
+
+    def call(p, f, value, result, key):
+        ops.append(Op(len(ops), len(ops), p, "invoke", f, value, key))
+        ops.append(Op(len(ops), len(ops), p, "ok", f, result, key))
+
+    for k in range(6):
+        call(0, "write", f"v{k}", f"v{k}", k)
+        call(1, "read", None, f"v{k}" if k != 4 else "v3", k)  # key 4 reads another key's value
+    one = check_linearizable(ops, "kv", workers=1)
+    many = check_linearizable(ops, "kv", workers=2)
+    for r in (one, many):
+        assert r.valid is False and r.stats["method"] == METHOD_POLY
+        assert [a.details["key"] for a in r.anomalies] == [4]
+    assert one.anomalies[0].message == many.anomalies[0].message
+
+
+def test_the_harness_option_checker_workers(tmp_path):
+    import subprocess
+    import sys
+
+    from splitbrain.harness.runner import with_checker_workers
+    t = with_checker_workers({"harness_opts": {"checker_workers": "1"},
+                              "checker_options": {"linearizable": {"time_limit": 60.0}}})
+    assert t["checker_options"]["linearizable"] == {"time_limit": 60.0, "workers": 1}
+    assert with_checker_workers({"x": 1}) == {"x": 1}
+    with pytest.raises(ValueError, match="need at least 1"):
+        with_checker_workers({"harness_opts": {"checker_workers": 0}})
+    cmd = [sys.executable, "-m", "splitbrain", "test", "--system", "raft", "--backend", "sim",
+           "--workload", "register", "--time-limit", "1", "--seed", "3", "--store",
+           str(tmp_path / "store"), "--json"]
+    p = subprocess.run(cmd + ["--opt", "harness.checker_workers=0"], capture_output=True,
+                       text=True)
+    assert p.returncode == 2 and "checker_workers=0" in p.stderr and "Traceback" not in p.stderr
+    p = subprocess.run(cmd + ["--opt", "harness.checker_workers=1"], capture_output=True,
+                       text=True)
+    assert p.returncode == 0, p.stderr
