@@ -2,11 +2,13 @@
 
     python benchmarks/bench_dbs.py [--db etcd,zookeeper] [--backend netns] [--seconds 20]
                                    [--starts 3] [--workload register]
+    python benchmarks/bench_dbs.py --db redis        # Redis 7 + Sentinel (3 nodes)
 
 For each database (3 nodes):
 - start: cluster start (first process launched) to the first write the cluster acknowledged,
   the median of `--starts` bare start-ups (DbCluster.ready_s), and the teardown time (nodes,
-  namespaces, data archived);
+  namespaces, data archived); for Redis the write must also have reached every replica's link
+  and every Sentinel must name the primary (Redis.cluster_ready);
 - ops/s: one `splitbrain test` run of `--seconds` with 10 clients, no faults, rate 5000/s (so
   the clients, not the generator, are the limit): ok operations recorded per second;
 - harness CPU share: this process's CPU time (harness: generator, client threads, history,

@@ -12,7 +12,9 @@ import importlib
 
 from .base import Database, DbClient, DbMissing
 
-DB_MODULES = {"etcd": "etcd:Etcd", "zookeeper": "zookeeper:ZooKeeper"}
+DB_MODULES = {"etcd": "etcd:Etcd", "zookeeper": "zookeeper:ZooKeeper",
+              "redis": "redis:Redis",              # Redis 7 + Sentinel (issue 17)
+              "mariadb": "mariadb:MariaDb"}        # MariaDB + Galera (issue 17)
 
 __all__ = ["DB_MODULES", "Database", "DbClient", "DbMissing", "db_names", "get_db"]
 

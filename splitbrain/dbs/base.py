@@ -12,6 +12,8 @@ Database (one object per test run, built from the db options of the test):
   OPTIONS           name -> (meaning, default, allowed values or None); `--opt NAME=VALUE`
   KNOWN_BAD         option setting -> what a correct harness must find (`splitbrain dbs`)
   REFUSED_FAULTS    nemesis name -> why it does not apply to this database
+  RECOVERY_S        quiet seconds after the heal before the final reads when the runner's default
+                    is too short for this database to settle (None: the runner's default)
   setup_node(n)     write config files and ids into nodes/<n>/, wipe nodes/<n>/data (a fresh run)
   command(n)        the node's argv: runs in the foreground, logs on stdout/stderr (the cluster
                     sends both to nodes/<n>/node.log); the same argv restarts it from its data
@@ -123,6 +125,7 @@ class Database:
     KNOWN_BAD: ClassVar[dict[str, str]] = {}
     REFUSED_FAULTS: ClassVar[dict[str, str]] = {}
     DEFAULT_NODES: ClassVar[int] = 3
+    RECOVERY_S: ClassVar[float | None] = None
 
     def __init__(self, nodes: list[DbNode], options: dict | None = None, *,
                  workload: str = "register", run_id: str = "0",

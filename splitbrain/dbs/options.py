@@ -9,6 +9,9 @@ Decisions (recorded in test.json like every option):
 - workload: register unless given; it must be one the database serves.
 - `--opt NAME=VALUE` (no prefix) are the database's options (Database.OPTIONS), e.g. the
   known-bad `reads=serializable`; `workload.` and `harness.` prefixes are the harness's.
+- recovery: a database that needs a longer quiet period before its final reads than the runner's
+  default says so (Database.RECOVERY_S, e.g. Redis: Sentinel demotes a returning old primary
+  only after 8 s); it becomes `harness.recovery_s` (when there are faults) unless given.
 - nemeses: a fault the database cannot honour is refused with its reason (REFUSED_FAULTS),
   and partition and loss are refused on the loopback variant.
 """
@@ -104,6 +107,10 @@ def build_db_test(*, db, system, bin_path, workload, nemesis, time_limit, nodes,
         harness_opts["nemesis_interval_s"] = float(nemesis_interval)
     if seed is None:
         seed = int.from_bytes(os.urandom(4), "big") % 1_000_000_000
+    # The database's own quiet period before the final reads (Database.RECOVERY_S), unless
+    # given; without faults there is nothing to settle.
+    if faults and getattr(cls, "RECOVERY_S", None) is not None:
+        harness_opts.setdefault("recovery_s", cls.RECOVERY_S)
     return {"name": name or f"{db}-{workload}", "backend": backend, "db": db, "system": None,
             "bin": None, "workload": workload, "nemesis": faults, "time_limit": time_limit,
             "nodes": nodes if nodes is not None else cls.DEFAULT_NODES,

@@ -15,6 +15,7 @@ from typing import Any, Iterable
 
 from ..harness.workloads import (FAIL, INFO, AppendLogWorkload, Completion, FinalOp, Invocation,
                                  KvWorkload, RegisterWorkload, SetWorkload, Workload)
+from ..harness.txn_workloads import TxnListAppendWorkload, TxnRwRegisterWorkload
 
 
 class DbReplies:
@@ -87,10 +88,44 @@ class DbMutex(DbReplies, Workload):
         return [("linearizable", {"model": "mutex"}), ("stats", {})]
 
 
+class DbTxnListAppend(DbReplies, TxnListAppendWorkload):
+    pass
+
+
+class DbTxnRwRegister(DbReplies, TxnRwRegisterWorkload):
+    pass
+
+
 DB_WORKLOADS: dict[str, type[Workload]] = {
     "register": DbRegister, "kv": DbKv, "set": DbSet, "append-log": DbAppendLog,
-    "mutex": DbMutex,
+    "mutex": DbMutex, "txn-list-append": DbTxnListAppend, "txn-rw-register": DbTxnRwRegister,
 }
+
+
+# ---- counter: add a delta / read, judged by its final reads (issue 17) --------------------------
+
+from ..harness.maelstrom_workloads import PnCounterWorkload  # noqa: E402
+
+
+class DbCounter(DbReplies, PnCounterWorkload):
+    """One integer counter: `add` {delta} (-5..4; INCRBY-like) and `read`; checked as Maelstrom
+    checks its pn-counter: every node's FINAL read (its own state, after the heal and the quiet
+    period) must be the sum of the acknowledged adds plus some subset of the indefinite ones
+    (checkers/pn_counter.py: `out-of-bounds-read` names a lost or invented increment). Reads
+    during the run are statistics only: a database's counter need not be linearizable for this
+    check, only durable. The quiet period is the database's (Database.RECOVERY_S) or the
+    runner's, not Maelstrom's 10 s for CRDTs."""
+
+    name = "counter"
+    recovery_s = None
+    description = ("one counter: add delta (-5..4) / read; every node's final read must be the "
+                   "acknowledged sum plus some of the indefinite adds (pn-counter check)")
+
+    def checker_names(self) -> list[tuple[str, dict]]:
+        return [("pn-counter", {}), ("stats", {})]
+
+
+DB_WORKLOADS["counter"] = DbCounter
 
 
 def make_db_workload(db: str, name: str, options: dict[str, Any] | None = None) -> Workload:
