@@ -141,7 +141,9 @@ def one(args) -> None:
 
 def run_case(n, clients, crash, stale, method, limit, workers=None, seed=1) -> dict:
     cmd = [sys.executable, __file__, "--one", "--n", str(n), "--clients", str(clients),
-           "--crash", str(crash), "--method", method, "--limit", str(limit), "--seed", str(seed)]
+           "--crash", str(crash), "--method", method, "--seed", str(seed)]
+    if limit is not None:
+        cmd += ["--limit", str(limit)]
     if stale:
         cmd.append("--stale")
     if workers:
@@ -220,6 +222,7 @@ def main() -> None:
                   f"{'stale read' if stale else 'valid'}: {n:,} ops")
     if a.big:
         print(f"\n== Part 2: one long history (polynomial method), load average {load()} ==")
+        print("ops = invocations; the history has about twice as many lines (events)")
         print(f"{'ops':>9} {'crashed':>7} {'verdict':<8} {'wall s':>8} {'cpu s':>8} "
               f"{'peak MB':>7} {'hist MB':>7} {'cpu us/op':>9}")
         for n in (a.big // 8, a.big // 4, a.big // 2, a.big):
