@@ -268,7 +268,7 @@ def _settle(u: UniqueKey, inv: Op, comp: Op | None, f: str, kv: bool, model: Mod
 # --- the analysis ------------------------------------------------------------------------------
 
 class _Verdict:
-    __slots__ = ("ok", "why", "chains", "chain_f", "chain_s", "need", "required", "order")
+    __slots__ = ("ok", "why", "chains", "chain_f", "chain_s", "need", "order")
 
     def __init__(self, ok: bool, why: str = ""):
         self.ok = ok
@@ -368,7 +368,6 @@ def analyze(u: UniqueKey, cut: int = INF - 1, exclude: int = -1, *, order: bool 
         if not has[v] or pred[v] >= 0:
             continue
         f_min = INF
-        s_max = NEG
         prev_s = NEG - 1             # largest invocation among lower ranks
         x = v
         while x >= 0:
@@ -390,10 +389,9 @@ def analyze(u: UniqueKey, cut: int = INF - 1, exclude: int = -1, *, order: bool 
             if rS[x] > prev_s:
                 prev_s = rS[x]
             x = succ[x]
-        s_max = prev_s
         chains.append(v)
         cf.append(f_min)
-        cs.append(s_max)
+        cs.append(prev_s)           # the chain's largest invocation
     if seen != sum(has):
         return _Verdict(False, "the cas links form a cycle")
     topo = _kahn(cf, cs)
@@ -402,7 +400,6 @@ def analyze(u: UniqueKey, cut: int = INF - 1, exclude: int = -1, *, order: bool 
     out = _Verdict(True)
     out.chains, out.chain_f, out.chain_s, out.need = chains, cf, cs, need
     out.order = [chains[i] for i in topo] if order else None
-    out.required = None
     return out
 
 
