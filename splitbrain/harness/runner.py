@@ -412,7 +412,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
             from ..dbs.cluster import make_db_backend
             backend = make_db_backend(backend_name, test["db"], nodes, run_dir,
                                       options=test.get("opts") or {}, workload=workload.name,
-                                      logger=note)
+                                      logger=note, hosts=test.get("ssh_hosts"))
             backend.client_timeout_s = client_timeout_s
         else:
             backend = make_backend(backend_name, nodes, run_dir, system=test.get("system"),
@@ -420,7 +420,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
                                    bugs=test.get("bugs") or (), options=test.get("opts") or {},
                                    seed=seed, logger=note, bin_args=test.get("bin_args") or (),
                                    log_stderr=bool(test.get("log_stderr")),
-                                   latency_ms=latency_ms, limits=docker_limits)
+                                   latency_ms=latency_ms, limits=docker_limits,
+                                   hosts=test.get("ssh_hosts"))
     except RuntimeError as e:
         registration.close()
         if store is not None:
@@ -450,6 +451,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         msglog.on_write_error = lambda e: store.write_failed(msglog.path, e)
     if hasattr(backend, "attach_message_log"):
         backend.attach_message_log(msglog)
+    if hasattr(backend, "on_fatal"):      # ssh: a lost session stops the run (exit 4)
+        backend.on_fatal = stop_run.set
     prog = _progress(test, progress)
     on_op = prog.record if prog is not None else None
     nemesis = None
@@ -498,6 +501,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
             nemesis.start(time_limit_gen(float(test["time_limit"]), schedule(faults, interval_s, seed)))
         pool.run(_gen_for(workload, test), stop_run)
         check_writes()
+        if getattr(backend, "fatal", None):
+            raise ClusterError(backend.fatal)
         enter("heal")
         nemesis.stop()
         if nemesis.error is not None:

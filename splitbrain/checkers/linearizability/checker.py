@@ -35,13 +35,16 @@ CHECKER_NAME = "linearizable"
 # in this process unless there are at least this many calls in all keys together.
 PARALLEL_CALLS_MIN = 20_000
 # With several keys, each key first gets this many search expansions, in this process. A key that
-# needs more is deferred: if another key is invalid the verdict is already False and the deferred
-# keys are reported as not decided (Porcupine stops at the first invalid key altogether);
-# otherwise they are searched to the end (or the time limit), on several cores when there are
-# several of them.
+# needs more is deferred, then searched to the end (or the time limit; when another key is
+# already invalid, for at most AFTER_INVALID_S more), on several cores when there are several.
 KEY_STEPS_FIRST = 5_000
 # ... and once a key is invalid, the keys after it in that first pass get only this many.
 KEY_STEPS_AFTER_INVALID = 1_000
+# Every invalid key gets its counterexample (Jepsen's independent checker reports each failing
+# key, Porcupine only the first): once a key is invalid, the deferred keys are still searched to
+# the end, for at most this many seconds more (and within the check's time limit). A key not
+# decided by then is listed in stats["undecided_keys"]; the verdict is False either way.
+AFTER_INVALID_S = 10.0
 
 # State handed to forked workers (fork inherits it; a user's model may hold lambdas).
 _WORK: tuple[Model, list[Partition], float | None] | None = None
@@ -76,12 +79,14 @@ def _worker(job: tuple[int, int | None]) -> tuple[int, tuple[str, Any]]:
 
 
 def _run(model: Model, parts: list[Partition], which: list[int], deadline: float | None,
-         steps_max: int | None, workers: int) -> dict[int, tuple[str, Any]]:
+         steps_max: int | None, workers: int,
+         stop_at_invalid: bool = True) -> dict[int, tuple[str, Any]]:
     """Search the keys `which`, on `workers` forked processes when that pays.
 
-    Once a key is invalid the verdict is False: in this process the keys after it get only
-    KEY_STEPS_AFTER_INVALID expansions; in a pool the keys still running are stopped (like
-    Porcupine). Keys not decided that way are "deferred".
+    With `stop_at_invalid`, once a key is invalid the verdict is False: in this process the keys
+    after it get only KEY_STEPS_AFTER_INVALID expansions; in a pool the keys still running are
+    stopped (like Porcupine). Keys not decided that way are "deferred". Without it, every key
+    is searched (until `deadline`).
     """
     if workers <= 1 or len(which) <= 1 or (steps_max is not None and
                                            sum(len(parts[i].calls) for i in which)
@@ -90,7 +95,7 @@ def _run(model: Model, parts: list[Partition], which: list[int], deadline: float
         budget = steps_max
         for i in which:
             got[i] = _search_one(model, parts[i], deadline, budget)
-            if got[i][0] == "invalid":
+            if got[i][0] == "invalid" and stop_at_invalid:
                 budget = KEY_STEPS_AFTER_INVALID if budget is None else min(
                     budget, KEY_STEPS_AFTER_INVALID)
         return got
@@ -106,7 +111,7 @@ def _run(model: Model, parts: list[Partition], which: list[int], deadline: float
         with ctx.Pool(processes=min(workers, len(which))) as pool:
             for i, res in pool.imap_unordered(_worker, [(i, steps_max) for i in order]):
                 got[i] = res
-                if res[0] == "invalid":
+                if res[0] == "invalid" and stop_at_invalid:
                     break  # leaving the block terminates the workers
     finally:
         _WORK = None
@@ -267,6 +272,17 @@ def _check(history: Iterable[Op], model: "str | Model", time_limit: float | None
         deferred = [i for i in everything if outcomes[i][0] == "deferred"]
         if deferred and not any(v == "invalid" for v, _ in list(outcomes.values()) + uout):
             outcomes.update(_run(m, parts, deferred, deadline, None, workers))
+            deferred = [i for i in everything if outcomes[i][0] == "deferred"]
+        if deferred:
+            # The verdict is already False; search the other keys too, so that each invalid
+            # key gets its counterexample, within AFTER_INVALID_S more seconds.
+            soft = time.monotonic() + AFTER_INVALID_S
+            more = _run(m, parts, deferred, soft if deadline is None else min(deadline, soft),
+                        None, workers, stop_at_invalid=False)
+            for i, (v, o) in more.items():
+                if v == "unknown" and (deadline is None or time.monotonic() < deadline):
+                    v = "deferred"   # stopped by AFTER_INVALID_S, not by the time limit
+                outcomes[i] = (v, o)
 
     anomalies: list[Anomaly] = []
     files: list[str] = []
