@@ -127,7 +127,8 @@ class UniqueKey:
             raise _Ineligible("a write of the initial value")
         i = self._id(v)
         if self.written[i]:
-            raise _Ineligible(f"value {v!r} is written twice")
+            # (no repr of the value: it may be a huge integer, and the reasons are counted)
+            raise _Ineligible("a value is written twice")
         self.written[i] = 1
         return i
 
@@ -317,7 +318,7 @@ def analyze(u: UniqueKey, cut: int = INF - 1, exclude: int = -1, *, order: bool 
             continue
         w = writer[v]
         if w < 0:
-            return _Verdict(False, f"value {u.values[v]!r} is read but never written (by then)")
+            return _Verdict(False, "a value is read but never written (by then)")
         if not need[w]:
             need[w] = 1
             if kind[w] == CAS:
@@ -356,7 +357,7 @@ def analyze(u: UniqueKey, cut: int = INF - 1, exclude: int = -1, *, order: bool 
         if k == CAS:
             a = A[c]
             if succ[a] >= 0:
-                return _Verdict(False, f"two cas from {u.values[a]!r} took effect")
+                return _Verdict(False, "two cas from one value took effect")
             succ[a] = v
             pred[v] = a
     # Chains: from each head (a block not written by a cas) follow the links, checking ranks.
@@ -374,14 +375,14 @@ def analyze(u: UniqueKey, cut: int = INF - 1, exclude: int = -1, *, order: bool 
             seen += 1
             # rank 2i: the writer of x; rank 2i+1: the reads of x
             if wF[x] <= prev_s:
-                return _Verdict(False, f"the write of {u.values[x]!r} completes before an "
-                                       "operation it must follow is invoked")
+                return _Verdict(False, "a write completes before an operation it must "
+                                       "follow is invoked")
             if wS[x] > prev_s:
                 prev_s = wS[x]
             if rF[x] < INF:
                 if rF[x] <= prev_s:
-                    return _Verdict(False, f"a read of {u.values[x]!r} completes before an "
-                                           "operation it must follow is invoked")
+                    return _Verdict(False, "a read completes before an operation it must "
+                                           "follow is invoked")
             if wF[x] < f_min:
                 f_min = wF[x]
             if rF[x] < f_min:
