@@ -315,6 +315,7 @@ def test_many_keys_on_several_workers(monkeypatch):
 
 def test_undecided_keys_when_another_key_is_invalid(monkeypatch):
     monkeypatch.setattr(checker_mod, "KEY_STEPS_FIRST", 1)
+    monkeypatch.setattr(checker_mod, "AFTER_INVALID_S", 0.0)   # no time left for the hard key
     ops = [Op(o.index, o.time, o.process, o.type, o.f, o.value, key="hard")
            for o in _hard_history(7)]
     h = H()
@@ -324,6 +325,23 @@ def test_undecided_keys_when_another_key_is_invalid(monkeypatch):
     assert r.valid is False
     assert [a.details["key"] for a in r.anomalies] == ["easy"]
     assert r.stats["undecided_keys"] == ["hard"]
+
+
+def test_every_invalid_key_gets_its_counterexample(monkeypatch, tmp_path):
+    """Not only the first invalid key (Porcupine's stop): after one key is invalid, the keys
+    deferred by the first pass are searched too, each invalid one with its HTML file."""
+    # Every key to the pool of 2 workers, which stops at the first invalid key.
+    monkeypatch.setattr(checker_mod, "PARALLEL_CALLS_MIN", 0)
+    monkeypatch.setattr(checker_mod, "KEY_STEPS_FIRST", 0)
+    h = H()
+    for k in ("a", "b", "c", "d"):
+        h.call(0, "write", 1, key=k).call(1, "read", None, 1 if k == "c" else 2, key=k)
+    r = lin(h.ops, "kv", out_dir=str(tmp_path), workers=2)
+    assert r.valid is False
+    assert sorted(a.details["key"] for a in r.anomalies) == ["a", "b", "d"]
+    assert "undecided_keys" not in r.stats and r.stats["invalid_keys"] == 3
+    assert sorted(os.path.basename(f) for f in r.files) == ["a.html", "b.html", "d.html"]
+    assert all(os.path.isfile(f) for f in r.files)
 
 
 # --- the Porcupine corpus -----------------------------------------------------------------------

@@ -228,6 +228,9 @@ def _jsonable(x: Any) -> Any:
                    "searching; loading excluded); past it the verdict is unknown.")
 @click.option("--workers", type=int, metavar="N",
               help="Worker processes a checker may use (e.g. across keys). Default: the checker's.")
+@click.option("--memo-max", "memo_max", type=int, metavar="N",
+              help="Linearizability search: configurations remembered per key at most (default "
+                   "4000000); past it the key is unknown. The unique-values method needs none.")
 @click.option("--consistency-model", "consistency_models", multiple=True, metavar="M",
               help="Transactional checkers (list-append, rw-register): the model the history "
                    "must satisfy, repeatable (strict-serializable, serializable, "
@@ -239,7 +242,7 @@ def _jsonable(x: Any) -> Any:
 def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple[str, ...],
             out: str | None, time_limit: float | None, workers: int | None,
             as_json: bool, consistency_models: tuple[str, ...] = (),
-            junit_path: str | None = None) -> int:
+            memo_max: int | None = None, junit_path: str | None = None) -> int:
     """Check histories (JSONL, Jepsen EDN, Porcupine logs) and print a verdict per history.
 
     \b
@@ -256,6 +259,8 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
         time_limit = None
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    if memo_max is not None and memo_max < 1:
+        raise UserError(f"--memo-max must be at least 1, got {memo_max}")
     cmodels = [m.strip() for c in consistency_models for m in c.split(",") if m.strip()]
     if cmodels:
         from ..checkers.transactions.models import canonical
@@ -302,6 +307,7 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
         # history's limit when it starts (`_run_checker`).
         options: dict[str, Any] = {"model": m, "out_dir": out_dir, "workers": workers,
                                    "consistency_models": cmodels or test.get("consistency_models")}
+        options["memo_max"] = memo_max
         options = {k: v for k, v in options.items() if v is not None}
         built = []
         for name in names:

@@ -29,7 +29,7 @@ import click
 from .. import exitcodes
 from ..cli import UserError
 
-BACKENDS = ("sim", "local", "netns", "docker")
+BACKENDS = ("sim", "local", "netns", "docker", "ssh")
 DEFAULT_WORKLOAD = "register"
 # For --help without importing the harness; tests/test_campaign.py checks them against
 # harness/nemesis.py FAULTS and harness/sim/schedule.py KINDS.
@@ -103,7 +103,36 @@ def replay_command(test: dict) -> str:
             args += ["--opt", f"{prefix}{k}={v if isinstance(v, str) else json.dumps(v)}"]
     if test.get("schedule") is not None:
         args += ["--schedule", json.dumps(test["schedule"], separators=(",", ":"))]
+    if test.get("ssh_hosts_file"):          # the ssh backend's hosts
+        args += ["--hosts", test["ssh_hosts_file"]]
+    elif test.get("ssh_hosts"):
+        for n, h in test["ssh_hosts"].items():
+            args += ["--host", f"{n}={h['user']}@{h['address']}:{h['port']}"]
     return " ".join(shlex.quote(a) for a in args)
+
+
+def parse_ssh_hosts(backend: str | None, hosts_file: str | None, host_args, nodes: int | None):
+    """The ssh backend's hosts (node -> HostSpec) from --hosts FILE or --host n1=USER@ADDR,
+    None for other backends; UserError naming what is wrong. --nodes, when given, must match
+    the number of hosts (one node per host)."""
+    if backend != "ssh":
+        if hosts_file or host_args:
+            raise UserError("--hosts/--host are for --backend ssh")
+        return None
+    from ..harness.backends.ssh_hosts import HostsError, parse_host_args, parse_hosts_file
+    if hosts_file and host_args:
+        raise UserError("give either --hosts FILE or --host NODE=USER@ADDRESS, not both")
+    if not hosts_file and not host_args:
+        raise UserError("--backend ssh needs hosts: --hosts hosts.toml or --host "
+                        "n1=USER@ADDRESS ... (one per node)")
+    try:
+        hosts = parse_hosts_file(hosts_file) if hosts_file else parse_host_args(host_args)
+    except HostsError as e:
+        raise UserError(str(e)) from None
+    if nodes is not None and nodes != len(hosts):
+        raise UserError(f"--nodes {nodes}: the ssh backend runs one node per host, and "
+                        f"{len(hosts)} host(s) are given")
+    return hosts
 
 
 def parse_bin(bin_path: str | None, extra: list[str] | tuple[str, ...] = ()) -> tuple[str | None, list[str]]:
@@ -318,10 +347,30 @@ def run(test: dict):
     return summary
 
 
+COUNTEREXAMPLES_SHOWN_MAX = 20   # counterexample paths printed by the summary
+
+
+def counterexample_files(results: dict) -> list[str]:
+    """The files the checkers wrote (`files` of the composed result and of every child, e.g.
+    linearizability/<key>.html per invalid key), each once, in order."""
+    out: list[str] = []
+    stack = [results]
+    while stack:
+        r = stack.pop(0)
+        if not isinstance(r, dict):
+            continue
+        out.extend(str(f) for f in r.get("files") or [] if str(f) not in out)
+        stack.extend((r.get("children") or {}).values())
+    return out
+
+
 def print_summary(summary) -> None:
-    """Verdict, anomalies by checker and name (with a link into the message diagram at the
-    first anomaly's operation when the run has one), store path, replay command (everything from
+    """Verdict, anomalies by checker and name (with where the first one happened: its
+    operation, the node that served it, the faults in force, report/context.py; and a link into
+    the message diagram at that operation when the run has one), the counterexample files the
+    checkers wrote, store path, replay command (everything from
     the history or the nodes is escaped: splitbrain/termsafe.py)."""
+    from ..harness.report.context import where_line
     from ..harness.report.messages import diagram_link
     from ..termsafe import echo
 
@@ -343,9 +392,20 @@ def print_summary(summary) -> None:
         echo(f"  {cname}: {status}{extra}")
         for aname, items in names.items():
             echo(f"    {aname} x{len(items)}: {items[0]['message']}")
+            where = where_line((items[0].get("details") or {}).get("where"))
+            if where:
+                echo(f"      where: {where}")
             link = diagram_link(summary.run_dir, items[0].get("ops"))
             if link:
                 echo(f"      messages: {link}")
+    files = counterexample_files(summary.results)
+    if files:
+        echo(f"counterexamples ({len(files)} file{'s' if len(files) != 1 else ''}):")
+        for path in files[:COUNTEREXAMPLES_SHOWN_MAX]:
+            echo(f"  {path}")
+        if len(files) > COUNTEREXAMPLES_SHOWN_MAX:
+            echo(f"  ... {len(files) - COUNTEREXAMPLES_SHOWN_MAX} more (results.json lists "
+                 f"them all)")
     if summary.run_dir:
         echo(f"store: {summary.run_dir}")
     echo(f"replay: {summary.replay}")
@@ -391,7 +451,11 @@ def _check_typos(ctx) -> None:
               "harness.k=v.")
 @click.option("--db", help="A real database (splitbrain dbs): etcd, zookeeper.")
 @click.option("--backend", help="local (processes + router; default), sim (simulated), netns "
-              "(namespaces, root; default for --db), docker.")
+              "(namespaces, root; default for --db), docker, ssh (remote hosts: --hosts).")
+@click.option("--hosts", "hosts_file", help="ssh backend: the hosts file (TOML: [hosts.n1] "
+              "address = ..., see the README).")
+@click.option("--host", "host_args", multiple=True, help="ssh backend: NODE=[USER@]ADDRESS[:PORT] "
+              "(repeat for each node; keys from the agent or ~/.ssh, ~/.ssh/known_hosts).")
 @click.option("--store", default="store", show_default=True, help="The store root directory.")
 @click.option("--name", help="Test name in the store (default SYSTEM-WORKLOAD).")
 @click.option("--schedule", help="sim: an explicit fault schedule, JSON or @FILE (replays a "
@@ -423,7 +487,8 @@ def _check_typos(ctx) -> None:
 def command(ctx, system, bin_path, workload, nemesis, time_limit, nodes, concurrency, rate, seed,
             bugs, opts, db, backend, store, name, schedule, nemesis_interval, latency,
             availability, topology, log_stderr, consistency_models, key_count, max_txn_length,
-            max_writes_per_key, as_json, junit_path=None, expect=None) -> int:
+            max_writes_per_key, as_json, hosts_file=None, host_args=(), junit_path=None,
+            expect=None) -> int:
     """Run a test: drive clients and faults at a cluster, record and check the history.
 
     Maelstrom's command lines work as written, with `splitbrain test` in place of
@@ -437,12 +502,19 @@ def command(ctx, system, bin_path, workload, nemesis, time_limit, nodes, concurr
     maelstrom_opts = {"consistency_models": consistency_models, "key_count": key_count,
                       "max_txn_length": max_txn_length, "max_writes_per_key": max_writes_per_key}
     opts = (*opts, *(f"workload.{k}={v}" for k, v in maelstrom_opts.items() if v is not None))
+    ssh_hosts = parse_ssh_hosts(backend, hosts_file, host_args, nodes)
+    if ssh_hosts is not None:
+        nodes = len(ssh_hosts)
     test = build_test(system=system, bin_path=bin_path, workload=workload, nemesis=nemesis,
                       time_limit=time_limit, nodes=nodes, concurrency=concurrency, rate=rate,
                       seed=seed, bugs=bugs, opts=opts, backend=backend, store=store, name=name,
                       schedule=parse_schedule(schedule), bin_args=bin_args, latency=latency,
                       availability=availability, topology=topology,
                       nemesis_interval=nemesis_interval, log_stderr=log_stderr, db=db)
+    if ssh_hosts is not None:
+        test["ssh_hosts"] = {n: h.to_json() for n, h in ssh_hosts.items()}
+        if hosts_file:
+            test["ssh_hosts_file"] = os.path.abspath(hosts_file)
     import time as _time
     t0 = _time.perf_counter()
     summary = run(test)

@@ -15,6 +15,7 @@ from .base import Database, DbClient, DbMissing
 DB_MODULES = {"etcd": "etcd:Etcd", "zookeeper": "zookeeper:ZooKeeper",
               "redis": "redis:Redis",              # Redis 7 + Sentinel (issue 17)
               "mariadb": "mariadb:MariaDb"}        # MariaDB + Galera (issue 17)
+DB_MODULES["postgres"] = "postgres:Postgres"   # PostgreSQL + standbys (issue 17)
 
 __all__ = ["DB_MODULES", "Database", "DbClient", "DbMissing", "db_names", "get_db"]
 

@@ -2,7 +2,9 @@
 (start, kill, restart, pause, resume, partition, heal, loss, teardown; harness/backends/base.py),
 with database processes instead of node-protocol programs.
 
-Three places to run them (`--backend`):
+Four places to run them (`--backend`):
+  ssh      each node on a remote host (harness/backends/ssh.py: SshDbNodes), iptables in a chain
+           of the run's own on each host; the adapter's files are uploaded, its packages checked
   netns    (the default for --db) each node in its own network namespace with its own address on
            a bridge (harness/backends/netns.py makes and removes them); partitions and loss are
            iptables rules in each namespace, so they cut the database's own peer traffic
@@ -317,12 +319,48 @@ def _netns_class():
     return NetnsDb
 
 
+# ---- SSH hosts ---------------------------------------------------------------------------------
+
+
+def _ssh_class():
+    from ..harness.backends.ssh import SshDbNodes
+    from ..harness.backends.tcp_cluster import TcpClusterBackend
+
+    class SshDb(DbCluster, SshDbNodes, TcpClusterBackend):
+        """Database processes on SSH hosts (harness/backends/ssh.py): the adapter unchanged,
+        its files uploaded and its paths rewritten to the host's copies."""
+
+        name = "ssh"
+
+        def __init__(self, nodes, run_dir, db_cls, options, workload: str, *, hosts,
+                     logger=None):
+            from ..harness.backends.ssh_hosts import HostSpec
+            TcpClusterBackend.__init__(self, nodes, run_dir, in_house=False, logger=logger)
+            specs = {n: h if isinstance(h, HostSpec) else HostSpec.from_json(h)
+                     for n, h in hosts.items()}
+            missing = [n for n in self.nodes if n not in specs]
+            if missing:
+                raise RuntimeError(f"no host for node {missing[0]}")
+            self._ssh_init(specs)
+            self._db_init(db_cls, {n: s.address for n, s in specs.items()}, options, workload,
+                          self.id)
+
+    return SshDb
+
+
 def make_db_backend(backend: str, db: str, nodes: Sequence[str], run_dir, *, options: dict,
-                    workload: str, logger: Callable[[str], None] | None = None):
-    """The backend running database `db` on `backend` (netns, docker, local = loopback).
-    RuntimeError with a one-line reason when it cannot run here."""
+                    workload: str, logger: Callable[[str], None] | None = None,
+                    hosts: dict | None = None):
+    """The backend running database `db` on `backend` (netns, docker, local = loopback, ssh =
+    remote hosts: `hosts` node -> HostSpec or its JSON). RuntimeError with a one-line reason
+    when it cannot run here."""
     from . import get_db
     db_cls = get_db(db)
+    if backend == "ssh":          # the packages are checked on each host at start
+        if not hosts:
+            raise RuntimeError("the ssh backend needs hosts: --hosts hosts.toml")
+        return _ssh_class()(nodes, run_dir, db_cls, options, workload, hosts=hosts,
+                            logger=logger)
     db_cls.require_installed()
     if backend == "local":
         return LoopbackDb(nodes, run_dir, db_cls, options, workload, logger=logger)

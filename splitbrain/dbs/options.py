@@ -4,6 +4,8 @@ Decisions (recorded in test.json like every option):
 - backend: netns unless given (partitions must cut the database's own peer traffic, which only a
   network namespace or container sees); `--backend local` is the loopback variant (no network
   faults); sim is refused (a real database cannot run in the simulator).
+- ssh: the packages are checked on each host when the cluster starts, not here (the
+  controller need not have them).
 - nodes: 3 unless given (the smallest cluster that survives a minority failure; a 2-core machine
   runs three JVMs comfortably).
 - workload: register unless given; it must be one the database serves.
@@ -21,7 +23,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-DB_BACKENDS = ("netns", "docker", "local")
+DB_BACKENDS = ("netns", "docker", "local", "ssh")
 DEFAULT_BACKEND = "netns"
 DEFAULT_WORKLOAD = "register"
 
@@ -59,8 +61,12 @@ def build_db_test(*, db, system, bin_path, workload, nemesis, time_limit, nodes,
     if backend not in DB_BACKENDS:
         raise UserError(f"--backend {backend}: --db runs on {', '.join(DB_BACKENDS)} (local is "
                         f"the loopback variant without network faults)")
+    refused = getattr(cls, "REFUSED_BACKENDS", {}).get(backend)
+    if refused:
+        raise UserError(f"--backend {backend}: not for {db}: {refused}")
     try:
-        cls.require_installed()
+        if backend != "ssh":     # ssh: checked on each host at start (backends/ssh.py)
+            cls.require_installed()
     except DbMissing as e:
         raise UserError(f"--db {db}: {e}") from None
     workload = workload or DEFAULT_WORKLOAD
@@ -79,7 +85,9 @@ def build_db_test(*, db, system, bin_path, workload, nemesis, time_limit, nodes,
             db_opts[k] = v
     try:
         make_db_workload(db, workload, wl_opts)
-        cls.parse_options(db_opts)
+        parsed = cls.parse_options(db_opts)
+        if hasattr(cls, "check_cluster"):      # options that depend on the node count
+            cls.check_cluster(parsed, nodes if nodes is not None else cls.DEFAULT_NODES)
         items = ([nemesis] if isinstance(nemesis, str) else list(nemesis or ()))
         words = [w.strip() for i in items for w in str(i).split(",")]
         if "all" in words:      # every fault that applies to this database and backend

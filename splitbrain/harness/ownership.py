@@ -15,6 +15,9 @@ What a run records (the contract `cleanup` relies on):
     recorded process group only while a member of it has a start time at or after the recorded
     leader's, and the leader pid (if it exists) still has the recorded start time.
   - Docker containers and networks: the label `io.splitbrain.owner` = `owner_id()`.
+  - SSH hosts (backends/ssh.py): `<dir>/run-<ID>-<node>/splitbrain-run.json` on each host holds
+    the owner (`me()` of the controller), judged here by `owner_state` when `cleanup --hosts`
+    runs on the same controller; another controller's runs are "unknown" and left.
 
 `SPLITBRAIN_STATE_DIR` overrides the registry directory (tests use a private one).
 """

@@ -88,6 +88,8 @@ HARNESS_OPTIONS = {
     "docker_pids_max": "docker backend: each container's process/thread limit (default 256)",
     "message_log_max": "most lines in messages.jsonl (default 2000000; past it one truncation "
                        "line, the counts go on)",
+    "checker_workers": "processes the linearizability checker may use across keys (default: "
+                       "every core; also read by the sim backend)",
     "final_deadline_s": f"the final phase's overall deadline in seconds (default "
                         f"{FINAL_DEADLINE_S:g})",
 }
@@ -338,6 +340,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         message_log_max = int(hopts.get("message_log_max", MESSAGE_LOG_MAX))
         final_deadline_s = float(hopts.get("final_deadline_s", FINAL_DEADLINE_S))
         latency_ms = float(test.get("latency") or 0.0)
+        with_checker_workers(test)  # validates --opt harness.checker_workers before the run
     except (TypeError, ValueError) as e:
         raise UserError(f"--opt harness.*: {e}") from None
     import re
@@ -409,7 +412,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
             from ..dbs.cluster import make_db_backend
             backend = make_db_backend(backend_name, test["db"], nodes, run_dir,
                                       options=test.get("opts") or {}, workload=workload.name,
-                                      logger=note)
+                                      logger=note, hosts=test.get("ssh_hosts"))
             backend.client_timeout_s = client_timeout_s
         else:
             backend = make_backend(backend_name, nodes, run_dir, system=test.get("system"),
@@ -417,7 +420,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
                                    bugs=test.get("bugs") or (), options=test.get("opts") or {},
                                    seed=seed, logger=note, bin_args=test.get("bin_args") or (),
                                    log_stderr=bool(test.get("log_stderr")),
-                                   latency_ms=latency_ms, limits=docker_limits)
+                                   latency_ms=latency_ms, limits=docker_limits,
+                                   hosts=test.get("ssh_hosts"))
     except RuntimeError as e:
         registration.close()
         if store is not None:
@@ -447,6 +451,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         msglog.on_write_error = lambda e: store.write_failed(msglog.path, e)
     if hasattr(backend, "attach_message_log"):
         backend.attach_message_log(msglog)
+    if hasattr(backend, "on_fatal"):      # ssh: a lost session stops the run (exit 4)
+        backend.on_fatal = stop_run.set
     prog = _progress(test, progress)
     on_op = prog.record if prog is not None else None
     nemesis = None
@@ -496,6 +502,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
             nemesis.start(time_limit_gen(float(test["time_limit"]), schedule(faults, interval_s, seed)))
         pool.run(_gen_for(workload, test), stop_run)
         check_writes()
+        if getattr(backend, "fatal", None):
+            raise ClusterError(backend.fatal)
         enter("heal")
         nemesis.stop()
         if nemesis.error is not None:
@@ -570,7 +578,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         history = list(recorder.ops)
         extra = [recovery] if recovery else []
         extra.append(node_crash_result(backend, all_down))
-        result = check_history(workload, history, test, extra=extra)
+        result = check_history(workload, history, with_checker_workers(test), extra=extra)
         op_count = sum(1 for o in history if o.type == "invoke" and o.process != NEMESIS)
         net = msglog.stats(op_count)
         net["unknown_dest"] = getattr(backend, "stats", {}).get("unknown_dest", 0)
@@ -707,3 +715,21 @@ def _progress(test: dict, enabled: bool | None):
         return None
     title = f"{test.get('system') or test.get('db') or _program_label(test)} {test['workload']}"
     return Progress(title, enabled=True if enabled is None else enabled)
+
+
+def with_checker_workers(test: dict) -> dict:
+    """`test` with --opt harness.checker_workers=N as the linearizability checker's `workers`
+    (test["checker_options"], which check_history hands to the checkers)."""
+    n = (test.get("harness_opts") or {}).get("checker_workers")
+    if n is None:
+        return test
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        raise ValueError(f"--opt harness.checker_workers={n}: give a number of processes"
+                         ) from None
+    if n < 1:
+        raise ValueError(f"--opt harness.checker_workers={n}: need at least 1")
+    opts = {k: dict(v) for k, v in (test.get("checker_options") or {}).items()}
+    opts.setdefault("linearizable", {})["workers"] = n
+    return dict(test, checker_options=opts)

@@ -621,8 +621,13 @@ def check_history(workload: Workload, history: list, test: dict,
         children[name] = safe_check(checker, history, test)
     for r in extra:
         children[r.checker] = r
-    return Result(valid=merge_validity([r.valid for r in children.values()]),
-                  checker="compose", children=children)
+    result = Result(valid=merge_validity([r.valid for r in children.values()]),
+                    checker="compose", children=children)
+    # Each anomaly says where it happened: its operation's node and the faults then in force
+    # (details["where"], report/context.py), for the summary, results.json and the web UI.
+    from .report.context import annotate_anomalies
+    annotate_anomalies(result, history)
+    return result
 
 
 # Maelstrom's own workloads subclass Workload in their own module, which adds them to WORKLOADS

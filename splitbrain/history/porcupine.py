@@ -125,7 +125,11 @@ def read_etcd_log(path: str) -> list[Op]:
                 if f not in _ETCD_F:
                     raise HistoryError(f"unknown operation :{f} (expected :read, :write or :cas)",
                                        path=path, line=lineno, field="f")
-                process = int(proc_s)
+                try:
+                    process = int(proc_s)
+                except ValueError:  # over Python's 4,300-digit limit for int()
+                    raise HistoryError(f"process number of {len(proc_s)} digits is too long",
+                                       path=path, line=lineno, field="process") from None
                 value, keyword = _etcd_value(value_s, path, lineno)
                 t = lineno * SYNTHETIC_STEP_NS
                 if typ == "invoke":

@@ -5,6 +5,7 @@
 | local  | processes here, stdio to the harness router | the router (user space)           |
 | netns  | processes in network namespaces on a bridge | iptables in each namespace        |
 | docker | containers on a private Docker network      | iptables in each container        |
+| ssh    | processes on remote hosts, one per host     | iptables on each host (own chain) |
 (`sim`, the deterministic simulator, is not a process backend: splitbrain.harness.sim.)
 """
 
@@ -14,7 +15,7 @@ import json
 from pathlib import Path
 from typing import Callable, Sequence
 
-REAL_BACKENDS = ("local", "netns", "docker")
+REAL_BACKENDS = ("local", "netns", "docker", "ssh")
 
 
 def in_house_args(system: str, machine: str, *, bugs: Sequence[str] = (),
@@ -46,7 +47,8 @@ def make_backend(name: str, nodes: Sequence[str], run_dir: str | Path, *, system
                  machine: str | None, bin_path: str | None, bugs: Sequence[str] = (),
                  options: dict | None = None, seed: int = 0,
                  logger: Callable[[str], None] | None = None, bin_args: Sequence[str] = (),
-                 log_stderr: bool = False, latency_ms: float = 0.0, limits: dict | None = None):
+                 log_stderr: bool = False, latency_ms: float = 0.0, limits: dict | None = None,
+                 hosts: dict | None = None):
     """Build a backend for in-house `system` (with `machine`) or a Maelstrom program `bin_path`
     (a path, or a name looked up on PATH) with its arguments `bin_args`.
 
@@ -54,7 +56,8 @@ def make_backend(name: str, nodes: Sequence[str], run_dir: str | Path, *, system
     to node.log only). latency_ms: the network's base latency (Maelstrom's --latency).
     Raises RuntimeError with a one-line reason when the backend cannot run here (no root, no
     Docker engine, ...) or the program cannot be found. `limits` (docker): {"memory": "512m",
-    "pids_max": 256} (None: the defaults).
+    "pids_max": 256} (None: the defaults). `hosts` (ssh): node -> HostSpec or its JSON
+    (ssh_hosts.py).
     """
     from .local import bin_command, in_house_command
     in_house = system is not None
@@ -93,4 +96,21 @@ def make_backend(name: str, nodes: Sequence[str], run_dir: str | Path, *, system
             return b
         except DockerBackendError as e:
             raise RuntimeError(str(e)) from None
+    if name == "ssh":
+        from .ssh import SshBackend
+        from .ssh_hosts import HostSpec
+        if not hosts:
+            raise RuntimeError("the ssh backend needs hosts: --hosts hosts.toml or "
+                               "--host n1=USER@ADDRESS ...")
+        specs = {n: h if isinstance(h, HostSpec) else HostSpec.from_json(h)
+                 for n, h in hosts.items()}
+        args = (in_house_args(system, machine, bugs=bugs, options=options, seed=seed) if in_house
+                else [])
+        if not in_house:
+            resolved = _resolve(bin_path)
+            bin_path = bin_path if "/" not in bin_path else resolved
+        b = SshBackend(nodes, specs, run_dir, node_args=args, in_house=in_house,
+                       bin_path=bin_path, bin_args=bin_args, seed=seed, logger=logger)
+        b.base_latency_ms = float(latency_ms)
+        return b
     raise ValueError(f"unknown backend {name!r} (choose from {', '.join(REAL_BACKENDS)})")

@@ -52,6 +52,7 @@ import orjson
 from jinja2 import Environment, FileSystemLoader
 
 from ...history.op import INVOKE, NEMESIS, Op
+from .colors import fault_color
 from .intervals import fault_intervals
 
 DIAGRAM_MESSAGES_MAX = 1_000_000   # messages drawn (the first in send order)
@@ -503,7 +504,8 @@ def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None
         targets = _fault_targets(iv.value, lane_index)
         faults.append({"name": iv.name, "t0": iv.start_ns // 1000, "t1": iv.end_ns // 1000,
                        "value": _short(iv.value, 600), "targets": targets,
-                       "label": _fault_label(iv.name, iv.value, targets, order)})
+                       "label": _fault_label(iv.name, iv.value, targets, order),
+                       "color": fault_color(iv.name)})
 
     notes = []
     if log.harness_truncated is not None:

@@ -11,10 +11,10 @@ from collections import defaultdict
 from typing import Sequence
 
 from ...history.op import INVOKE, NEMESIS, Op
+from .colors import fault_color
 from .intervals import FaultInterval, fault_intervals
 
 _COLORS = {"ok": "#2e7d32", "fail": "#c62828", "info": "#ef6c00"}
-_SHADES = ["#90caf9", "#ce93d8", "#ffcc80", "#a5d6a7", "#f48fb1", "#b0bec5"]
 _MARKERS = ["o", "s", "^", "D", "v", "P", "X", "*"]
 BUCKET_S = 1.0
 
@@ -36,13 +36,13 @@ def completed_pairs(history: Sequence[Op]) -> list[tuple[Op, Op]]:
 
 
 def _shade(ax, intervals: list[FaultInterval]) -> None:
-    names = sorted({i.name for i in intervals})
-    colour = {n: _SHADES[k % len(_SHADES)] for k, n in enumerate(names)}
+    """Shade each fault interval in its fault type's colour (report/colors.py: the same in every
+    run and every report)."""
     labelled = set()
     for i in intervals:
         label = i.name if i.name not in labelled else None
         labelled.add(i.name)
-        ax.axvspan(i.start_ns / 1e9, max(i.end_ns, i.start_ns + 1) / 1e9, color=colour[i.name],
+        ax.axvspan(i.start_ns / 1e9, max(i.end_ns, i.start_ns + 1) / 1e9, color=fault_color(i.name),
                    alpha=0.25, label=label, linewidth=0)
 
 

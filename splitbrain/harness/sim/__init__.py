@@ -50,6 +50,8 @@ def config_from_test(test: dict) -> SimConfig:
     if unknown:
         raise ValueError(f"unknown sim option(s) {', '.join(sorted(unknown))} "
                          f"(known: {', '.join(SIM_OPTIONS)})")
+    from ..runner import with_checker_workers
+    with_checker_workers(test)  # --opt harness.checker_workers=N: validated here (ValueError)
     nodes = int(test.get("nodes") or SIM_DEFAULTS["nodes"])
     schedule = test.get("schedule")
     node_ids = [f"n{i}" for i in range(1, nodes + 1)]
@@ -75,6 +77,8 @@ def check_run(run: SimRun, test: dict | None = None):
     t = dict(test or {})
     t.setdefault("nodes", run.config.node_ids())
     t.setdefault("checker_options", DEFAULT_CHECKER_OPTIONS)
+    from ..runner import with_checker_workers  # --opt harness.checker_workers=N
+    t = with_checker_workers(t)
     extra = [run.liveness] + ([run.replicas] if run.replicas is not None else [])
     result = check_history(workload, run.history, t, extra=extra)
     if test is not None and "checkers" in t:
