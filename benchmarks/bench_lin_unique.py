@@ -231,7 +231,7 @@ def main() -> None:
                 per = f"{r['cpu'] / n * 1e6:9.2f}" if "cpu" in r else ""
                 print(f"{n:>9} {'5%' if crash else 'no':>7} {fmt(r)} {per}", flush=True)
     if a.porcupine:
-        corpus = REPO.parent / "shared" / "data" / "porcupine"
+        corpus = REPO / "tests" / "data" / "porcupine"
         print(f"\n== Part 3: Porcupine's corpus ({corpus}), load average {load()} ==")
         subprocess.run([sys.executable, str(REPO / "benchmarks" / "bench_linearizability.py"),
                         "--repeat", "3"], env=dict(os.environ, PYTHONPATH=str(REPO)))

@@ -1,6 +1,6 @@
 """Readers and writers for Porcupine's test logs (anishathalye/porcupine, `test_data/`).
 
-Two formats, read the way Porcupine's own tests read them (/work/shared/data/porcupine/README.md):
+Two formats, read the way Porcupine's own tests read them (tests/data/porcupine/README.md):
 
 porcupine-etcd (`jepsen/etcd_NNN.log`): one compare-and-set register, lines like
     INFO  jepsen.util - 3	:invoke	:cas	[1 4]
