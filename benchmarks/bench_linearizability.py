@@ -162,7 +162,7 @@ def part2(corpus: Path, repeat: int) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--corpus", type=Path, default=REPO.parent / "shared" / "data" / "porcupine")
+    ap.add_argument("--corpus", type=Path, default=REPO / "tests" / "data" / "porcupine")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--no-commands", action="store_true", help="skip part 2")
     a = ap.parse_args()

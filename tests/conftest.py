@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-SHARED = REPO.parent / "shared"
-PORCUPINE = SHARED / "data" / "porcupine"
+# Porcupine's test data, shipped in the repository with its licence (tests/data/porcupine/).
+PORCUPINE = REPO / "tests" / "data" / "porcupine"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
@@ -35,6 +35,32 @@ def docker_available() -> bool:
         return subprocess.run(["docker", "info"], capture_output=True, timeout=20).returncode == 0
     except (OSError, subprocess.TimeoutExpired):
         return False
+
+
+def require_node_image() -> None:
+    """A Docker engine, and the offline base image or what building it needs.
+
+    The base image (harness/backends/docker_image.py) is made with debootstrap, which needs root.
+    Once it exists neither is needed. The skip reason names exactly what is missing, so a machine
+    with Docker but no debootstrap is told to install debootstrap, not blamed for not being root.
+    """
+    require(docker_available(), "a Docker engine")
+    from splitbrain.harness.backends.docker_image import base_tag
+    have = subprocess.run(["docker", "image", "inspect", base_tag()],
+                          capture_output=True).returncode == 0
+    if have:
+        return
+    missing = []
+    if shutil.which("debootstrap") is None:
+        missing.append("debootstrap (apt-get install debootstrap)")
+    if os.geteuid() != 0:
+        missing.append("root (debootstrap runs as root)")
+    if missing:
+        what = (f"the {base_tag()} Docker image is not built, and building it needs "
+                f"{' and '.join(missing)}")
+        if IN_CI:
+            pytest.fail(f"CI=true but {what}", pytrace=False)
+        pytest.skip(what)
 
 
 def default_sigint() -> None:

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import time
 
-from conftest import REPO, docker_available, require
+from conftest import require_node_image, REPO, docker_available, require
 
 COMPOSE = REPO / "docker" / "compose.yaml"
 PROJECT = "splitbrain-compose-test"
@@ -37,6 +37,7 @@ def test_compose_brings_up_a_five_node_raft_cluster():
     require(shutil.which("docker-compose") is not None or
             subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0,
             "docker compose")
+    require_node_image()
     from splitbrain.harness.backends.docker_image import ensure_image
     ensure_image(log=lambda m: None)
     up = _compose("up", "-d")

@@ -67,6 +67,18 @@ def run_db(tmp_path: Path, *args: str) -> dict:
     assert pids or "container" in log, log
     for pid in pids:
         assert not Path(f"/proc/{pid}").exists() or _zombie(pid), f"pid {pid} outlived the run"
+    assert_network_left_nothing(log)
+    for node in (run_dir / "nodes").iterdir():
+        assert not (node / "data").exists(), f"{node}/data was not archived"
+        assert (node / "data.tar.gz").is_file() and (node / "node.log").is_file()
+    assert "teardown:" in log
+    assert "never probed for their leader" not in log    # the nemesis asks the database
+    return summary
+
+
+def assert_network_left_nothing(log: str) -> None:
+    """The run whose splitbrain.log is `log` left no namespace or bridge (netns) and no
+    container or network (docker) of its own; other runs' are none of its business."""
     m = re.search(r"bridge (sbr-[0-9a-f]+)", log)
     if m:
         run_id = m.group(1)[4:]
@@ -81,12 +93,6 @@ def run_db(tmp_path: Path, *args: str) -> dict:
         label = f"io.splitbrain.run={m.group(1)}"
         assert not client.containers.list(all=True, filters={"label": label})
         assert not client.networks.list(filters={"label": label})
-    for node in (run_dir / "nodes").iterdir():
-        assert not (node / "data").exists(), f"{node}/data was not archived"
-        assert (node / "data.tar.gz").is_file() and (node / "node.log").is_file()
-    assert "teardown:" in log
-    assert "never probed for their leader" not in log    # the nemesis asks the database
-    return summary
 
 
 def _zombie(pid: int) -> bool:
@@ -364,10 +370,8 @@ def test_etcd_lock_is_not_a_mutex_when_the_holders_node_pauses(tmp_path):
 @pytest.mark.docker
 @pytest.mark.parametrize("db", ["etcd", "zookeeper"])
 def test_db_in_containers_under_partition_kill_pause_is_valid(tmp_path, db):
-    from conftest import docker_available
-    require(docker_available(), "a Docker engine")
-    require(os.geteuid() == 0 and shutil.which("debootstrap") is not None,
-            "root and debootstrap (to build the base image)")
+    from conftest import require_node_image
+    require_node_image()
     s = run_db(tmp_path, "--db", db, "--backend", "docker", "--workload", "register",
                "--time-limit", "15", "--nemesis", "partition,kill,pause", "--rate", "100")
     assert s["valid"] is True, json.dumps(s["results"])[:3000]

@@ -28,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO, require
+from test_dbs import assert_network_left_nothing
 
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 RUN_TIMEOUT_S = 600
@@ -101,20 +102,7 @@ def run_redis(tmp_path: Path, *args: str) -> dict:
             except OSError:
                 continue
             assert not cwd.startswith(str(run_dir)), f"pid {entry} still runs in {cwd}"
-    m = re.search(r"bridge (sbr-[0-9a-f]+)", log)
-    if m:
-        ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert f"sb-{m.group(1)[4:]}-" not in ns
-        links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True,
-                               text=True).stdout
-        assert m.group(1) not in links
-    m = re.search(r"docker: network splitbrain-([0-9a-f]+)", log)
-    if m:
-        import docker
-        client = docker.from_env()
-        label = f"io.splitbrain.run={m.group(1)}"
-        assert not client.containers.list(all=True, filters={"label": label})
-        assert not client.networks.list(filters={"label": label})
+    assert_network_left_nothing(log)
     return summary
 
 

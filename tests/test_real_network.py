@@ -15,7 +15,7 @@ import time
 
 import pytest
 
-from conftest import docker_available, require
+from conftest import require_node_image, docker_available, require
 from splitbrain.harness.backends.local import in_house_command
 from splitbrain.harness.grudges import complete_grudge
 
@@ -40,8 +40,7 @@ def make_backend(kind: str, run_dir):
                 "root with iproute2 and iptables")
         from splitbrain.harness.backends.netns import NetnsBackend
         return NetnsBackend(NODES, in_house_command("raft", "kv"), run_dir)
-    require(docker_available(), "a Docker engine")
-    require(os.geteuid() == 0 and shutil.which("debootstrap"), "root and debootstrap")
+    require_node_image()
     from splitbrain.harness.backends.docker import DockerBackend
     return DockerBackend(NODES, lambda n: ["--system", "raft", "--machine", "kv"], run_dir)
 

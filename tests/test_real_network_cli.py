@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from conftest import REPO, default_sigint, docker_available, require
+from conftest import require_node_image, REPO, default_sigint, docker_available, require
 
 
 def _require(backend: str) -> None:
@@ -27,8 +27,7 @@ def _require(backend: str) -> None:
         require(os.geteuid() == 0 and shutil.which("ip") and shutil.which("iptables"),
                 "root with iproute2 and iptables")
     else:
-        require(docker_available(), "a Docker engine")
-        require(os.geteuid() == 0 and shutil.which("debootstrap"), "root and debootstrap")
+        require_node_image()
 
 
 def _ours() -> str:

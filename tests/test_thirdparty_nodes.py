@@ -102,8 +102,12 @@ class Pair:
     lang: str
     correct: str
     wrong: str
-    anomaly: str
+    anomaly: str | tuple[str, ...]     # the name, or the names any one of which names the bug
     wrong_args: tuple[str, ...] = ("--nemesis", "none")
+
+    @property
+    def accepted(self) -> set[str]:
+        return {self.anomaly} if isinstance(self.anomaly, str) else set(self.anomaly)
 
 
 # Lost gossip needs a partition that leaves no path around it: with 3 nodes a "bridge" partition
@@ -111,6 +115,13 @@ class Pair:
 # nodes are tested under partitions into halves, two of them in the 3 s.
 CUT_IN_HALVES = ("--nemesis", "partition", "--nemesis-interval", "0.7",
                  "--opt", "harness.partition_shapes=halves")
+
+# A transaction that reads a stale local copy misses writes committed before it began: which
+# cycle the checker reports first depends on the schedule (a realtime edge closes it, or a
+# write-write / anti-dependency pair of the same staleness does: read skew, write skew, a lost
+# update when two nodes overwrite the same stale version); every one of these names the bug.
+STALE_TXN_READS = ("G-single-realtime", "G-single", "G-nonadjacent-realtime", "G-nonadjacent",
+                   "G2-item", "G2-item-realtime", "lost-update")
 
 PAIRS = [
     Pair("echo", "ruby", "echo.rb", "echo_racy.rb", "wrong-echo", ("--rate", "100")),
@@ -123,9 +134,9 @@ PAIRS = [
     Pair("lin-kv", "python", "raft_lin_kv.py", "raft_lin_kv_local_reads.py", "nonlinearizable"),
     Pair("kafka", "go", "kafka", "kafka-cached-polls", "poll-skip"),
     Pair("txn-list-append", "js", "txn_list_append.js", "txn_list_append_cached_reads.js",
-         "G-single-realtime"),
+         STALE_TXN_READS),
     Pair("txn-rw-register", "ruby", "txn_rw_register.rb", "txn_rw_register_local.rb",
-         "G-single-realtime"),
+         STALE_TXN_READS),
 ]
 PAIR_BY_WORKLOAD = {p.workload: p for p in PAIRS}
 INTERPRETER = {"python": sys.executable, "ruby": "ruby", "js": "node"}
@@ -217,7 +228,7 @@ def test_wrong_node_is_invalid_with_its_anomaly(workload, tmp_path, request):
     names = anomaly_names(out)
     detail = f"{pair.lang} {pair.wrong}: {names}\n{p.stdout[-2000:]}"
     assert out["valid"] is False and rc == 1, detail
-    assert pair.anomaly in names, detail
+    assert pair.accepted & set(names), detail
     assert "node-crashed" not in names, detail   # the bug, not a crash, made it invalid
 
 

@@ -194,6 +194,39 @@ class _KeyState:
     tail: list = field(default_factory=list)            # (invoke index, op index, log) of reads
                                                         # without node invoked after last_append
     reads: int = 0
+    plain_log: list | None = None                       # the last read log found plain ...
+    plain_safe: int = 0                                 # ... and its length before a 0 or 1
+
+    def canon_read(self, log: list) -> list:
+        """The read `log` with every entry a hkey (`canon_log`), type-checking only the entries
+        not already verified. A log found plain (ints and strings only) is remembered with the
+        length of its prefix free of the ints 0 and 1; a later log whose leading entries equal
+        that prefix (one C-speed slice comparison, which compares entries that are the same
+        objects, as in-memory histories' growing reads are, by identity) has its type checks
+        start after it. That is sound because only a bool can equal an int without being one as a JSON
+        value (true == 1), and the trusted prefix holds no 0 or 1; a float equal to an int is
+        the same JSON value and is what `hkey` would keep anyway."""
+        ver = self.plain_log
+        if log is ver:
+            return log
+        m = len(log)
+        p = self.plain_safe if self.plain_safe <= m else m
+        if p and not ((log if p == m else log[:p]) ==
+                      (ver if p == len(ver) else ver[:p])):   # type: ignore[index]
+            p = 0
+        rest = log[p:] if p else log
+        if not NOT_PLAIN_TYPES.isdisjoint(map(type, rest)):
+            return [hkey(v) for v in log]
+        safe = m
+        for x in (0, 1):
+            try:
+                i = rest.index(x)
+            except ValueError:
+                continue
+            if p + i < safe:
+                safe = p + i
+        self.plain_log, self.plain_safe = log, safe
+        return log
 
     def insert(self, log: list, op: int) -> None:
         """Add an observed log to the trie, recording a fork where it disagrees with known logs."""
@@ -300,7 +333,6 @@ class LogChecker:
         mono_candidates: list[tuple] = []
         n_ops = 0
         get_state = self._state
-        not_plain = NOT_PLAIN_TYPES
         for op in history:
             n_ops += 1
             f = op.f
@@ -357,8 +389,7 @@ class LogChecker:
             if type(log) is not list:
                 raise HistoryError(f"op {op.index}: an ok read of the append-log workload must "
                                    f"return a list, got {type(log).__name__}", field="value")
-            if not not_plain.isdisjoint(map(type, log)):  # is_plain_list, inlined: per read
-                log = [hkey(v) for v in log]
+            log = st.canon_read(log)
             st.insert(log, op.index)
             st.last_read = (op.index, log)
             began = inv.index if inv is not None else op.index

@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import signal
 import threading
 import time
@@ -227,15 +228,21 @@ def _jsonable(x: Any) -> Any:
                    "searching; loading excluded); past it the verdict is unknown.")
 @click.option("--workers", type=int, metavar="N",
               help="Worker processes a checker may use (e.g. across keys). Default: the checker's.")
+@click.option("--memo-max", "memo_max", type=int, metavar="N",
+              help="Linearizability search: configurations remembered per key at most (default "
+                   "4000000); past it the key is unknown. The unique-values method needs none.")
 @click.option("--consistency-model", "consistency_models", multiple=True, metavar="M",
               help="Transactional checkers (list-append, rw-register): the model the history "
                    "must satisfy, repeatable (strict-serializable, serializable, "
                    "snapshot-isolation, repeatable-read, read-committed, read-uncommitted, "
                    "strong-session-...). Default: strict-serializable.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of text.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write JUnit XML: one test case per history, failing with its anomalies.")
 def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple[str, ...],
             out: str | None, time_limit: float | None, workers: int | None,
-            as_json: bool, consistency_models: tuple[str, ...] = ()) -> int:
+            as_json: bool, consistency_models: tuple[str, ...] = (),
+            memo_max: int | None = None, junit_path: str | None = None) -> int:
     """Check histories (JSONL, Jepsen EDN, Porcupine logs) and print a verdict per history.
 
     \b
@@ -252,6 +259,8 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
         time_limit = None
     if workers is not None and workers < 1:
         raise UserError(f"--workers must be at least 1, got {workers}")
+    if memo_max is not None and memo_max < 1:
+        raise UserError(f"--memo-max must be at least 1, got {memo_max}")
     cmodels = [m.strip() for c in consistency_models for m in c.split(",") if m.strip()]
     if cmodels:
         from ..checkers.transactions.models import canonical
@@ -298,6 +307,7 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
         # history's limit when it starts (`_run_checker`).
         options: dict[str, Any] = {"model": m, "out_dir": out_dir, "workers": workers,
                                    "consistency_models": cmodels or test.get("consistency_models")}
+        options["memo_max"] = memo_max
         options = {k: v for k, v in options.items() if v is not None}
         built = []
         for name in names:
@@ -346,6 +356,8 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
         release_deferred()  # what a check stopped by the time limit left (after its verdict)
 
     overall = merge_validity([r["valid"] for r in reports])
+    if junit_path:
+        _write_junit(junit_path, reports)
     if as_json:
         _print_json(reports, overall)
     else:
@@ -356,6 +368,23 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
 class _Overtime(BaseException):
     """Raised by the backstop alarm in a checker that overran the time limit (BaseException, so
     that a checker's own `except Exception` does not swallow it)."""
+
+
+def _write_junit(path: str, reports: list[dict]) -> None:
+    """--junit: one test case per history (splitbrain/campaign/junit.py), expected valid."""
+    from ..campaign import junit
+    cases = [junit.run_case(name=r["file"], classname="splitbrain.check",
+                            verdict=junit.verdict_of(r["valid"]), expect="valid",
+                            results={"children": {n: res.to_json()
+                                                  for n, res in r["results"].items()}},
+                            replay=f"splitbrain check {shlex.quote(r['file'])}",
+                            time_s=r["time_s"])
+             for r in reports]
+    try:
+        junit.write(path, [junit.Suite("splitbrain check", cases)])
+    except OSError as e:
+        from ..cli import UserError
+        raise UserError(f"--junit {path}: cannot write: {e.strerror or e}") from None
 
 
 def _run_checker(name: str, checker: Any, ops: list, test_meta: dict, deadline: float | None,

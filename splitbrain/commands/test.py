@@ -31,6 +31,11 @@ from ..cli import UserError
 
 BACKENDS = ("sim", "local", "netns", "docker", "ssh")
 DEFAULT_WORKLOAD = "register"
+# For --help without importing the harness; tests/test_campaign.py checks them against
+# harness/nemesis.py FAULTS and harness/sim/schedule.py KINDS.
+NEMESES = ("partition", "partition-leader", "kill", "lost-writes", "pause", "clock", "loss",
+           "latency", "duplicate", "crash-storm", "crash-point")
+SIM_NEMESES = ("partition", "kill", "pause", "clock", "loss")
 
 
 def parse_opt(text: str) -> tuple[str, Any]:
@@ -93,6 +98,8 @@ def replay_command(test: dict) -> str:
     for prefix, key in (("", "opts"), ("workload.", "workload_opts"), ("sim.", "sim_opts"),
                         ("harness.", "harness_opts")):
         for k, v in sorted((test.get(key) or {}).items()):
+            if key == "opts" and test.get("system"):
+                k = k.replace("_", "-")     # a system option's one shown spelling (registry)
             args += ["--opt", f"{prefix}{k}={v if isinstance(v, str) else json.dumps(v)}"]
     if test.get("schedule") is not None:
         args += ["--schedule", json.dumps(test["schedule"], separators=(",", ":"))]
@@ -290,10 +297,14 @@ def build_test(*, system, bin_path, workload, nemesis, time_limit, nodes, concur
         except ValueError as e:
             raise UserError(f"--opt: {e}") from None
     if system and sys_opts:
-        unknown = [k for k in sys_opts if k not in cls.OPTIONS]
+        # Either spelling (election-timeout-ms, election_timeout_ms); the core's key is kept.
+        from ..systems.registry import option_key, option_label
+        unknown = [k for k in sys_opts if option_key(cls.OPTIONS, k) is None]
         if unknown:
             raise UserError(f"--opt {unknown[0]}: {system} has no such option "
-                            f"(known: {', '.join(cls.OPTIONS) or 'none'})")
+                            f"(known: {', '.join(map(option_label, cls.OPTIONS)) or 'none'}; "
+                            f"`splitbrain systems {system}` explains them)")
+        sys_opts = {option_key(cls.OPTIONS, k): v for k, v in sys_opts.items()}
     if schedule is not None and backend != "sim":
         raise UserError("--schedule is for --backend sim")
     if seed is None:
@@ -424,13 +435,16 @@ def _check_typos(ctx) -> None:
               "backend): a path or a name on PATH; its arguments follow the options "
               "(`--bin python3 node.py`) or come quoted (`--bin \"python3 node.py\"`).")
 @click.option("-w", "--workload", help=f"The workload (splitbrain workloads); default {DEFAULT_WORKLOAD}.")
-@click.option("--nemesis", multiple=True, help="Faults, comma-separated or repeated: partition,"
-              "kill,pause,clock,loss (or all, none).")
-@click.option("--time-limit", type=float, help="Seconds of the faulty phase (virtual in sim).")
+@click.option("--nemesis", multiple=True, help="Faults, comma-separated or repeated (default "
+              "none): " + ", ".join(NEMESES) + "; or all, none. sim: " + ", ".join(SIM_NEMESES)
+              + ". `splitbrain nemeses` says what each does.")
+@click.option("--time-limit", type=float, help="Seconds of the faulty phase (virtual in sim); "
+              "default 30 (sim: 10).")
 @click.option("--nodes", "--node-count", "nodes", type=int, help="Cluster size (default 5).")
 @click.option("--concurrency", help="Client workers (default 10), or Kn: K times the node count "
               "(Maelstrom's 2n).")
-@click.option("--rate", type=float, help="Client ops per second, all workers together.")
+@click.option("--rate", type=float, help="Client ops per second, all workers together; default "
+              "200 (sim: 500).")
 @click.option("--seed", type=int, help="The seed (random when not given; always printed).")
 @click.option("--bug", "bugs", multiple=True, help="Switch a bug on (repeatable).")
 @click.option("--opt", "opts", multiple=True, help="k=v: a system option; workload.k=v, sim.k=v, "
@@ -464,11 +478,17 @@ def _check_typos(ctx) -> None:
 @click.option("--max-writes-per-key", type=int, help="txn workloads: writes a key receives "
               "before a fresh key replaces it (Maelstrom's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False), metavar="FILE",
+              help="Also write JUnit XML (one test case: the anomalies and replay command).")
+@click.option("--expect", type=click.Choice(["valid", "invalid"]), help="The expected verdict: "
+              "exit 0 when the run's verdict is this one (--expect invalid: a known-bad target "
+              "whose bug must be caught), else 1 (3 when undecided).")
 @click.pass_context
 def command(ctx, system, bin_path, workload, nemesis, time_limit, nodes, concurrency, rate, seed,
             bugs, opts, db, backend, store, name, schedule, nemesis_interval, latency,
             availability, topology, log_stderr, consistency_models, key_count, max_txn_length,
-            max_writes_per_key, as_json, hosts_file=None, host_args=()) -> int:
+            max_writes_per_key, as_json, hosts_file=None, host_args=(), junit_path=None,
+            expect=None) -> int:
     """Run a test: drive clients and faults at a cluster, record and check the history.
 
     Maelstrom's command lines work as written, with `splitbrain test` in place of
@@ -495,9 +515,44 @@ def command(ctx, system, bin_path, workload, nemesis, time_limit, nodes, concurr
         test["ssh_hosts"] = {n: h.to_json() for n, h in ssh_hosts.items()}
         if hosts_file:
             test["ssh_hosts_file"] = os.path.abspath(hosts_file)
+    import time as _time
+    t0 = _time.perf_counter()
     summary = run(test)
     if as_json:
         click.echo(json.dumps(summary.to_json(), indent=2, default=str))
     else:
         print_summary(summary)
-    return exitcodes.for_validity(summary.valid)
+    if junit_path:
+        write_junit(junit_path, summary, expect, _time.perf_counter() - t0)
+    return expected_exit(summary.valid, expect)
+
+
+# ---- the CI gate (issue 18): --junit, --expect ------------------------------------------------
+
+def expected_exit(valid, expect: str | None) -> int:
+    """The exit code against an expectation: 0 when the verdict is the expected one; 1 when it
+    is the other (an anomaly where none was expected, or a known bug not caught); 3 when it is
+    undecided. Without --expect, the verdict's own exit code."""
+    if expect is None:
+        return exitcodes.for_validity(valid)
+    if valid not in (True, False):
+        return exitcodes.UNKNOWN
+    return exitcodes.VALID if valid == (expect == "valid") else exitcodes.INVALID
+
+
+def write_junit(path: str, summary, expect: str | None, time_s: float) -> None:
+    """--junit FILE: one test case for the run (splitbrain/campaign/junit.py)."""
+    from ..campaign import junit
+    t = summary.test or {}
+    target = t.get("system") or t.get("db") or (program_label(t["bin"], t.get("bin_args") or ())
+                                                 if t.get("bin") else "test")
+    cls = ".".join(x for x in ("splitbrain", str(target), str(t.get("workload") or ""),
+                               ",".join(t.get("bugs") or [])) if x)
+    case = junit.run_case(name=f"seed {t.get('seed')}", classname=cls,
+                          verdict=junit.verdict_of(summary.valid), expect=expect or "valid",
+                          results=summary.results, replay=summary.replay, time_s=time_s,
+                          run_dir=summary.run_dir)
+    try:
+        junit.write(path, [junit.Suite(f"splitbrain test {t.get('name') or target}", [case])])
+    except OSError as e:
+        raise UserError(f"--junit {path}: cannot write: {e.strerror or e}") from None

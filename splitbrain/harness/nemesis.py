@@ -188,9 +188,13 @@ class Nemesis:
     def __init__(self, backend, recorder: Recorder, *, seed: int, t0_ns: int,
                  on_op: Callable[[Any], None] | None = None, log: Callable[[str], None] = print,
                  crash_points: CrashPointSettings | None = None,
-                 partition_shapes: tuple[str, ...] = grudges.SHAPES):
+                 partition_shapes: tuple[str, ...] = grudges.SHAPES,
+                 fault_log: Callable[[str], None] | None = None):
         """crash_points: the crash-point fault's settings (default CrashPointSettings()).
-        partition_shapes: the shapes the partition fault draws from (default all of them)."""
+        partition_shapes: the shapes the partition fault draws from (default all of them).
+        fault_log: where each fault's start and stop is written, with its time and what it did
+        (the run's splitbrain.log; not the terminal, which shows the progress line)."""
+        self.fault_log = fault_log
         self.backend = backend
         self.recorder = recorder
         self.rng = random.Random(f"nemesis/{seed}")
@@ -273,6 +277,10 @@ class Nemesis:
                                     time_ns=self.now_ns())
         if self.on_op:
             self.on_op(op)
+        if self.fault_log is not None:
+            import json
+            self.fault_log(f"nemesis {f} at {op.time / 1e9:.3f} s: "
+                           f"{json.dumps(op.value, default=str, separators=(',', ':'))}")
         return result
 
     # ---- the faults ---------------------------------------------------------------------------

@@ -88,6 +88,8 @@ HARNESS_OPTIONS = {
     "docker_pids_max": "docker backend: each container's process/thread limit (default 256)",
     "message_log_max": "most lines in messages.jsonl (default 2000000; past it one truncation "
                        "line, the counts go on)",
+    "checker_workers": "processes the linearizability checker may use across keys (default: "
+                       "every core; also read by the sim backend)",
     "final_deadline_s": f"the final phase's overall deadline in seconds (default "
                         f"{FINAL_DEADLINE_S:g})",
 }
@@ -338,6 +340,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         message_log_max = int(hopts.get("message_log_max", MESSAGE_LOG_MAX))
         final_deadline_s = float(hopts.get("final_deadline_s", FINAL_DEADLINE_S))
         latency_ms = float(test.get("latency") or 0.0)
+        with_checker_workers(test)  # validates --opt harness.checker_workers before the run
     except (TypeError, ValueError) as e:
         raise UserError(f"--opt harness.*: {e}") from None
     import re
@@ -486,7 +489,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
                 raise ClusterError(f"the workload's setup failed: {'; '.join(sorted(problems)[:5])}")
             note(f"setup: {len(setup)} {setup[0][1].get('type')} requests answered")
         nemesis = Nemesis(backend, recorder, seed=seed, t0_ns=t0, on_op=on_op, log=note,
-                          crash_points=crash_points, partition_shapes=partition_shapes)
+                          crash_points=crash_points, partition_shapes=partition_shapes,
+                          fault_log=store.log if store is not None else None)
         enter("safety")
         if prog is not None:
             prog.__enter__()
@@ -513,8 +517,8 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         check_writes()
         enter("final")
         _final_phase(pool, workload, nodes, recorder, final_deadline_s, on_op, note)
-        note(f"final phase done; {len(recorder.ops)} history events; "
-             f"router {getattr(backend, 'stats', {})}")
+        note(f"final phase done; {len(recorder.ops)} history events"
+             + _router_note(backend))
         running = _running_nodes(backend)
         all_down = running == 0
         if all_down:
@@ -574,7 +578,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         history = list(recorder.ops)
         extra = [recovery] if recovery else []
         extra.append(node_crash_result(backend, all_down))
-        result = check_history(workload, history, test, extra=extra)
+        result = check_history(workload, history, with_checker_workers(test), extra=extra)
         op_count = sum(1 for o in history if o.type == "invoke" and o.process != NEMESIS)
         net = msglog.stats(op_count)
         net["unknown_dest"] = getattr(backend, "stats", {}).get("unknown_dest", 0)
@@ -584,7 +588,7 @@ def run_test(test: dict, *, log: Callable[[str], None] | None = None,
         summary = RunSummary(valid=result.valid, results=result.to_json(), test=test, replay="",
                              run_dir=str(run_dir) if store else None, history_ops=len(history),
                              notes=[f"seed {seed}; nemesis {','.join(faults) or 'none'} every "
-                                    f"{interval_s:.1f} s; router {getattr(backend, 'stats', {})}"],
+                                    f"{interval_s:.1f} s" + _router_note(backend)],
                              stats={"router": getattr(backend, "stats", {}), "net": net,
                                     "output": backend.output_stats()
                                     if hasattr(backend, "output_stats") else {}})
@@ -695,6 +699,14 @@ def _final_phase(pool, workload, nodes: list[str], recorder, deadline_s: float, 
             on_op(op)
 
 
+def _router_note(backend) -> str:
+    """"; router {...}" on a backend whose messages between nodes pass through the harness's
+    router (local: its stats count delivered messages); "" on one without a router (netns,
+    docker, databases: peers talk over a real network, where the count would be meaningless)."""
+    stats = getattr(backend, "stats", None) or {}
+    return f"; router {stats}" if "delivered" in stats else ""
+
+
 def _progress(test: dict, enabled: bool | None):
     """The live progress line (splitbrain.harness.report.Progress) when that module exists."""
     try:
@@ -703,3 +715,21 @@ def _progress(test: dict, enabled: bool | None):
         return None
     title = f"{test.get('system') or test.get('db') or _program_label(test)} {test['workload']}"
     return Progress(title, enabled=True if enabled is None else enabled)
+
+
+def with_checker_workers(test: dict) -> dict:
+    """`test` with --opt harness.checker_workers=N as the linearizability checker's `workers`
+    (test["checker_options"], which check_history hands to the checkers)."""
+    n = (test.get("harness_opts") or {}).get("checker_workers")
+    if n is None:
+        return test
+    try:
+        n = int(n)
+    except (TypeError, ValueError):
+        raise ValueError(f"--opt harness.checker_workers={n}: give a number of processes"
+                         ) from None
+    if n < 1:
+        raise ValueError(f"--opt harness.checker_workers={n}: need at least 1")
+    opts = {k: dict(v) for k, v in (test.get("checker_options") or {}).items()}
+    opts.setdefault("linearizable", {})["workers"] = n
+    return dict(test, checker_options=opts)

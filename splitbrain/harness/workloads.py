@@ -721,7 +721,18 @@ def check_history(workload: Workload, history: list, test: dict,
     from ..checkers.registry import make_checker
     from ..checkers.result import UNKNOWN, Result, merge_validity, safe_check
     children: dict[str, Any] = {}
-    for name, opts in workload.checker_plan(test):
+    plan = workload.checker_plan(test)
+    # The checkers are recorded in test.json at run time (issue 18), and a stored run is
+    # re-checked with exactly those: `splitbrain check RUN_DIR` reads them, `analyze` comes
+    # through here with them.
+    recorded = test.get("checkers") if isinstance(test, dict) else None
+    if isinstance(recorded, list) and all(isinstance(n, str) for n in recorded):
+        planned = [n for n, _ in plan]
+        plan = [(n, o) for n, o in plan if n in recorded] + \
+               [(n, {}) for n in recorded if n not in planned]
+    elif isinstance(test, dict):
+        test["checkers"] = [name for name, _ in plan]
+    for name, opts in plan:
         o = dict(opts)
         if test.get("out_dir"):
             o.setdefault("out_dir", test["out_dir"])

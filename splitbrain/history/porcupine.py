@@ -1,6 +1,6 @@
 """Readers and writers for Porcupine's test logs (anishathalye/porcupine, `test_data/`).
 
-Two formats, read the way Porcupine's own tests read them (/work/shared/data/porcupine/README.md):
+Two formats, read the way Porcupine's own tests read them (tests/data/porcupine/README.md):
 
 porcupine-etcd (`jepsen/etcd_NNN.log`): one compare-and-set register, lines like
     INFO  jepsen.util - 3	:invoke	:cas	[1 4]
@@ -125,7 +125,11 @@ def read_etcd_log(path: str) -> list[Op]:
                 if f not in _ETCD_F:
                     raise HistoryError(f"unknown operation :{f} (expected :read, :write or :cas)",
                                        path=path, line=lineno, field="f")
-                process = int(proc_s)
+                try:
+                    process = int(proc_s)
+                except ValueError:  # over Python's 4,300-digit limit for int()
+                    raise HistoryError(f"process number of {len(proc_s)} digits is too long",
+                                       path=path, line=lineno, field="process") from None
                 value, keyword = _etcd_value(value_s, path, lineno)
                 t = lineno * SYNTHETIC_STEP_NS
                 if typ == "invoke":

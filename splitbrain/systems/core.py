@@ -125,11 +125,13 @@ class Core(ABC):
             raise ValueError(f"{self.NAME}: unknown bug switch(es) {', '.join(sorted(unknown))} "
                              f"(known: {', '.join(self.BUGS) or 'none'})")
         opts = {name: default for name, (_, default) in self.OPTIONS.items()}
+        from .registry import option_key, option_label   # either spelling: - or _
         for k, v in (options or {}).items():
-            if k not in self.OPTIONS:
-                raise ValueError(f"{self.NAME}: unknown option {k!r} "
-                                 f"(known: {', '.join(self.OPTIONS) or 'none'})")
-            opts[k] = v
+            key = option_key(self.OPTIONS, k)
+            if key is None:
+                raise ValueError(f"{self.NAME}: unknown option {k!r} (known: "
+                                 f"{', '.join(map(option_label, self.OPTIONS)) or 'none'})")
+            opts[key] = v
         assert node_id in node_ids, f"{node_id} is not one of {node_ids}"
         self.node_id = node_id
         self.node_ids = list(node_ids)

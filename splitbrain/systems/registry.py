@@ -37,3 +37,25 @@ def available_systems() -> dict[str, type[Core]]:
         except (ImportError, AttributeError):
             continue
     return out
+
+
+# ---- option names (issue 18): one spelling shown, both accepted ------------------------------
+# The systems were written with `election-timeout-ms` (Raft) and `election_timeout_ms` (the
+# others). Users see every option in the kebab-case of the command line (`splitbrain systems`,
+# error messages, replay commands) and may type either spelling; the core gets its own key.
+
+def option_label(key: str) -> str:
+    """The spelling shown to users: kebab-case."""
+    return key.replace("_", "-")
+
+
+def option_key(options, name: str) -> str | None:
+    """The key of `options` (a system's OPTIONS) that `name` spells, with `-` and `_` alike;
+    None when it names none."""
+    if name in options:
+        return name
+    want = option_label(name)
+    for k in options:
+        if option_label(k) == want:
+            return k
+    return None

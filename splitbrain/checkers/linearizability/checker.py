@@ -1,4 +1,12 @@
-"""check_linearizable: partition by key, search each key (on several cores when it pays), compose.
+"""check_linearizable: partition by key, decide each key (on several cores when it pays), compose.
+
+Per key, the method (stats["method"], and per key in stats["keys_by_method"]):
+- "unique-values polynomial" (unique.py) when the model is register / cas-register / kv and the
+  key's written values are unique (its precondition; the reason a key does not qualify is in
+  stats["search_reasons"]): O(n log n), never "unknown" except past the time limit;
+- "search" (search.py) otherwise, after the reduction of unobserved crashed writes
+  (prepare.reduce_unobserved) and with a bounded memo table (`memo_max`: past it the key is
+  "unknown" with that reason).
 
 Verdicts: a key is valid when the search linearized all of it, invalid when some completion could
 not be linearized; past the time limit a key is "unknown" (never a pass). The history's validity
@@ -17,9 +25,10 @@ from ...history.errors import HistoryError
 from ...history.op import Op
 from ..result import UNKNOWN, Anomaly, Result, merge_validity
 from .models import Model, get_model
-from .prepare import partition_history
-from .search import (Partition, StepBudgetExceeded, TimeLimitReached, release_deferred,
-                     search)
+from .prepare import partition_history, reduce_unobserved
+from .search import (MEMO_MAX_DEFAULT, MemoFull, Partition, StepBudgetExceeded,
+                     TimeLimitReached, release_deferred, search)
+from .unique import METHOD_POLY, METHOD_SEARCH, UniqueKey, check_unique, stream_unique, supports
 
 CHECKER_NAME = "linearizable"
 # Forking worker processes costs tens of milliseconds: a first, bounded pass over the keys runs
@@ -39,16 +48,22 @@ AFTER_INVALID_S = 10.0
 
 # State handed to forked workers (fork inherits it; a user's model may hold lambdas).
 _WORK: tuple[Model, list[Partition], float | None] | None = None
+# The memo table bound of the search (configurations per key), for the forked workers too.
+_MEMO_MAX = MEMO_MAX_DEFAULT
+# The keys for the polynomial method, for forked workers.
+_UWORK: tuple[list[UniqueKey], float | None] | None = None
 
 
 def _search_one(model: Model, part: Partition, deadline: float | None,
                 steps_max: int | None) -> tuple[str, Any]:
-    """("valid" | "invalid" | "unknown" | "deferred", Outcome or None) for one key."""
+    """("valid" | "invalid" | "unknown" | "memo-full" | "deferred", Outcome or None) per key."""
     try:
-        outcome = search(model, part, deadline, steps_max=steps_max)
+        outcome = search(model, part, deadline, steps_max=steps_max, memo_max=_MEMO_MAX)
         return ("valid" if outcome.valid else "invalid"), outcome
     except TimeLimitReached:
         return "unknown", None
+    except MemoFull as e:
+        return "memo-full", e.size
     except StepBudgetExceeded:
         return "deferred", None
     except (ValueError, TypeError) as e:
@@ -107,31 +122,42 @@ def _run(model: Model, parts: list[Partition], which: list[int], deadline: float
 
 def check_linearizable(history: Iterable[Op], model: "str | Model", *,
                        time_limit: float | None = None, out_dir: str | None = None,
-                       workers: int | None = None) -> Result:
+                       workers: int | None = None, memo_max: int | None = None,
+                       method: str = "auto") -> Result:
     """Check a history for linearizability with Jepsen's semantics, per key.
 
     - model: a name from MODELS or a Model;
     - time_limit: seconds for the whole check; past it the undecided keys are "unknown";
     - out_dir: when given, one HTML counterexample per invalid key is written to
       out_dir/linearizability/<key>.html and listed in Result.files;
-    - workers: processes for the search; None = the CPUs available, used only when the history
-      is large enough and has several keys.
+    - workers: processes for the per-key work; None = the CPUs available, used only when the
+      history is large enough and has several keys;
+    - memo_max: configurations the search may remember per key (default MEMO_MAX_DEFAULT);
+      past it the key is "unknown" (stats["memo_full_keys"]); None = the default;
+    - method: "auto" (the unique-values polynomial method where its precondition holds, the
+      search elsewhere) or "search" (the search everywhere; for tests and benchmarks).
 
     Returns Result(checker="linearizable") with one Anomaly "nonlinearizable" per invalid key;
     its message is the counterexample in words and its ops the history indices involved.
-    With several keys, a key whose search is long is left undecided once another key is found
-    invalid (stats["undecided_keys"]); the verdict is False either way.
+    stats["method"] names the method used ("unique-values polynomial", "search", or both joined
+    by " + " when keys differ). With several keys, a key whose search is long is left undecided
+    once another key is found invalid (stats["undecided_keys"]); the verdict is False either way.
     Raises HistoryError for a history that breaks the op semantics (completion without invoke,
     a busy process invoking) or an operation the model does not describe.
     """
+    if method not in ("auto", "search"):
+        raise ValueError(f"method must be 'auto' or 'search', got {method!r}")
     # The search allocates millions of small acyclic objects; the cyclic garbage collector would
     # rescan them again and again for nothing (preparing 400k ops: 14 s with it, 9 s without).
     release_deferred()
     was_enabled = gc.isenabled()
     gc.disable()
+    global _MEMO_MAX
+    _MEMO_MAX = MEMO_MAX_DEFAULT if memo_max is None else int(memo_max)
     try:
-        return _check(history, model, time_limit, out_dir, workers)
+        return _check(history, model, time_limit, out_dir, workers, method)
     finally:
+        _MEMO_MAX = MEMO_MAX_DEFAULT
         if was_enabled:
             # Everything allocated meanwhile sits in the youngest generation: the first
             # collection after gc.enable() would walk millions of objects (seconds, measured
@@ -141,31 +167,110 @@ def check_linearizable(history: Iterable[Op], model: "str | Model", *,
             gc.enable()
 
 
+def _unique_one(u: UniqueKey, deadline: float | None) -> tuple[str, Any]:
+    try:
+        valid, failure = check_unique(u, deadline)
+    except TimeLimitReached:
+        return "unknown", None
+    return ("valid", None) if valid else ("invalid", failure)
+
+
+def _unique_worker(i: int) -> tuple[int, tuple[str, Any]]:
+    assert _UWORK is not None
+    keys, deadline = _UWORK
+    return i, _unique_one(keys[i], deadline)
+
+
+def _run_unique(keys: list[UniqueKey], deadline: float | None, workers: int
+                ) -> list[tuple[str, Any]]:
+    """The polynomial check of every key; on `workers` forked processes when that pays."""
+    total = sum(len(u) for u in keys)
+    if workers <= 1 or len(keys) <= 1 or total < PARALLEL_CALLS_MIN:
+        return [_unique_one(u, deadline) for u in keys]
+    import multiprocessing
+
+    global _UWORK
+    _UWORK = (keys, deadline)
+    got: dict[int, tuple[str, Any]] = {}
+    try:
+        ctx = multiprocessing.get_context("fork")
+        order = sorted(range(len(keys)), key=lambda i: -len(keys[i]))
+        with ctx.Pool(processes=min(workers, len(keys))) as pool:
+            for i, res in pool.imap_unordered(_unique_worker, order,
+                                              chunksize=max(1, len(keys) // (8 * workers))):
+                got[i] = res
+    finally:
+        _UWORK = None
+    return [got[i] for i in range(len(keys))]
+
+
+def _keys_of(history: list[Op], wanted: set) -> list[Op]:
+    """The ops of the keys `wanted` (by their invocation's key; nemesis ops dropped)."""
+    from .models import freeze
+    pending: dict[Any, bool] = {}
+    out = []
+    for op in history:
+        p = op.process
+        if p == "nemesis":
+            continue
+        if op.type == "invoke":
+            keep = pending[p] = freeze(op.key) in wanted
+        else:
+            keep = pending.pop(p, True)
+        if keep:
+            out.append(op)
+    return out
+
+
 def _check(history: Iterable[Op], model: "str | Model", time_limit: float | None,
-           out_dir: str | None, workers: int | None) -> Result:
+           out_dir: str | None, workers: int | None, method: str) -> Result:
     started = time.monotonic()
     m = get_model(model)
     deadline = None if time_limit is None else started + float(time_limit)
-    history = list(history)
+    history = history if isinstance(history, list) else list(history)
+    if workers is None:
+        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+            os.cpu_count() or 1)
+    ukeys: list[UniqueKey] = []
+    reasons: dict[str, int] = {}
     try:
-        parts = list(partition_history(history, m, deadline).values())
+        if method == "auto" and supports(m):
+            streamed = stream_unique(history, m, deadline)
+            fallback = set()
+            for k, u in streamed.items():
+                if u.why is not None:
+                    fallback.add(k)
+                    reasons[u.why] = reasons.get(u.why, 0) + 1
+                elif len(u):
+                    ukeys.append(u)
+            del streamed
+            parts = list(partition_history(_keys_of(history, fallback), m, deadline).values()
+                         ) if fallback else []
+        else:
+            parts = list(partition_history(history, m, deadline).values())
     except TimeLimitReached:
         return Result(valid=UNKNOWN, checker=CHECKER_NAME,
                       error=f"time limit of {round(time_limit, 2):g} s reached while preparing the history "
                             f"({len(history)} ops) for the search",
                       stats={"model": m.name, "seconds": round(time.monotonic() - started, 6)})
-    total_calls = sum(len(p.calls) for p in parts)
-    if workers is None:
-        workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
-            os.cpu_count() or 1)
+    # Crashed writes whose value nobody observes are left out of the search (prepare.py).
+    reduced = 0
+    for i, p in enumerate(parts):
+        parts[i], n_removed = reduce_unobserved(m, p)
+        reduced += n_removed
+    total_calls = sum(len(p.calls) for p in parts) + sum(len(u) for u in ukeys)
 
+    uout = _run_unique(ukeys, deadline, workers)
     everything = list(range(len(parts)))
-    if len(parts) <= 1:
+    poly_invalid = any(v == "invalid" for v, _ in uout)
+    if len(parts) + len(ukeys) <= 1:
         outcomes = _run(m, parts, everything, deadline, None, workers)
     else:
-        outcomes = _run(m, parts, everything, deadline, KEY_STEPS_FIRST, workers)
+        # Once a key is invalid the verdict is False: the searched keys get a short budget.
+        outcomes = _run(m, parts, everything, deadline,
+                        KEY_STEPS_AFTER_INVALID if poly_invalid else KEY_STEPS_FIRST, workers)
         deferred = [i for i in everything if outcomes[i][0] == "deferred"]
-        if deferred and not any(v == "invalid" for v, _ in outcomes.values()):
+        if deferred and not any(v == "invalid" for v, _ in list(outcomes.values()) + uout):
             outcomes.update(_run(m, parts, deferred, deadline, None, workers))
             deferred = [i for i in everything if outcomes[i][0] == "deferred"]
         if deferred:
@@ -183,7 +288,36 @@ def _check(history: Iterable[Op], model: "str | Model", time_limit: float | None
     files: list[str] = []
     verdicts = []
     unknown_keys = []
+    memo_full_keys = []
     undecided_keys = []
+    multi = len(parts) + len(ukeys) > 1
+
+    def invalid(part: Partition, failure) -> None:
+        verdicts.append(False)
+        from .counterexample import describe, render_html  # only when something is wrong
+
+        anomaly = describe(m, part, failure, multi_key=multi)
+        anomaly.details["method"] = method_of.get(id(part), METHOD_SEARCH)
+        if out_dir is not None:
+            path = render_html(m, part, failure, out_dir)
+            files.append(path)
+            anomaly.details["html"] = path
+        anomalies.append(anomaly)
+
+    method_of: dict[int, str] = {}
+    for u, (verdict, failure) in zip(ukeys, uout):
+        if verdict == "valid":
+            verdicts.append(True)
+        elif verdict == "unknown":
+            verdicts.append(UNKNOWN)
+            unknown_keys.append(u.key)
+        else:
+            from .models import freeze
+            k = freeze(u.key)
+            part = partition_history(_keys_of(history, {k}), m)[k]
+            assert len(part.calls) == len(u), "the two preparations see the same calls"
+            method_of[id(part)] = METHOD_POLY
+            invalid(part, failure)
     for i, part in enumerate(parts):
         verdict, outcome = outcomes[i]
         if verdict == "valid":
@@ -191,46 +325,59 @@ def _check(history: Iterable[Op], model: "str | Model", time_limit: float | None
         elif verdict == "unknown":
             verdicts.append(UNKNOWN)
             unknown_keys.append(part.key)
+        elif verdict == "memo-full":
+            verdicts.append(UNKNOWN)
+            memo_full_keys.append(part.key)
         elif verdict == "deferred":
             undecided_keys.append(part.key)  # another key is invalid: the verdict is False
         else:
-            verdicts.append(False)
-            from .counterexample import describe, render_html  # only when something is wrong
-
-            anomaly = describe(m, part, outcome.failure, multi_key=len(parts) > 1)
-            if out_dir is not None:
-                path = render_html(m, part, outcome.failure, out_dir)
-                files.append(path)
-                anomaly.details["html"] = path
-            anomalies.append(anomaly)
+            invalid(part, outcome.failure)
     valid = merge_validity(verdicts)
     assert not undecided_keys or valid is False, "keys are left undecided only when invalid"
+    methods = ([METHOD_POLY] if ukeys else []) + ([METHOD_SEARCH] if parts else [])
     stats = {
         "model": m.name,
-        "keys": len(parts),
+        "method": " + ".join(methods) if methods else METHOD_POLY if supports(m) and
+        method == "auto" else METHOD_SEARCH,
+        "keys_by_method": {METHOD_POLY: len(ukeys), METHOD_SEARCH: len(parts)},
+        "keys": len(parts) + len(ukeys),
         "invalid_keys": len(anomalies),
-        "unknown_keys": len(unknown_keys),
+        "unknown_keys": len(unknown_keys) + len(memo_full_keys),
         "calls": total_calls,
-        "crashed_calls": sum(sum(p.crashed) for p in parts),
-        "dropped_calls": sum(p.dropped for p in parts),
-        "steps": sum(o.stats.get("steps", 0) for _, o in outcomes.values() if o is not None),
+        "crashed_calls": sum(sum(p.crashed) for p in parts) + sum(sum(u.crashed) for u in ukeys),
+        "dropped_calls": sum(p.dropped for p in parts) + sum(u.dropped for u in ukeys),
+        "crashed_calls_left_out": reduced,
+        "steps": sum(o.stats.get("steps", 0) for v, o in outcomes.values()
+                     if v in ("valid", "invalid")),
         "seconds": round(time.monotonic() - started, 6),
     }
+    if reasons:
+        stats["search_reasons"] = reasons
     if undecided_keys:
         stats["undecided_keys"] = [k for k in undecided_keys]
+    if memo_full_keys:
+        stats["memo_full_keys"] = list(memo_full_keys)
     result = Result(valid=valid, checker=CHECKER_NAME, anomalies=anomalies, files=files,
                     stats=stats)
+    errors = []
     if unknown_keys:
         shown = ", ".join(repr(k) for k in unknown_keys[:10])
-        result.error = (f"time limit of {round(time_limit, 2):g} s reached before deciding "
-                        f"{len(unknown_keys)} key(s): {shown}")
+        errors.append(f"time limit of {round(time_limit, 2):g} s reached before deciding "
+                      f"{len(unknown_keys)} key(s): {shown}")
+    if memo_full_keys:
+        shown = ", ".join(repr(k) for k in memo_full_keys[:10])
+        errors.append(f"the search's memo table is full ({_MEMO_MAX:,} configurations, option "
+                      f"memo_max) before deciding {len(memo_full_keys)} key(s): {shown}")
+    if errors:
+        result.error = "; ".join(errors)
     return result
 
 
 class LinearizableChecker:
     """The registry's checker object: `check(history, test) -> Result`.
 
-    Options (constructor) win over the test map's `model`, `time_limit`, `out_dir`, `workers`.
+    Options (constructor) win over the test map's `model`, `time_limit`, `out_dir`, `workers`,
+    `memo_max`, `method`.
     """
 
     name = CHECKER_NAME
@@ -250,10 +397,11 @@ class LinearizableChecker:
 
         return check_linearizable(history, opt("model", "cas-register"),
                                   time_limit=opt("time_limit"), out_dir=opt("out_dir"),
-                                  workers=opt("workers"))
+                                  workers=opt("workers"), memo_max=opt("memo_max"),
+                                  method=opt("method", "auto"))
 
 
 def make_checker(options: dict | None = None) -> LinearizableChecker:
     """Registry factory: options may hold model (default cas-register), time_limit, out_dir,
-    workers."""
+    workers, memo_max, method ("auto" or "search")."""
     return LinearizableChecker(options)

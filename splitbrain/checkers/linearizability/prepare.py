@@ -108,3 +108,90 @@ def partition_history(history: Iterable[Op], model: Model,
         part.events = [code for _, code in sorted(events[key])]
         part.dropped = dropped.get(key, 0)
     return parts
+
+
+def reduce_unobserved(model: Model, part: Partition) -> tuple[Partition, int]:
+    """Leave out the crashed writes whose value nobody observes: (the Partition, how many).
+
+    For the register family (register, cas-register, kv) on a key with no `append` and no cas
+    that failed with precondition-failed. A value is *observed* when an ok read returns it
+    (kv: a read of "" observes "" and null), an ok cas has it as `from`, a failed cas
+    key-does-not-exist says the register held null, or a kept crashed cas has it as `from`
+    (a fixpoint). A crashed write or cas whose written value is not observed is removed.
+
+    Why the verdict cannot change (values need not be unique): crashed calls are optional, so a
+    linearization of the reduced key is one of the key. Conversely, take a linearization L of
+    the key and drop the removed calls. A kept call that reads the state (read, cas, the
+    observation of a failed cas) sees the value v its result names; the last state-changing call
+    before it in L wrote v, so v is observed and that call is kept (an ok call always is): in L
+    minus the removed calls the same call is still the last to change the state before it, and
+    every kept call stays legal; blind writes are always legal; real-time order is a suborder.
+    A "precondition-failed" observation (the value was NOT x) breaks this: a removed crashed
+    write may be what made the value differ from x, so such keys are left as they are; so are
+    keys with `append` (its result is the concatenation of several writes).
+
+    The failing call and the verdict of the search are unchanged; the states listed as possible
+    before the failing call may lack values only a removed call could have written
+    (tests/test_lin_unique.py checks all three against the unreduced search).
+    """
+    from .models import CasRegisterModel, KvModel, RegisterModel
+
+    if not isinstance(model, (RegisterModel, CasRegisterModel)) or not any(part.crashed):
+        return part, 0
+    kv = isinstance(model, KvModel)
+    observed: set = set()
+    for c, crashed in zip(part.calls, part.crashed):
+        f = c.f
+        if f in ("cas-failed", "append"):
+            return part, 0
+        if crashed:
+            continue
+        if f == "read":
+            observed.add(c.result)
+            if kv and c.result == "":
+                observed.add(None)
+        elif f == "absent":
+            observed.add(None)
+        elif f == "cas":
+            if not (isinstance(c.value, tuple) and len(c.value) == 2):
+                return part, 0  # the search reports the malformed cas
+            observed.add(c.value[0])
+            if kv and c.value[0] == "":
+                observed.add(None)
+    keep = [not cr for cr in part.crashed]
+    grew = True
+    while grew:
+        grew = False
+        for i, c in enumerate(part.calls):
+            if keep[i]:
+                continue
+            if c.f == "write":
+                if c.value in observed:
+                    keep[i] = grew = True
+            elif c.f == "cas" and isinstance(c.value, tuple) and len(c.value) == 2:
+                if c.value[1] in observed:
+                    keep[i] = grew = True
+                    observed.add(c.value[0])
+                    if kv and c.value[0] == "":
+                        observed.add(None)
+            else:
+                keep[i] = True  # not a write: the search judges it
+    removed = keep.count(False)
+    if not removed:
+        return part, 0
+    new_id = [-1] * len(keep)
+    out = Partition(key=part.key, dropped=part.dropped)
+    for i, k in enumerate(keep):
+        if not k:
+            continue
+        new_id[i] = len(out.calls)
+        out.calls.append(part.calls[i])
+        out.crashed.append(part.crashed[i])
+        out.invoke_index.append(part.invoke_index[i])
+        out.complete_index.append(part.complete_index[i])
+        out.process.append(part.process[i])
+        out.invoke_time.append(part.invoke_time[i])
+        out.complete_time.append(part.complete_time[i])
+        out.completion_type.append(part.completion_type[i])
+    out.events = [new_id[ev >> 1] << 1 | (ev & 1) for ev in part.events if keep[ev >> 1]]
+    return out, removed

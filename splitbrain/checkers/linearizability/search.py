@@ -67,6 +67,21 @@ class TimeLimitReached(Exception):
     """The search ran past its deadline: the verdict is "unknown", never a pass."""
 
 
+# How many configurations the search may remember per key (its memo table: every (step, state,
+# linearized ok calls) key and every set of crashed calls in its antichain counts; measured
+# 40-200 bytes each, under 0.8 GB at the default). Past it the key is "unknown": memory stays
+# bounded. The raft stale-reads history of issue 16 needs 1.5M.
+MEMO_MAX_DEFAULT = 4_000_000
+
+
+class MemoFull(Exception):
+    """The search's memo table reached its bound (`memo_max`): the verdict is "unknown"."""
+
+    def __init__(self, size: int):
+        super().__init__(f"memo table full ({size} configurations)")
+        self.size = size
+
+
 # What a check stopped by its time limit had built (millions of objects on a large history):
 # freeing them takes seconds, so they are kept until the next check starts (or the process
 # ends) and the "unknown" verdict is out within the limit. Bounded: one stopped check's worth.
@@ -276,7 +291,7 @@ class _Compiled:
 
 
 def search(model: Model, part: Partition, deadline: float | None = None, *,
-           steps_max: int | None = None, prune: bool = True,
+           steps_max: int | None = None, prune: bool = True, memo_max: int | None = None,
            _guard_step_max: int | None = None) -> Outcome:
     """Decide whether one key's calls are linearizable with respect to `model`.
 
@@ -286,8 +301,9 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
     completion step reached is where the history breaks (the same step a breadth-first search
     would stop at).
 
-    Raises TimeLimitReached past `deadline` (time.monotonic()) and StepBudgetExceeded past
-    `steps_max` expansions.
+    Raises TimeLimitReached past `deadline` (time.monotonic()), StepBudgetExceeded past
+    `steps_max` expansions and MemoFull when the memo table holds more than `memo_max`
+    configurations (looked at with the clock, every CLOCK_EVERY_STEPS expansions).
     """
     try:
         comp = _Compiled(model, part, prune, deadline)
@@ -329,6 +345,7 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
     s0 = comp.init
     lin0 = absorb(0, s0, 0)
     disc[(0, s0, lin0 & ~steps[0].cmask)] = [lin0 & steps[0].cmask]
+    memo = 1             # configurations remembered (every antichain entry counts)
     stack = [(0, s0, lin0)]
     expanded = 0
     while stack:
@@ -340,6 +357,9 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
                 raise TimeLimitReached()
             if 0 <= budget < expanded:
                 raise StepBudgetExceeded()
+            if memo_max is not None and memo > memo_max:
+                defer_free(comp, disc, stack)
+                raise MemoFull(memo)
         st = steps[i]
         ob = st.ob
         # The children in order of preference: the open calls in invocation order (measured:
@@ -403,6 +423,7 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
             lst = disc.get(pk)
             if lst is None:
                 disc[pk] = [c]
+                memo += 1
             else:
                 dominated = False
                 for x in lst:
@@ -411,7 +432,13 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
                         break
                 if dominated:
                     continue
+                # Entries that c dominates (supersets of c) will never dominate anything c does
+                # not: dropping them keeps the list an antichain, and short.
+                n_before = len(lst)
+                lst[:] = [x for x in lst if x & c != c]
+                memo -= n_before - len(lst)
                 lst.append(c)
+                memo += 1
             stack.append((j, cs, clin))
 
     # Exhausted: the call completing at the deepest step reached cannot be linearized.
@@ -423,7 +450,7 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
         # reaches the same deepest step as a search without guards, in the same states.
         # (Once: its guards all end before its own deepest step.)
         return search(model, part, deadline, steps_max=steps_max, prune=prune,
-                      _guard_step_max=deepest - 1)
+                      memo_max=memo_max, _guard_step_max=deepest - 1)
     possible = []
     seen_states = set()
     for (i, s, _) in disc:

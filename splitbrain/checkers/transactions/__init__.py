@@ -11,6 +11,7 @@ How it decides (one file per step):
   history.py      pair invocations with completions; number the transactions; process and
                   real-time orders
   list_append.py / rw_register.py   version orders, ww / wr / rw edges, non-cycle anomalies
+                  (list_append_reference.py: the plain per-read version, for the tests only)
   graph.py        strongly connected components of all edges (scipy on the whole graph,
                   networkx below 20,000 nodes), then in each non-trivial one the shortest
                   cycle of each kind (networkx + BFS over edge-constraint states); a kind

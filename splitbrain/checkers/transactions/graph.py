@@ -57,6 +57,13 @@ class Edges:
         assert len(self.src) == len(self.dst)
         self.kind.extend(bytes([kind]) * (len(self.src) - s0))
 
+    def add_arrays(self, src: np.ndarray, dst: np.ndarray, kind: int) -> None:
+        """`add_many` for numpy arrays of transaction numbers, without a Python loop."""
+        assert len(src) == len(dst)
+        self.src.frombytes(np.ascontiguousarray(src, dtype=np.int32).tobytes())
+        self.dst.frombytes(np.ascontiguousarray(dst, dtype=np.int32).tobytes())
+        self.kind.frombytes(bytes([kind]) * len(src))
+
     def __len__(self) -> int:
         return len(self.src)
 
@@ -176,7 +183,7 @@ def component_graph(nodes: list[int], triples: tuple[list, list, list],
                     process: list[tuple[int, int]] | None = None) -> nx.DiGraph:
     """The networkx graph of one component: its edges (`component_edges`) plus the `realtime`
     (src, dst) pairs and the `process` pairs; each edge's attribute `k` is the OR of the kinds
-    joining that pair."""
+    joining that pair. Edges go in sorted (src, dst, kind) order."""
     g = nx.DiGraph()
     g.add_nodes_from(nodes)
     pairs = list(zip(*triples))
@@ -184,6 +191,9 @@ def component_graph(nodes: list[int], triples: tuple[list, list, list],
         pairs.extend((s, d, REALTIME) for s, d in zip(*realtime))
     if process is not None:
         pairs.extend((s, d, PROCESS) for s, d in process)
+    # Sorted, so that the graph (and so which of several shortest cycles the searches report)
+    # depends on the set of edges only, not on the order the inference produced them in.
+    pairs.sort()
     for s, d, k in pairs:
         if g.has_edge(s, d):
             g[s][d]["k"] |= k

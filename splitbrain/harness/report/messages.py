@@ -355,23 +355,14 @@ def _fault_label(name: str, value: Any, targets: list[list[int]],
     return label[:200]
 
 
+ANOMALY_OPS_MAX = 20        # operations of one anomaly drawn in the diagram
+
+
 def _read_anomalies(run_dir: str) -> list[dict]:
-    """Anomalies of results.json that name operations, as [{name, message, ops}]."""
-    path = os.path.join(run_dir, "results.json")
-    try:
-        with open(path, encoding="utf-8") as fh:
-            results = json.load(fh)
-    except (OSError, ValueError):
-        return []
-    out = []
-    for a in (results.get("anomalies") if isinstance(results, dict) else None) or []:
-        if not isinstance(a, dict):
-            continue
-        ops = [o for o in a.get("ops") or [] if _is_int(o)]
-        msg = str(a.get("message") or "").splitlines()
-        out.append({"name": str(a.get("name")), "message": msg[0][:300] if msg else "",
-                    "ops": ops[:20]})
-    return out
+    """Anomalies of results.json that name operations (the timeline's reader), each with at
+    most ANOMALY_OPS_MAX of its operations."""
+    from .timeline import read_anomalies
+    return [{**a, "ops": a["ops"][:ANOMALY_OPS_MAX]} for a in read_anomalies(run_dir)]
 
 
 def build_diagram_data(log: MessageLog, history: Sequence[Op], test: dict | None = None,

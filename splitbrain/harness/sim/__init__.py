@@ -22,6 +22,7 @@ faults, heal, liveness, final reads and status) and the client semantics.
 
 from __future__ import annotations
 
+import json
 from typing import Any, Callable
 
 from ..store import RunStore, RunSummary
@@ -49,6 +50,8 @@ def config_from_test(test: dict) -> SimConfig:
     if unknown:
         raise ValueError(f"unknown sim option(s) {', '.join(sorted(unknown))} "
                          f"(known: {', '.join(SIM_OPTIONS)})")
+    from ..runner import with_checker_workers
+    with_checker_workers(test)  # --opt harness.checker_workers=N: validated here (ValueError)
     nodes = int(test.get("nodes") or SIM_DEFAULTS["nodes"])
     schedule = test.get("schedule")
     node_ids = [f"n{i}" for i in range(1, nodes + 1)]
@@ -74,8 +77,13 @@ def check_run(run: SimRun, test: dict | None = None):
     t = dict(test or {})
     t.setdefault("nodes", run.config.node_ids())
     t.setdefault("checker_options", DEFAULT_CHECKER_OPTIONS)
+    from ..runner import with_checker_workers  # --opt harness.checker_workers=N
+    t = with_checker_workers(t)
     extra = [run.liveness] + ([run.replicas] if run.replicas is not None else [])
-    return check_history(workload, run.history, t, extra=extra)
+    result = check_history(workload, run.history, t, extra=extra)
+    if test is not None and "checkers" in t:
+        test.setdefault("checkers", t["checkers"])   # recorded in test.json (check_history)
+    return result
 
 
 def run_sim_test(test: dict, log: Callable[[str], None] | None = None) -> RunSummary:
@@ -101,6 +109,11 @@ def run_sim_test(test: dict, log: Callable[[str], None] | None = None) -> RunSum
         store.write_test(record)
         for line in notes:
             store.log(line)
+        # Each fault's start and stop, in virtual time (the history has them as nemesis ops).
+        for fault, js in zip(sim.schedule, schedule_to_json(sim.schedule)):
+            store.log(f"nemesis start-{fault.kind} at {fault.at_ms / 1000:.3f} s, stop-"
+                      f"{fault.kind} at {(fault.at_ms + fault.for_ms) / 1000:.3f} s (virtual): "
+                      f"{json.dumps(js, separators=(',', ':'))}")
     try:
         if store is not None:
             sim.recorder = store.recorder()
