@@ -95,7 +95,7 @@ class MariaDb(Database):
     PACKAGES = ("mariadb-server", "galera-4", "rsync")
     BINARIES = ("mariadbd", "mariadb-install-db", GALERA_PROVIDER, "/usr/bin/rsync")
     PORTS = {"client": 3306, "group": 4567, "ist": 4568, "sst": 4444}
-    WORKLOADS = ("register", "kv", "set", "txn-list-append", "txn-rw-register")
+    WORKLOADS = ("register", "cas-register", "kv", "set", "txn-list-append", "txn-rw-register")
     OPTIONS = {
         "isolation": ("transaction isolation level (MariaDB's default: repeatable-read)",
                       "repeatable-read", tuple(ISOLATION_SQL)),

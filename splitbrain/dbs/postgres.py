@@ -108,6 +108,7 @@ READ_ONLY_STATES = {"25006"}                        # a standby refusing a write
 
 SCHEMA = {
     "register": "CREATE TABLE IF NOT EXISTS reg (k bigint PRIMARY KEY, v bigint)",
+    "cas-register": "CREATE TABLE IF NOT EXISTS reg (k bigint PRIMARY KEY, v bigint)",
     "kv": "CREATE TABLE IF NOT EXISTS reg (k bigint PRIMARY KEY, v bigint)",
     "counter": "CREATE TABLE IF NOT EXISTS counter (k int PRIMARY KEY, v bigint NOT NULL); "
                "INSERT INTO counter VALUES (0, 0) ON CONFLICT DO NOTHING",
@@ -261,7 +262,7 @@ class Postgres(Database):
     BINARIES = (str(PG_BIN / "postgres"), str(PG_BIN / "initdb"), str(PG_BIN / "pg_basebackup"),
                 "unshare", "setpriv")
     PORTS = {"client": 5432}
-    WORKLOADS = ("register", "kv", "counter", "set", "txn-list-append", "txn-rw-register")
+    WORKLOADS = ("register", "cas-register", "kv", "counter", "set", "txn-list-append", "txn-rw-register")
     OPTIONS = {
         "synchronous_commit": ("what a commit waits for (PostgreSQL's synchronous_commit)", "on",
                                ("off", "local", "on", "remote_write", "remote_apply")),
@@ -887,7 +888,7 @@ class PgClient(DbClient):
         w = self.db.workload
         if f == "txn":
             return self._txn(c, body["txn"], deadline, state)
-        if w in ("register", "kv"):
+        if w in ("register", "cas-register", "kv"):
             k = REGISTER_KEY if body.get("key") is None else int(body["key"])
             if f == "read":
                 rows = c.rows(f"SELECT v FROM reg WHERE k = {k}", deadline)

@@ -101,7 +101,7 @@ class Redis(Database):
     PACKAGES = ("redis-server", "redis-sentinel")
     BINARIES = ("redis-server", "redis-sentinel")
     PORTS = {"client": 6379, "sentinel": 26379}
-    WORKLOADS = ("register", "kv", "set", "append-log", "counter")
+    WORKLOADS = ("register", "cas-register", "kv", "set", "append-log", "counter")
     OPTIONS = {
         "wait": ("WAIT N after every write: fewer than N replicas acknowledging makes the write "
                  "indefinite (info), never undone; 0: no WAIT", 0, None),
