@@ -383,7 +383,11 @@ def test_loopback_database_processes_die_with_a_killed_harness(tmp_path):
     _need("etcd", backend="local")
     proc = subprocess.Popen([sys.executable, "-m", "splitbrain", "test", "--db", "etcd",
                              "--backend", "local", "--time-limit", "30", "--store",
-                             str(tmp_path / "store")], env=ENV, stdout=subprocess.DEVNULL,
+                             str(tmp_path / "store")],
+                            # its run registration (harness/ownership.py) stays in the test's
+                            # own folder: a harness killed outright never removes it
+                            env={**ENV, "SPLITBRAIN_STATE_DIR": str(tmp_path / "state")},
+                            stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
     pids: list[int] = []
     try:
