@@ -12,12 +12,44 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from ...history.errors import HistoryError
 from ...history.op import FAIL, INVOKE, NEMESIS, OK, Op
 from .models import UNKNOWN, Call, Model, freeze
 from .search import PREPARE_CLOCK_MASK, Partition, TimeLimitReached, defer_free
+
+
+def client_calls(history: Iterable[Op], deadline: float | None = None
+                 ) -> Iterator[tuple[Op, Op | None]]:
+    """Every client call of `history` as (invocation, completion): in completion order, then the
+    calls never completed as (invocation, None). Nemesis ops are skipped.
+
+    Raises HistoryError for a completion whose process has no invocation outstanding, or a second
+    invocation by a process that is still busy; TimeLimitReached past `deadline`
+    (time.monotonic(), looked at every PREPARE_CLOCK_MASK + 1 ops)."""
+    pending: dict[Any, Op] = {}
+    clock = time.monotonic
+    for n_op, op in enumerate(history):
+        if not n_op & PREPARE_CLOCK_MASK and deadline is not None and clock() > deadline:
+            raise TimeLimitReached()
+        p = op.process
+        if p == NEMESIS:
+            continue
+        if op.type == INVOKE:
+            if p in pending:
+                raise HistoryError(f"op at index {op.index}: process {p} invokes while its op at "
+                                   f"index {pending[p].index} is still outstanding",
+                                   field="process")
+            pending[p] = op
+            continue
+        inv = pending.pop(p, None)
+        if inv is None:
+            raise HistoryError(f"op at index {op.index}: a {op.type} completion of process {p} "
+                               "with no invocation", field="type")
+        yield inv, op
+    for inv in pending.values():
+        yield inv, None
 
 
 def partition_history(history: Iterable[Op], model: Model,
@@ -32,7 +64,6 @@ def partition_history(history: Iterable[Op], model: Model,
     invocation by a process that is still busy (the search relies on both).
     """
     parts: dict[Any, Partition] = {}
-    pending: dict[Any, Op] = {}
     # events as (history position, code) per partition; sorted once at the end.
     events: dict[Any, list[tuple[int, int]]] = {}
     ignore = model.ignore
@@ -59,7 +90,6 @@ def partition_history(history: Iterable[Op], model: Model,
             ev.append((comp.index, cid << 1 | 1))
 
     dropped: dict[Any, int] = {}
-    clock = time.monotonic
 
     def drop(inv: Op) -> None:
         k = freeze(inv.key)
@@ -83,26 +113,12 @@ def partition_history(history: Iterable[Op], model: Model,
         else:
             add_call(inv, comp, Call(f, value, UNKNOWN), True)  # info, or no completion at all
 
-    for n_op, op in enumerate(history):
-        if not n_op & PREPARE_CLOCK_MASK and deadline is not None and clock() > deadline:
-            defer_free(parts, events, pending, dropped)  # freed later: see search._DEFERRED
-            raise TimeLimitReached()
-        p = op.process
-        if p == NEMESIS:
-            continue
-        if op.type == INVOKE:
-            if p in pending:
-                raise HistoryError(f"op at index {op.index}: process {p} invokes while its op at "
-                               f"index {pending[p].index} is still outstanding", field="process")
-            pending[p] = op
-            continue
-        inv = pending.pop(p, None)
-        if inv is None:
-            raise HistoryError(f"op at index {op.index}: a {op.type} completion of process {p} "
-                               "with no invocation", field="type")
-        settle(inv, op)
-    for inv in pending.values():
-        settle(inv, None)
+    try:
+        for inv, comp in client_calls(history, deadline):
+            settle(inv, comp)
+    except TimeLimitReached:
+        defer_free(parts, events, dropped)  # freed later: see search._DEFERRED
+        raise
 
     for key, part in parts.items():
         part.events = [code for _, code in sorted(events[key])]

@@ -60,10 +60,10 @@ import time
 from array import array
 from typing import Any, Iterable
 
-from ...history.errors import HistoryError
-from ...history.op import FAIL, INVOKE, NEMESIS, OK, Op
+from ...history.op import FAIL, OK, Op
 from .models import CasRegisterModel, KvModel, Model, RegisterModel, freeze
-from .search import PREPARE_CLOCK_MASK, Failure, TimeLimitReached
+from .prepare import client_calls
+from .search import Failure, TimeLimitReached
 
 METHOD_POLY = "unique-values polynomial"
 METHOD_SEARCH = "search"
@@ -159,8 +159,6 @@ def stream_unique(history: Iterable[Op], model: Model, deadline: float | None = 
     kv = isinstance(model, KvModel)
     ignore = model.ignore
     keys: dict[Any, UniqueKey] = {}
-    pending: dict[Any, Op] = {}
-    clock = time.monotonic
 
     def settle(inv: Op, comp: Op | None) -> None:
         f = inv.f
@@ -179,26 +177,8 @@ def stream_unique(history: Iterable[Op], model: Model, deadline: float | None = 
             u.why = str(e)
             u.release()
 
-    for n_op, op in enumerate(history):
-        if not n_op & PREPARE_CLOCK_MASK and deadline is not None and clock() > deadline:
-            raise TimeLimitReached()
-        p = op.process
-        if p == NEMESIS:
-            continue
-        if op.type == INVOKE:
-            if p in pending:
-                raise HistoryError(f"op at index {op.index}: process {p} invokes while its op at "
-                                   f"index {pending[p].index} is still outstanding",
-                                   field="process")
-            pending[p] = op
-            continue
-        inv = pending.pop(p, None)
-        if inv is None:
-            raise HistoryError(f"op at index {op.index}: a {op.type} completion of process {p} "
-                               "with no invocation", field="type")
-        settle(inv, op)
-    for inv in pending.values():
-        settle(inv, None)
+    for inv, comp in client_calls(history, deadline):
+        settle(inv, comp)
     if kv:
         for u in keys.values():
             if u.why is None:
