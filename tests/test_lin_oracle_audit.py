@@ -705,3 +705,36 @@ def test_a_crashed_cas_on_the_register_model_is_an_unknown_operation():
             check_linearizable(ops, "register", method=method, workers=1)
     # the same history is fine for a model that has cas
     assert check_linearizable(ops, "cas-register", workers=1).valid is True
+
+
+# --- many keys at once: each invalid key found, no other ------------------------------------
+
+@st.composite
+def _many_keys(draw, n_keys: int):
+    model = draw(st.sampled_from(("cas-register", "kv")))
+    parts = [draw(histories(model=model, max_calls=6, keys=1)) for _ in range(n_keys)]
+    return model, [ops for _, ops in parts]
+
+
+@settings(max_examples=5, deadline=None, suppress_health_check=list(HealthCheck))
+@given(_many_keys(60))
+def test_every_invalid_key_and_no_other_is_reported(mk):
+    """Small histories joined one after another, each on its own key (processes renumbered):
+    the anomalies name exactly the keys the oracle finds invalid, for both methods."""
+    model, subs = mk
+    ops: list[Op] = []
+    want_bad = set()
+    for n, sub in enumerate(subs):
+        key = f"k{n}"
+        if not oracle(sub, model):
+            want_bad.add(key)
+        for op in sub:
+            p = op.process if op.process == "nemesis" else f"{n}.{op.process}"
+            ops.append(Op(index=len(ops), time=len(ops), process=p, type=op.type, f=op.f,
+                          value=op.value, key=key, error=op.error))
+    for method in ("auto", "search"):
+        r = check_linearizable(ops, model, method=method, workers=1)
+        got = {a.details["key"] for a in r.anomalies}
+        undecided = set(r.stats.get("undecided_keys", ()))
+        assert got <= want_bad and want_bad - got <= undecided, (method, got ^ want_bad)
+        assert r.valid is (not want_bad)
