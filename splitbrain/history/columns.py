@@ -59,8 +59,7 @@ class ColumnHistory:
 
     def _add(self, b: Batch) -> None:
         n = len(b)
-        client = not isinstance(b.process, array) and NEMESIS in b.process
-        if client:  # nemesis ops among them: one op at a time
+        if NEMESIS in b.process:  # nemesis ops among them: one op at a time
             for p, ty, f, v, k in zip(b.process, b.type, b.f, b.value,
                                       b.key if b.key is not None else [None] * n):
                 if p == NEMESIS:

@@ -229,7 +229,7 @@ def _check(history: Iterable[Op], model: "str | Model", time_limit: float | None
     # A one-shot iterator is listed. A re-iterable history (a list; a history.columns
     # .ColumnHistory, which builds its Ops afresh each time) is read where needed: once, once
     # more for the keys the search decides, once more for the invalid keys' counterexamples.
-    if iter(history) is history or not hasattr(history, "__len__"):
+    if isinstance(history, Iterator) or not hasattr(history, "__len__"):
         history = list(history)
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
