@@ -34,7 +34,8 @@ from splitbrain.history.op import Op, make_op
 HOSTILE = [
     "18446744073709551616", "-9223372036854775809", "18446744073709551615", "1" * 19,
     "9" * 5000, "-" + "1" * 4301, "1e400", "-1e400", "1.7976931348623157e309", "NaN",
-    "Infinity", "-Infinity", '"\\ud800"', '"\\udfff\\ud800"', '"\\ud83d\\ude00"', "[" * 101 + "]" * 101,
+    "Infinity", "-Infinity", '"\\ud800"', '"\\udfff\\ud800"', '"\\ud83d\\ude00"',
+    "[" * 101 + "]" * 101,
     "[" * 1000 + "]" * 1000, '{"a":' * 120 + "1" + "}" * 120, "0.1", "-0", "-0.0", "1E5", "true",
     "false", "null", '""', '"é"', '"\\u0000"', "[1,2,[3,{}]]", '{"k":[1.5,"x",null]}',
     "123456789012345678901234567890.5", "4.9e-324", "01", "+1", ".5", "[1,]", '"\x01"',
@@ -92,8 +93,8 @@ def histories(draw):
             if rng.random() < 0.1:
                 fields["node"] = json.dumps("n1")
             if typ != "invoke" and completion != "ok" and rng.random() < 0.5:
-                fields["error"] = draw(st.sampled_from(['"timeout"', "[1, 2]", "18446744073709551616",
-                                                         "1e400"]))
+                fields["error"] = draw(st.sampled_from(
+                    ['"timeout"', "[1, 2]", "18446744073709551616", "1e400"]))
             if rng.random() < mangle:
                 name = rng.choice(sorted(fields) + ["process", "extra"])
                 fields[name] = draw(st.one_of(json_values(), st.sampled_from(
@@ -188,8 +189,8 @@ def test_fast_reader_reads_what_json_reads(tmp_path, monkeypatch, reference, bat
 @pytest.mark.parametrize("line, why", [
     ('{"index":0,"time":18446744073709551616,"process":0,"type":"invoke","f":"read"}',
      "time beyond 64 bits: an int, not orjson's float"),
-    ('{"index":0,"time":0,"process":0,"type":"invoke","f":"write","value":[1,18446744073709551617]}',
-     "a value beyond 64 bits inside a list"),
+    ('{"index":0,"time":0,"process":0,"type":"invoke","f":"write",'
+     '"value":[1,18446744073709551617]}', "a value beyond 64 bits inside a list"),
     ('{"index":0,"time":0,"process":0,"type":"invoke","f":"write","value":1e400}',
      "1e400: json's inf"),
     ('{"index":0,"time":0,"process":0,"type":"invoke","f":"write","value":NaN}', "NaN"),
