@@ -297,3 +297,19 @@ def test_empty_history_is_unknown_and_the_others_are_still_checked(tmp_path):
                 and l.split()[0] in ("VALID", "INVALID", "UNKNOWN")]
     assert verdicts == ["UNKNOWN", "VALID"], r.stdout
     assert "empty history" in r.stdout and "Traceback" not in r.stderr
+
+
+def test_first_invalid_flag_reports_one_key_of_porcupine_kv_c50_bad(porcupine_dir):
+    """--first-invalid stops at the first invalid key (Porcupine's behaviour); the default
+    reports every invalid key it finds within its budget."""
+    path = str(porcupine_dir / "kv" / "c50-bad.txt")
+    first = run("check", "--json", "--first-invalid", path)
+    assert first.returncode == 1, first.stderr
+    res = json.loads(first.stdout)["histories"][0]["results"]["linearizable"]
+    assert res["valid"] is False
+    assert len(res["anomalies"]) == 1
+    assert len(res["stats"]["undecided_keys"]) == res["stats"]["keys"] - 1
+    every = run("check", "--json", path)
+    assert every.returncode == 1, every.stderr
+    res = json.loads(every.stdout)["histories"][0]["results"]["linearizable"]
+    assert len(res["anomalies"]) > 1

@@ -458,3 +458,65 @@ def test_a_user_model_may_give_the_growth_hint():
     assert lin(h.ops, Counter()).valid is True
     h.call(9, "read", None, 5)
     assert lin(h.ops, Counter()).valid is False
+
+
+def test_first_invalid_stops_at_the_first_invalid_key_like_porcupine():
+    """first_invalid: one anomaly, the other keys left undecided (none searched after it).
+    (1 is written twice per key: the keys go to the search, not the polynomial method, whose
+    keys cost microseconds and are all reported.)"""
+    h = H()
+    for k in ("a", "b", "c", "d"):
+        h.call(0, "write", 1, key=k).call(2, "write", 1, key=k)
+        h.call(1, "read", None, 1 if k == "c" else 2, key=k)
+    r = lin(h.ops, "kv", first_invalid=True, workers=1)
+    assert r.valid is False
+    assert [a.details["key"] for a in r.anomalies] == ["a"]
+    assert r.stats["invalid_keys"] == 1
+    assert r.stats["undecided_keys"] == ["b", "c", "d"]
+    # The default looks for every invalid key.
+    full = lin(h.ops, "kv", workers=1)
+    assert sorted(a.details["key"] for a in full.anomalies) == ["a", "b", "d"]
+    # A valid history is searched to the end either way.
+    ok = H()
+    for k in ("a", "b"):
+        ok.call(0, "write", 1, key=k).call(2, "write", 1, key=k)
+        ok.call(1, "read", None, 1, key=k)
+    assert lin(ok.ops, "kv", first_invalid=True).valid is True
+
+
+def test_first_invalid_skips_searched_keys_once_a_unique_key_is_invalid():
+    """A key decided by the polynomial method is invalid: with first_invalid the keys that need
+    the search are not searched at all."""
+    h = H()
+    h.call(0, "write", 1, key="u").call(1, "read", None, 7, key="u")      # unique values
+    h.call(2, "write", 1, key="s").call(3, "write", 1, key="s")           # 1 written twice
+    h.call(4, "read", None, 1, key="s")
+    r = lin(h.ops, "kv", first_invalid=True, workers=1)
+    assert r.valid is False
+    assert [a.details["key"] for a in r.anomalies] == ["u"]
+    assert r.stats["undecided_keys"] == ["s"]
+
+
+def test_after_invalid_budget_grows_with_the_time_the_verdict_took():
+    b = checker_mod.after_invalid_budget
+    assert b(0.0) == checker_mod.AFTER_INVALID_MIN_S           # a quick verdict: 1 s more
+    assert b(0.5) == 10 * 0.5                                   # 10x the time spent
+    assert b(60.0) == checker_mod.AFTER_INVALID_S              # never more than 10 s
+
+
+def test_a_hard_key_after_a_quick_invalid_one_costs_about_a_second_not_ten(monkeypatch):
+    """Porcupine's kv/c50-bad shape: an easy invalid key, then a key whose search is long. The
+    verdict took milliseconds, so the hard key gets AFTER_INVALID_MIN_S, not AFTER_INVALID_S."""
+    monkeypatch.setattr(checker_mod, "KEY_STEPS_FIRST", 1)
+    monkeypatch.setattr(checker_mod, "AFTER_INVALID_MIN_S", 0.3)
+    monkeypatch.setattr(checker_mod, "AFTER_INVALID_S", 30.0)
+    ops = [Op(o.index, o.time, o.process, o.type, o.f, o.value, key="hard")
+           for o in _hard_history(9)]
+    h = H()
+    h.ops = list(ops)
+    h.call(500, "write", 1, key="easy").call(501, "read", None, 2, key="easy")
+    r = lin(h.ops, "kv", workers=1)
+    assert r.valid is False
+    assert [a.details["key"] for a in r.anomalies] == ["easy"]
+    # With the flat AFTER_INVALID_S the hard key (5 s of search) would be decided invalid.
+    assert r.stats["undecided_keys"] == ["hard"]

@@ -157,11 +157,11 @@ def infer_checkers(history: Sequence[Op]) -> list[str]:
 
 def workload_checkers(test: dict) -> list[str] | None:
     """A stored run's checkers by its workload (rule 2), or None when test.json does not tell."""
-    from ..harness.workloads import make_workload
     name = test.get("workload")
     opts = test.get("workload_opts") or {}
     if not isinstance(name, str) or not isinstance(opts, dict):
         return None
+    from ..harness.workloads import make_workload  # 20 ms of imports: only for a stored run
     try:
         w = make_workload(name, opts)
     except ValueError:
@@ -251,6 +251,10 @@ def _jsonable(x: Any) -> Any:
 @click.option("--memo-max", "memo_max", type=int, metavar="N",
               help="Linearizability search: configurations remembered per key at most (default "
                    "4000000); past it the key is unknown. The unique-values method needs none.")
+@click.option("--first-invalid", "first_invalid", is_flag=True,
+              help="Linearizability: stop at the first invalid key, as Porcupine does. "
+                   "Default: every invalid key gets its counterexample, searched for at most "
+                   "10x the time the verdict took (1-10 s).")
 @click.option("--consistency-model", "consistency_models", multiple=True, metavar="M",
               help="Transactional checkers (list-append, rw-register): the model the history "
                    "must satisfy, repeatable (strict-serializable, serializable, "
@@ -262,7 +266,8 @@ def _jsonable(x: Any) -> Any:
 def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple[str, ...],
             out: str | None, time_limit: float | None, workers: int | None,
             as_json: bool, consistency_models: tuple[str, ...] = (),
-            memo_max: int | None = None, junit_path: str | None = None) -> int:
+            memo_max: int | None = None, junit_path: str | None = None,
+            first_invalid: bool = False) -> int:
     """Check histories (JSONL, Jepsen EDN, Porcupine logs) and print a verdict per history.
 
     \b
@@ -330,6 +335,7 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
         options: dict[str, Any] = {"model": m, "out_dir": out_dir, "workers": workers,
                                    "consistency_models": cmodels or test.get("consistency_models")}
         options["memo_max"] = memo_max
+        options["first_invalid"] = True if first_invalid else None
         options = {k: v for k, v in options.items() if v is not None}
         built = []
         for name in names:

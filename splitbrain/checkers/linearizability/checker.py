@@ -42,9 +42,20 @@ KEY_STEPS_FIRST = 5_000
 KEY_STEPS_AFTER_INVALID = 1_000
 # Every invalid key gets its counterexample (Jepsen's independent checker reports each failing
 # key, Porcupine only the first): once a key is invalid, the deferred keys are still searched to
-# the end, for at most this many seconds more (and within the check's time limit). A key not
-# decided by then is listed in stats["undecided_keys"]; the verdict is False either way.
+# the end, within a budget that grows with the work the verdict took -- AFTER_INVALID_FACTOR
+# times the seconds spent so far, at least AFTER_INVALID_MIN_S, at most AFTER_INVALID_S (and
+# within the check's time limit) -- so that a verdict found in milliseconds is not followed by
+# ten seconds of searching a hard key. A key not decided by then is listed in
+# stats["undecided_keys"]; the verdict is False either way. With first_invalid (Porcupine's
+# behaviour) nothing is searched once a key is invalid.
 AFTER_INVALID_S = 10.0
+AFTER_INVALID_MIN_S = 1.0
+AFTER_INVALID_FACTOR = 10.0
+
+
+def after_invalid_budget(spent_s: float) -> float:
+    """Seconds the deferred keys may still be searched once the verdict is False."""
+    return min(AFTER_INVALID_S, max(AFTER_INVALID_MIN_S, AFTER_INVALID_FACTOR * spent_s))
 
 # State handed to forked workers (fork inherits it; a user's model may hold lambdas).
 _WORK: tuple[Model, list[Partition], float | None] | None = None
@@ -80,22 +91,28 @@ def _worker(job: tuple[int, int | None]) -> tuple[int, tuple[str, Any]]:
 
 def _run(model: Model, parts: list[Partition], which: list[int], deadline: float | None,
          steps_max: int | None, workers: int,
-         stop_at_invalid: bool = True) -> dict[int, tuple[str, Any]]:
+         stop_at_invalid: bool = True, first_invalid: bool = False
+         ) -> dict[int, tuple[str, Any]]:
     """Search the keys `which`, on `workers` forked processes when that pays.
 
     With `stop_at_invalid`, once a key is invalid the verdict is False: in this process the keys
-    after it get only KEY_STEPS_AFTER_INVALID expansions; in a pool the keys still running are
-    stopped (like Porcupine). Keys not decided that way are "deferred". Without it, every key
-    is searched (until `deadline`).
+    after it get only KEY_STEPS_AFTER_INVALID expansions (none with `first_invalid`); in a pool
+    the keys still running are stopped (like Porcupine). Keys not decided that way are
+    "deferred". Without it, every key is searched (until `deadline`).
     """
     if workers <= 1 or len(which) <= 1 or (steps_max is not None and
                                            sum(len(parts[i].calls) for i in which)
                                            < PARALLEL_CALLS_MIN):
         got: dict[int, tuple[str, Any]] = {}
         budget = steps_max
+        stopped = False
         for i in which:
+            if stopped:
+                got[i] = ("deferred", None)
+                continue
             got[i] = _search_one(model, parts[i], deadline, budget)
             if got[i][0] == "invalid" and stop_at_invalid:
+                stopped = first_invalid
                 budget = KEY_STEPS_AFTER_INVALID if budget is None else min(
                     budget, KEY_STEPS_AFTER_INVALID)
         return got
@@ -123,7 +140,7 @@ def _run(model: Model, parts: list[Partition], which: list[int], deadline: float
 def check_linearizable(history: Iterable[Op], model: "str | Model", *,
                        time_limit: float | None = None, out_dir: str | None = None,
                        workers: int | None = None, memo_max: int | None = None,
-                       method: str = "auto") -> Result:
+                       method: str = "auto", first_invalid: bool = False) -> Result:
     """Check a history for linearizability with Jepsen's semantics, per key.
 
     - model: a name from MODELS or a Model;
@@ -135,7 +152,11 @@ def check_linearizable(history: Iterable[Op], model: "str | Model", *,
     - memo_max: configurations the search may remember per key (default MEMO_MAX_DEFAULT);
       past it the key is "unknown" (stats["memo_full_keys"]); None = the default;
     - method: "auto" (the unique-values polynomial method where its precondition holds, the
-      search elsewhere) or "search" (the search everywhere; for tests and benchmarks).
+      search elsewhere) or "search" (the search everywhere; for tests and benchmarks);
+    - first_invalid: once a key is invalid, search no other key, as Porcupine does (the keys not
+      searched are listed in stats["undecided_keys"]; keys of the polynomial method, microseconds
+      each, are all decided and reported); by default every invalid key is looked for, within
+      `after_invalid_budget` once the verdict is known.
 
     Returns Result(checker="linearizable") with one Anomaly "nonlinearizable" per invalid key;
     its message is the counterexample in words and its ops the history indices involved.
@@ -155,7 +176,7 @@ def check_linearizable(history: Iterable[Op], model: "str | Model", *,
     global _MEMO_MAX
     _MEMO_MAX = MEMO_MAX_DEFAULT if memo_max is None else int(memo_max)
     try:
-        return _check(history, model, time_limit, out_dir, workers, method)
+        return _check(history, model, time_limit, out_dir, workers, method, first_invalid)
     finally:
         _MEMO_MAX = MEMO_MAX_DEFAULT
         if was_enabled:
@@ -222,7 +243,8 @@ def _keys_of(history: Iterable[Op], wanted: set) -> Iterator[Op]:
 
 
 def _check(history: Iterable[Op], model: "str | Model", time_limit: float | None,
-           out_dir: str | None, workers: int | None, method: str) -> Result:
+           out_dir: str | None, workers: int | None, method: str,
+           first_invalid: bool = False) -> Result:
     started = time.monotonic()
     m = get_model(model)
     deadline = None if time_limit is None else started + float(time_limit)
@@ -246,9 +268,12 @@ def _check(history: Iterable[Op], model: "str | Model", time_limit: float | None
                     reasons[u.why] = reasons.get(u.why, 0) + 1
                 elif len(u):
                     ukeys.append(u)
+            every_key_falls_back = not ukeys and len(fallback) == len(streamed)
             del streamed
-            parts = list(partition_history(_keys_of(history, fallback), m, deadline).values()
-                         ) if fallback else []
+            # (every key falling back: no need to filter the history by key first)
+            parts = list(partition_history(history if every_key_falls_back
+                                           else _keys_of(history, fallback), m, deadline
+                                           ).values()) if fallback else []
         else:
             parts = list(partition_history(history, m, deadline).values())
     except TimeLimitReached:
@@ -268,23 +293,27 @@ def _check(history: Iterable[Op], model: "str | Model", time_limit: float | None
     poly_invalid = any(v == "invalid" for v, _ in uout)
     if len(parts) + len(ukeys) <= 1:
         outcomes = _run(m, parts, everything, deadline, None, workers)
+    elif poly_invalid and first_invalid:
+        outcomes = {i: ("deferred", None) for i in everything}
     else:
         # Once a key is invalid the verdict is False: the searched keys get a short budget.
         outcomes = _run(m, parts, everything, deadline,
-                        KEY_STEPS_AFTER_INVALID if poly_invalid else KEY_STEPS_FIRST, workers)
+                        KEY_STEPS_AFTER_INVALID if poly_invalid else KEY_STEPS_FIRST, workers,
+                        first_invalid=first_invalid)
         deferred = [i for i in everything if outcomes[i][0] == "deferred"]
         if deferred and not any(v == "invalid" for v, _ in list(outcomes.values()) + uout):
-            outcomes.update(_run(m, parts, deferred, deadline, None, workers))
+            outcomes.update(_run(m, parts, deferred, deadline, None, workers,
+                                 first_invalid=first_invalid))
             deferred = [i for i in everything if outcomes[i][0] == "deferred"]
-        if deferred:
+        if deferred and not first_invalid:
             # The verdict is already False; search the other keys too, so that each invalid
-            # key gets its counterexample, within AFTER_INVALID_S more seconds.
-            soft = time.monotonic() + AFTER_INVALID_S
+            # key gets its counterexample, within after_invalid_budget more seconds.
+            soft = time.monotonic() + after_invalid_budget(time.monotonic() - started)
             more = _run(m, parts, deferred, soft if deadline is None else min(deadline, soft),
                         None, workers, stop_at_invalid=False)
             for i, (v, o) in more.items():
                 if v == "unknown" and (deadline is None or time.monotonic() < deadline):
-                    v = "deferred"   # stopped by AFTER_INVALID_S, not by the time limit
+                    v = "deferred"   # stopped by the budget, not by the time limit
                 outcomes[i] = (v, o)
 
     anomalies: list[Anomaly] = []
@@ -383,7 +412,7 @@ class LinearizableChecker:
     """The registry's checker object: `check(history, test) -> Result`.
 
     Options (constructor) win over the test map's `model`, `time_limit`, `out_dir`, `workers`,
-    `memo_max`, `method`.
+    `memo_max`, `method`, `first_invalid`.
     """
 
     name = CHECKER_NAME
@@ -404,10 +433,11 @@ class LinearizableChecker:
         return check_linearizable(history, opt("model", "cas-register"),
                                   time_limit=opt("time_limit"), out_dir=opt("out_dir"),
                                   workers=opt("workers"), memo_max=opt("memo_max"),
-                                  method=opt("method", "auto"))
+                                  method=opt("method", "auto"),
+                                  first_invalid=bool(opt("first_invalid", False)))
 
 
 def make_checker(options: dict | None = None) -> LinearizableChecker:
     """Registry factory: options may hold model (default cas-register), time_limit, out_dir,
-    workers, memo_max, method ("auto" or "search")."""
+    workers, memo_max, method ("auto" or "search"), first_invalid."""
     return LinearizableChecker(options)

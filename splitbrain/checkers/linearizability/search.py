@@ -292,7 +292,8 @@ class _Compiled:
 
 def search(model: Model, part: Partition, deadline: float | None = None, *,
            steps_max: int | None = None, prune: bool = True, memo_max: int | None = None,
-           _guard_step_max: int | None = None) -> Outcome:
+           _guard_step_max: int | None = None, _compiled: "_Compiled | None" = None
+           ) -> Outcome:
     """Decide whether one key's calls are linearizable with respect to `model`.
 
     A depth-first search over nodes (completion step, state, linearized open calls), memoized,
@@ -306,7 +307,9 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
     configurations (looked at with the clock, every CLOCK_EVERY_STEPS expansions).
     """
     try:
-        comp = _Compiled(model, part, prune, deadline)
+        # (The search again for an exact failure, below, reuses what was compiled: the steps,
+        # transition caches and guards do not depend on _guard_step_max.)
+        comp = _compiled if _compiled is not None else _Compiled(model, part, prune, deadline)
     except TimeLimitReached as e:
         defer_free(e.__traceback__)  # the frames hold what was compiled so far
         raise
@@ -450,7 +453,7 @@ def search(model: Model, part: Partition, deadline: float | None = None, *,
         # reaches the same deepest step as a search without guards, in the same states.
         # (Once: its guards all end before its own deepest step.)
         return search(model, part, deadline, steps_max=steps_max, prune=prune,
-                      memo_max=memo_max, _guard_step_max=deepest - 1)
+                      memo_max=memo_max, _guard_step_max=deepest - 1, _compiled=comp)
     possible = []
     seen_states = set()
     for (i, s, _) in disc:
