@@ -7,7 +7,10 @@ taken; then the details (each anomaly's message, errors, files written). `--json
 document instead. Every file is loaded before any is checked, so a malformed input stops the
 command with one line on stderr and exit 2 before any verdict is printed. An empty history is not
 malformed but decides nothing: its verdict is UNKNOWN (exit 3 unless another file is invalid), and
-the other files are checked as usual.
+the other files are checked as usual. A JSONL history is held as columns meanwhile
+(history/columns.py: about 64 bytes an op, not an Op object per line); when `linearizable` is
+its only checker, that checker streams the Ops built from them, batch by batch (any other
+checker gets a list of Ops).
 
 Which model and checkers (first that applies):
   1. `--model M` / `--checker NAME` on the command line;
