@@ -252,6 +252,8 @@ def _torn_message(path: str, line: int, why: str) -> str:
 # fresh memory (more system time: 2.7 s instead of 1.3 s of 19 s for 4M lines at 1 MB).
 BATCH_BYTES = 1 << 16
 _get_required = [itemgetter(name) for name in _REQUIRED]
+_get_value = itemgetter("value")
+_get_key = itemgetter("key")
 _get = dict.get
 _NONE_TYPE = type(None)
 _TYPES_SET = frozenset(TYPES)
@@ -397,20 +399,33 @@ def _fast_batch(raws: list[bytes], first_line: int, expected: int | None) -> Bat
         return None
     if set(map(type, f)) != {str} or "" in set(f):
         return None
-    value = list(map(_get, ds, repeat("value")))
-    key = list(map(_get, ds, repeat("key")))
-    node = list(map(_get, ds, repeat("node")))
-    error = list(map(_get, ds, repeat("error")))
-    tn = set(map(type, node))
-    te = set(map(type, error))
-    if not tn <= {_NONE_TYPE, str} or not te <= {_NONE_TYPE, str}:
-        return None
     intern = _intern
-    node = None if tn == {_NONE_TYPE} else [x if x is None else intern(x) for x in node]
+    # The optional fields. The common shapes first: every op with exactly the required fields
+    # and a value (a register's history), or a value and a key (kv): the others are absent.
+    value = key = node = error = None
+    lens = set(map(len, ds))
+    try:
+        if lens == {6}:
+            value = list(map(_get_value, ds))
+        elif lens == {7}:
+            value = list(map(_get_value, ds))
+            key = list(map(_get_key, ds))
+    except KeyError:
+        value = key = None
+    if value is None:
+        value = list(map(_get, ds, repeat("value")))
+        key = list(map(_get, ds, repeat("key")))
+        node = list(map(_get, ds, repeat("node")))
+        error = list(map(_get, ds, repeat("error")))
+        tn = set(map(type, node))
+        te = set(map(type, error))
+        if not tn <= {_NONE_TYPE, str} or not te <= {_NONE_TYPE, str}:
+            return None
+        node = None if tn == {_NONE_TYPE} else [x if x is None else intern(x) for x in node]
+        error = None if te == {_NONE_TYPE} else error
     return Batch(index, range(first_line, first_line + n), time, process,
                  list(map(_TYPE_OF.__getitem__, typ)), list(map(intern, f)), value,
-                 None if key.count(None) == n else key, node,
-                 None if te == {_NONE_TYPE} else error)
+                 None if key is None or key.count(None) == n else key, node, error)
 
 
 def _slow_batch(raws: list[bytes], first_line: int, expected: int, check_dense: bool,
