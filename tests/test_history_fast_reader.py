@@ -212,6 +212,30 @@ def test_hostile_lines(tmp_path, reference, line, why):
     assert _outcome(path, _read_columns)[:2] == want[:2], why
 
 
+@pytest.mark.parametrize("batch_bytes", [100, 1 << 16])
+def test_columns_infer_as_ops_do_with_nemesis(tmp_path, monkeypatch, batch_bytes):
+    """Nemesis ops tell the inference nothing: their keys, names and list results are not the
+    clients' (the columns' summary must leave them out as `infer_model` does)."""
+    monkeypatch.setattr(jsonl, "BATCH_BYTES", batch_bytes)
+    ops = []
+    for i in range(40):
+        if i % 5 == 0:
+            ops += [("nemesis", "invoke", "partition", [1, 2], "k"),
+                    ("nemesis", "info", "read", [1, 2], "k")]
+        p = i % 3
+        ops += [(p, "invoke", "write", i + 1, None), (p, "ok", "write", i + 1, None),
+                (p, "invoke", "read", None, None), (p, "ok", "read", i + 1, None)]
+    history = [Op(index=n, time=n, process=p, type=t, f=f, value=v, key=k)
+               for n, (p, t, f, v, k) in enumerate(ops)]
+    path = str(tmp_path / "h.jsonl")
+    jsonl.write_jsonl(path, history)
+    h = load_jsonl_columns(path)
+    assert h.to_list() == history
+    assert h.summary() == ({"write", "read"}, False, False)
+    assert infer_model(h) == infer_model(history) == "register"
+    assert infer_checkers(h) == infer_checkers(history) == ["linearizable"]
+
+
 def test_op_made_fast_is_an_op():
     a = make_op(3, 40, 1, "ok", "read", [1, 2], "k", "n1", None)
     b = Op(index=3, time=40, process=1, type="ok", f="read", value=[1, 2], key="k", node="n1")

@@ -59,23 +59,20 @@ class ColumnHistory:
 
     def _add(self, b: Batch) -> None:
         n = len(b)
-        if NEMESIS in b.process:  # nemesis ops among them: one op at a time
-            for p, ty, f, v, k in zip(b.process, b.type, b.f, b.value,
-                                      b.key if b.key is not None else [None] * n):
-                if p == NEMESIS:
-                    continue
-                self.client_fs.add(f)
-                self.keyed |= k is not None
-                if ty == OK and f == "read" and isinstance(v, list):
-                    self.read_lists = True
+        procs = b.process
+        nemesis = NEMESIS in procs
+        if nemesis:
+            self.client_fs.update(f for p, f in zip(procs, b.f) if p != NEMESIS)
         else:
             self.client_fs.update(b.f)
-            self.keyed |= b.key is not None and b.key.count(None) != n
-            if not self.read_lists and list in set(map(type, b.value)):
-                self.read_lists = any(ty == OK and f == "read" and isinstance(v, list)
-                                      for ty, f, v in zip(b.type, b.f, b.value))
-        # Compact the columns: times in an array (8 bytes each, not an int object), lists
-        # trimmed of their growth slack by the copy.
+        if not self.keyed and b.key is not None:
+            self.keyed = (any(k is not None for p, k in zip(procs, b.key) if p != NEMESIS)
+                          if nemesis else b.key.count(None) != n)
+        if not self.read_lists and list in set(map(type, b.value)):
+            self.read_lists = any(ty == OK and f == "read" and isinstance(v, list)
+                                  and p != NEMESIS
+                                  for p, ty, f, v in zip(procs, b.type, b.f, b.value))
+        # Times in an array: 8 bytes each, not an int object.
         try:
             b.time = array("q", b.time)
         except OverflowError:  # a time beyond 64 bits (json reads any integer): kept as is
