@@ -3,6 +3,11 @@
 Reading validates each line's shape (fields and types) and names file, line and field in the
 HistoryError it raises. Semantic validation across lines (a second invoke by a busy process, a
 completion with no invoke) lives in `splitbrain.history.validate`.
+
+The stdlib json parser and `op_from_dict` define what is read. Ops are read in batches
+(`read_batches`): orjson parses a batch's lines and whole columns are checked at once; a batch
+where anything is unusual is read again line by line with json, so values, errors and warnings
+are json's (tests/test_history_fast_reader.py compares the two on hostile input).
 """
 
 from __future__ import annotations
