@@ -7,7 +7,10 @@ taken; then the details (each anomaly's message, errors, files written). `--json
 document instead. Every file is loaded before any is checked, so a malformed input stops the
 command with one line on stderr and exit 2 before any verdict is printed. An empty history is not
 malformed but decides nothing: its verdict is UNKNOWN (exit 3 unless another file is invalid), and
-the other files are checked as usual.
+the other files are checked as usual. A JSONL history is held as columns meanwhile
+(history/columns.py: about 64 bytes an op, not an Op object per line); when `linearizable` is
+its only checker, that checker streams the Ops built from them, batch by batch (any other
+checker gets a list of Ops).
 
 Which model and checkers (first that applies):
   1. `--model M` / `--checker NAME` on the command line;
@@ -49,7 +52,7 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import click
 
@@ -58,7 +61,8 @@ from ..checkers.linearizability.search import release_deferred
 from ..checkers.registry import checker_names, make_checker
 from ..checkers.result import Result, merge_validity, safe_check
 from ..history.errors import HistoryError
-from ..history.formats import AUTO, FORMATS, load_history_ex
+from ..history.columns import ColumnHistory, load_jsonl_columns
+from ..history.formats import AUTO, FORMATS, detect_format, load_history_ex, resolve_path
 from ..history.op import NEMESIS, OK, Op
 from ..termsafe import echo, safe_line, safe_text
 
@@ -87,17 +91,7 @@ def infer_model(history: Sequence[Op]) -> str | None:
     append-log when an ok read returned a list or ops have no key and `status` appears, kv
     otherwise; read/write/cas with keys -> kv, with cas -> cas-register, else register.
     """
-    fs: set[str] = set()
-    keyed = False
-    read_lists = read_ints = False
-    for op in history:
-        if op.process == NEMESIS:
-            continue
-        fs.add(op.f)
-        keyed |= op.key is not None
-        if op.type == OK and op.f == "read":
-            read_lists |= isinstance(op.value, list)
-            read_ints |= isinstance(op.value, int) and not isinstance(op.value, bool)
+    fs, keyed, read_lists = _facts(history)
     if not fs:
         return None
     if fs & {"enqueue", "dequeue"}:
@@ -119,6 +113,24 @@ def infer_model(history: Sequence[Op]) -> str | None:
     return None
 
 
+def _facts(history: Iterable[Op]) -> tuple[set[str], bool, bool]:
+    """What the inference reads: the client ops' `f`s, whether a client op has a key, whether an
+    ok client read returned a list. A history.columns.ColumnHistory keeps them (`summary`)."""
+    summary = getattr(history, "summary", None)
+    if summary is not None:
+        return summary()
+    fs: set[str] = set()
+    keyed = read_lists = False
+    for op in history:
+        if op.process == NEMESIS:
+            continue
+        fs.add(op.f)
+        keyed |= op.key is not None
+        if op.type == OK and op.f == "read":
+            read_lists |= isinstance(op.value, list)
+    return fs, keyed, read_lists
+
+
 # Workloads whose checkers a stored run's test.json selects (rule 2 of the module docstring).
 _WORKLOAD_CHECKED = ("echo", "unique-ids", "broadcast", "g-set", "g-counter", "pn-counter",
                      "counter")
@@ -129,7 +141,7 @@ def infer_checkers(history: Sequence[Op]) -> list[str]:
     Maelstrom's kafka (send / poll), broadcast (broadcast / read), echo, unique-ids (generate);
     else the linearizability checker. Ops that tell nothing apart (add / read: a g-set, a
     counter or splitbrain's linearizable set) keep the linearizability checker."""
-    fs = {op.f for op in history if op.process != NEMESIS}
+    fs = _facts(history)[0]
     if fs == {"txn"}:
         from ..checkers.transactions import infer_kind
         kind = infer_kind(history)
@@ -186,6 +198,17 @@ def _sidecar(path: str) -> tuple[dict, str | None]:
                 raise HistoryError("must be a model name", path=str(candidate), field="model")
             return test, str(candidate)
     return {}, None
+
+
+def _load(path: str, fmt: str) -> tuple[Sequence[Op], str, str]:
+    """(history, format, file read) of `path`, validated. A JSONL history is held as columns
+    (history/columns.py: a third of the memory, no Op object per line until a checker iterates
+    it); the other formats as a list of Ops."""
+    real = resolve_path(path)
+    used = detect_format(real) if fmt == AUTO else fmt
+    if used == "jsonl":
+        return load_jsonl_columns(real), used, real
+    return load_history_ex(real, used)
 
 
 def _out_dirs(files: Sequence[str], out: str | None) -> list[str | None]:
@@ -282,7 +305,7 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
     # Load (and validate) everything first: bad input ends the command before any verdict.
     loaded = []
     for path in files:
-        ops, used_fmt, real = load_history_ex(path, fmt)
+        ops, used_fmt, real = _load(path, fmt)
         if not ops:
             # Nothing is malformed, but nothing can be decided either: the history gets the
             # verdict UNKNOWN (never a vacuous pass) and the other files are still checked.
@@ -298,9 +321,11 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
                                    field="checkers")
         m = model or test.get("model") or (infer_model(ops) if "linearizable" in names else None)
         if m is None and "linearizable" in names:
-            fs = sorted({op.f for op in ops if op.process != NEMESIS})
+            fs = sorted(_facts(ops)[0])
             raise UserError(f"{real}: cannot infer the model from its operations "
                             f"({', '.join(fs)}); pass --model")
+        if isinstance(ops, ColumnHistory) and names != ["linearizable"]:
+            ops = ops.to_list()  # the other checkers take a list of Ops
         loaded.append((path, real, used_fmt, ops, test, names, m))
 
     # Build every checker before checking anything: a bad option (an unknown model) is a usage

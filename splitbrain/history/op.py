@@ -61,3 +61,34 @@ class Op:
     @property
     def is_client(self) -> bool:
         return self.process != NEMESIS
+
+
+class _OpFields:
+    """The fields of an Op, set without the frozen dataclass's per-field object.__setattr__.
+
+    Same slots as Op, so an instance can take Op as its class once its fields are set (CPython
+    allows __class__ assignment between classes of one layout); from then on it is an ordinary,
+    immutable Op. 0.3 us instead of 1.3 us per op: readers build millions of them.
+    """
+
+    __slots__ = Op.__slots__
+
+    def __init__(self, index, time, process, type, f, value, key, node, error):
+        self.index = index
+        self.time = time
+        self.process = process
+        self.type = type
+        self.f = f
+        self.value = value
+        self.key = key
+        self.node = node
+        self.error = error
+        self.__class__ = Op
+
+
+def make_op(index: int, time: int, process: Process, type: str, f: str, value: Any = None,
+            key: Any = None, node: str | None = None, error: str | None = None) -> Op:
+    """Op(index, time, process, type, f, value, key, node, error), faster (readers use it).
+
+    The arguments are not checked: the caller has (jsonl.op_from_dict)."""
+    return _OpFields(index, time, process, type, f, value, key, node, error)  # type: ignore

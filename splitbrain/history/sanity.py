@@ -71,5 +71,5 @@ def raw_json_needs_walk(raw: bytes) -> bool:
     """Whether a raw JSON line could break a bound: more openers than the depth bound, or a
     surrogate escape. False for almost every line (two C-speed scans), so most ops are never
     walked."""
-    return (raw.count(b"[") + raw.count(b"{") > VALUE_DEPTH_MAX
-            or _SURROGATE_ESCAPE.search(raw) is not None)
+    return ((len(raw) > VALUE_DEPTH_MAX and raw.count(b"[") + raw.count(b"{") > VALUE_DEPTH_MAX)
+            or (b"\\u" in raw and _SURROGATE_ESCAPE.search(raw) is not None))

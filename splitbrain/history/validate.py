@@ -19,10 +19,11 @@ op's index otherwise, and the field at fault.
 
 from __future__ import annotations
 
+import builtins
 from typing import Iterable, Sequence
 
 from .errors import HistoryError
-from .op import INFO, INVOKE, NEMESIS, Op
+from .op import FAIL, INFO, INVOKE, NEMESIS, OK, Op
 
 __all__ = ["HistoryValidator", "validate_history", "pair_index", "pairs", "completion_of"]
 
@@ -93,6 +94,44 @@ class HistoryValidator:
         del self._busy[p]
         if op.type == INFO:
             self._dead[p] = (op.index, line)
+
+    def feed_columns(self, index: Sequence[int], time: Sequence[int], process: Sequence,
+                     type: Sequence[str], f: Sequence[str], lines: Sequence[int],
+                     make_op) -> None:
+        """`feed` for a batch of ops given as columns (the JSONL reader's batches), without an
+        Op per line: ops whose types are one of op.TYPES' own str objects (the reader's).
+
+        Same checks and state as `feed`; at the first op that may break a rule, `feed` itself
+        runs on `make_op(i)` (the batch's i-th Op) and raises its error."""
+        busy, dead = self._busy, self._dead
+        pop = busy.pop
+        type_ = builtins.type
+        n = 0
+        for n, (idx, t, p, ty, fn, line) in enumerate(zip(index, time, process, type, f, lines)):
+            if type_(p) is not int:
+                if p == NEMESIS:
+                    continue
+                break
+            if ty is INVOKE:
+                if p in busy or p in dead:
+                    break
+                busy[p] = (idx, fn, t, line)
+                continue
+            if not (ty is OK or ty is FAIL or ty is INFO):
+                break
+            b = pop(p, None)
+            if b is None or b[1] != fn or t < b[2]:
+                if b is not None:
+                    busy[p] = b
+                break
+            if ty is INFO:
+                dead[p] = (idx, line)
+        else:
+            self.count += len(lines)
+            return
+        self.count += n
+        for i in range(n, len(lines)):  # the rest one by one, `feed` raising where it must
+            self.feed(make_op(i), lines[i])
 
     def outstanding(self) -> list[int]:
         """Indices of invocations that never completed (legal: they count as `info`)."""

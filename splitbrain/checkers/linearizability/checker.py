@@ -19,7 +19,7 @@ from __future__ import annotations
 import gc
 import os
 import time
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from ...history.errors import HistoryError
 from ...history.op import Op
@@ -225,11 +225,11 @@ def _run_unique(keys: list[UniqueKey], deadline: float | None, workers: int
     return [got[i] for i in range(len(keys))]
 
 
-def _keys_of(history: list[Op], wanted: set) -> list[Op]:
-    """The ops of the keys `wanted` (by their invocation's key; nemesis ops dropped)."""
+def _keys_of(history: Iterable[Op], wanted: set) -> Iterator[Op]:
+    """The ops of the keys `wanted` (by their invocation's key; nemesis ops dropped), one pass
+    over the history, streamed (no list of them)."""
     from .models import freeze
     pending: dict[Any, bool] = {}
-    out = []
     for op in history:
         p = op.process
         if p == "nemesis":
@@ -239,8 +239,7 @@ def _keys_of(history: list[Op], wanted: set) -> list[Op]:
         else:
             keep = pending.pop(p, True)
         if keep:
-            out.append(op)
-    return out
+            yield op
 
 
 def _check(history: Iterable[Op], model: "str | Model", time_limit: float | None,
@@ -249,7 +248,11 @@ def _check(history: Iterable[Op], model: "str | Model", time_limit: float | None
     started = time.monotonic()
     m = get_model(model)
     deadline = None if time_limit is None else started + float(time_limit)
-    history = history if isinstance(history, list) else list(history)
+    # A one-shot iterator is listed. A re-iterable history (a list; a history.columns
+    # .ColumnHistory, which builds its Ops afresh each time) is read where needed: once, once
+    # more for the keys the search decides, once more for the invalid keys' counterexamples.
+    if isinstance(history, Iterator) or not hasattr(history, "__len__"):
+        history = list(history)
     if workers is None:
         workers = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
@@ -334,10 +337,8 @@ def _check(history: Iterable[Op], model: "str | Model", time_limit: float | None
         anomalies.append(anomaly)
 
     method_of: dict[int, str] = {}
-    # The invalid keys of the polynomial method get Partitions for their counterexamples: one
-    # pass over the history for all of them (one pass per key was quadratic: 26 of 27 s on a
-    # 20k-op kv history with 2,092 invalid keys).
     from .models import freeze
+    # The invalid keys' Partitions (for their counterexamples), all in one pass.
     bad = {freeze(u.key) for u, (verdict, _) in zip(ukeys, uout) if verdict == "invalid"}
     bad_parts = partition_history(_keys_of(history, bad), m) if bad else {}
     for u, (verdict, failure) in zip(ukeys, uout):
