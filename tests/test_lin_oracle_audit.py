@@ -32,6 +32,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import subprocess
 import sys
 from typing import Any
@@ -289,7 +290,9 @@ def eligible_keys(ops: list[Op], model: str) -> tuple[int, int]:
 # then sorted by time and processes assigned (reused after ok/fail, fresh after info, or
 # reused after info too), and nemesis events are sprinkled in.
 
-ODD_VALUES = [None, 0, 1, 1.0, True, False, "1", "", "a", [1], [1, 2], {"x": 1}, -1, 2.0]
+ODD_VALUES = [None, 0, 1, 1.0, True, False, "1", "", "a", [1], [1, 2], {"x": 1}, -1, 2.0,
+              float("nan"), -0.0, 2 ** 64 + 1, float(2 ** 64), "\u00e9", {"x": [1, True]},
+              [None], 1e300]
 
 
 @st.composite
@@ -485,6 +488,8 @@ def edn(v: Any) -> str:
         return "true"
     if v is False:
         return "false"
+    if isinstance(v, float) and v != v:
+        return "##NaN"
     if isinstance(v, (int, float)):
         return repr(v)
     if isinstance(v, str):
@@ -742,3 +747,110 @@ def test_every_invalid_key_and_no_other_is_reported(mk):
         undecided = set(r.stats.get("undecided_keys", ()))
         assert got <= want_bad and want_bad - got <= undecided, (method, got ^ want_bad)
         assert r.valid is (not want_bad)
+
+
+def _joined(subs: list[list[Op]], keyless: int) -> list[Op]:
+    """Small histories one after another, each on its own key (the first `keyless` on no key,
+    so that those form one key together); processes renumbered."""
+    ops: list[Op] = []
+    for n, sub in enumerate(subs):
+        key = None if n < keyless else (n if n % 2 else f"k{n}")
+        for op in sub:
+            p = op.process if op.process == "nemesis" else n * 1000 + op.process
+            ops.append(Op(index=len(ops), time=len(ops), process=p, type=op.type, f=op.f,
+                          value=op.value, key=None if op.process == "nemesis" else key,
+                          error=op.error))
+    return ops
+
+
+def _bad_keys(ops: list[Op], model: str) -> set:
+    by_key: dict = {}
+    for op in ops:
+        if op.process != "nemesis":
+            by_key.setdefault(json.dumps(op.key), []).append(op)
+    bad = set()
+    for k, mine in by_key.items():
+        # the completions follow their invocations' keys (same process, same key here)
+        if not oracle_memo(mine, model):
+            bad.add(k)
+    return bad
+
+
+def random_history(rng: random.Random, model: str, key: Any = "k") -> list[Op]:
+    """A plain-random history of 2-7 calls on one key (a second style of generator): cas
+    mostly along one chain of values (null -> v1 -> v2 ...), some odd values, any fate, any
+    interleaving (a process per call)."""
+    seq = [None] + rng.sample(range(1, 50), 6)
+    calls = []
+    for _ in range(rng.randint(2, 7)):
+        r = rng.random()
+        if r < 0.4 and model != "register":
+            i = rng.randint(1, 6)
+            f, arg = "cas", [seq[i - 1] if rng.random() < 0.85 else rng.choice(seq), seq[i]]
+        elif r < 0.6:
+            f, arg = "write", rng.choice(seq[1:]) if rng.random() < 0.9 else rng.choice(ODD_VALUES)
+        else:
+            f, arg = "read", None
+        fate = rng.choice(["ok", "ok", "info", "missing", "fail"])
+        res = (rng.choice(seq) if rng.random() < 0.9 else rng.choice(ODD_VALUES)) \
+            if f == "read" else arg
+        err = rng.choice(["key-does-not-exist", "timeout", "precondition-failed"]) \
+            if f == "cas" else "timeout"
+        calls.append((f, arg, fate, res, err))
+    started: list = []
+    done: set = set()
+    ops: list[Op] = []
+    while len(done) < len(calls):
+        moves = [(0, i) for i in range(len(calls)) if i not in started]
+        moves += [(1, i) for i in started if i not in done]
+        k, i = rng.choice(moves)
+        f, arg, fate, res, err = calls[i]
+        if k == 0:
+            started.append(i)
+            ops.append(Op(index=len(ops), time=len(ops), process=i, type="invoke", f=f,
+                          value=arg, key=key))
+            continue
+        done.add(i)
+        if fate != "missing":
+            ops.append(Op(index=len(ops), time=len(ops), process=i, type=fate, f=f,
+                          value=res if f == "read" and fate == "ok" else arg, key=key,
+                          error=err if fate == "fail" else None))
+    return ops
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_histories_agree(seed):
+    rng = random.Random(seed)
+    for _ in range(300):
+        model = rng.choice(MODELS)
+        compare(model, random_history(rng, model, None if model != "kv" else "k"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", range(3, 9))
+def test_random_histories_agree_slow_tier(seed):
+    rng = random.Random(seed)
+    for _ in range(10_000):
+        model = rng.choice(MODELS)
+        compare(model, random_history(rng, model, None if model != "kv" else "k"))
+
+
+@pytest.mark.parametrize("model,seed", [("cas-register", 1), ("kv", 2)])
+def test_the_command_on_one_big_file_of_many_keys(tmp_path, model, seed):
+    """Hundreds of keys in one file of many 64 KB batches (the JSONL reader's columns), as
+    JSONL and as Jepsen EDN: the invalid keys the command reports are the oracle's."""
+    rng = random.Random(seed)
+    ops = _joined([random_history(rng, model) for _ in range(1500)], keyless=2)
+    want = _bad_keys(ops, model)
+    paths = [str(tmp_path / "big.jsonl"), str(tmp_path / "big.edn")]
+    write_jsonl(paths[0], ops)
+    with open(paths[1], "w") as fh:
+        fh.write(to_edn(ops, "jepsen"))
+    assert os.path.getsize(paths[0]) > 3 * (1 << 16)
+    rc, doc, err = run_check(paths, model)
+    assert "Traceback" not in err, err
+    assert rc == (1 if want else 0), (rc, err[-2000:])
+    for h in doc["histories"]:
+        got = {json.dumps(a["details"]["key"])
+               for a in h["results"]["linearizable"]["anomalies"]}
+        assert got == want, (h["path"], got ^ want)
