@@ -304,11 +304,13 @@ def histories(draw, model: str | None = None, max_calls: int = 8, keys: int | No
     key_list = draw(st.lists(st.sampled_from(key_pool), min_size=n_keys, max_size=n_keys))
     n = draw(st.integers(1, max_calls * len(set(map(repr, key_list)))))
     n = min(n, max_calls * 2)
-    fresh = iter(range(100, 10_000))
+    # fresh values per key: every key writes 100, 101, ... (unique per key, shared across keys)
+    fresh_of: dict = {}
     specs = []
     fs = ["read", "write"] + (["cas"] if model != "register" else [])
     for _ in range(n):
         key = draw(st.sampled_from(key_list))
+        fresh = fresh_of.setdefault(json.dumps(key), iter(range(100, 10_000)))
         f = draw(st.sampled_from(fs))
         t0 = draw(st.integers(0, 40))
         t1 = t0 + draw(st.integers(0, 20))
