@@ -438,6 +438,10 @@ def compare(model: str, ops: list[Op]) -> dict:
     assert srch.valid == want, (info, ops)
     assert auto.stats["keys_by_method"][POLY] == n_poly, (info, ops)
     assert srch.stats["keys_by_method"][POLY] == 0, (info, ops)
+    by = [a.details["method"] for a in auto.anomalies]
+    assert all(m == "search" for m in by) if not n_poly else True, (info, ops)
+    assert all(m == POLY for m in by) if n_poly == n_keys else True, (info, ops)
+    assert all(a.details["method"] == "search" for a in srch.anomalies), (info, ops)
     if n_poly == n_keys and n_keys:
         assert auto.stats["method"] == POLY, (info, ops)
     elif n_poly:
