@@ -520,3 +520,18 @@ def test_a_hard_key_after_a_quick_invalid_one_costs_about_a_second_not_ten(monke
     assert [a.details["key"] for a in r.anomalies] == ["easy"]
     # With the flat AFTER_INVALID_S the hard key (5 s of search) would be decided invalid.
     assert r.stats["undecided_keys"] == ["hard"]
+
+
+@pytest.mark.parametrize("completion", ["fail", "info", None])
+def test_an_operation_the_model_lacks_is_refused_even_when_it_never_took_effect(completion):
+    """A cas under the register model (which has none) is bad input whatever its fate: a failed
+    or crashed one is never stepped by the search, and used to pass silently."""
+    h = H().inv(0, "cas", [None, 1])
+    if completion == "fail":
+        h.fail(0, [None, 1])
+    elif completion == "info":
+        h.info(0, [None, 1])
+    h.call(1, "read", None, None)
+    with pytest.raises(HistoryError, match="model 'register' has no operation 'cas'"):
+        lin(h.ops, "register")
+    assert lin(h.ops, "cas-register").valid is True

@@ -126,6 +126,10 @@ class Model:
     ignore: frozenset = frozenset()
     monotone: frozenset = frozenset()      # the pruning hint: see the module docstring
     grow_checked: frozenset = frozenset()
+    # The history's operations (`f`) the model describes, when it declares them (the built-in
+    # models do): preparing a history then refuses any other f up front, even in a call that
+    # failed or crashed and so might never be stepped. None: not declared (checked when stepped).
+    operations: frozenset | None = None
 
     def __init__(self, name: str | None = None, init: Hashable = None,
                  step: Callable[[Any, Call], tuple[bool, Any]] | None = None, *,
@@ -192,6 +196,7 @@ def _unknown_f(model: str, call: Call):
 
 class RegisterModel(Model):
     name = "register"
+    operations = frozenset({"read", "write"})
     init = None
     read_only = frozenset({"read"})
 
@@ -206,6 +211,7 @@ class RegisterModel(Model):
 
 class CasRegisterModel(Model):
     name = "cas-register"
+    operations = frozenset({"read", "write", "cas"})
     init = None
     read_only = frozenset({"read", "cas-failed", "absent"})
 
@@ -245,6 +251,7 @@ class KvModel(CasRegisterModel):
     """One key of a key-value store: the cas-register plus string append."""
 
     name = "kv"
+    operations = frozenset({"read", "write", "cas", "append"})
     monotone = frozenset({"append"})
     grow_checked = frozenset({"read"})
 
@@ -285,6 +292,7 @@ def _number(model: str, call: Call) -> Any:
 
 class ArithModel(Model):
     name = "arith"
+    operations = frozenset({"read", "add", "mul"})
     init = 0
     read_only = frozenset({"read"})
 
@@ -302,6 +310,7 @@ class ArithModel(Model):
 
 class SetModel(Model):
     name = "set"
+    operations = frozenset({"add", "read"})
     init = frozenset()
     read_only = frozenset({"read"})
     monotone = frozenset({"add"})
@@ -325,6 +334,7 @@ class SetModel(Model):
 
 class FifoQueueModel(Model):
     name = "fifo-queue"
+    operations = frozenset({"enqueue", "dequeue"})
     init = ()
 
     def step(self, state, call):
@@ -343,6 +353,7 @@ class FifoQueueModel(Model):
 
 class MutexModel(Model):
     name = "mutex"
+    operations = frozenset({"acquire", "release"})
     init = False
 
     def step(self, state, call):
@@ -356,6 +367,7 @@ class MutexModel(Model):
 
 class AppendLogModel(Model):
     name = "append-log"
+    operations = frozenset({"append", "read"})
     init = ()
     read_only = frozenset({"read"})
     ignore = frozenset({"status"})

@@ -20,16 +20,21 @@ from .models import UNKNOWN, Call, Model, freeze
 from .search import PREPARE_CLOCK_MASK, Partition, TimeLimitReached, defer_free
 
 
-def client_calls(history: Iterable[Op], deadline: float | None = None
-                 ) -> Iterator[tuple[Op, Op | None]]:
+def client_calls(history: Iterable[Op], deadline: float | None = None,
+                 model: Model | None = None) -> Iterator[tuple[Op, Op | None]]:
     """Every client call of `history` as (invocation, completion): in completion order, then the
     calls never completed as (invocation, None). Nemesis ops are skipped.
 
     Raises HistoryError for a completion whose process has no invocation outstanding, or a second
-    invocation by a process that is still busy; TimeLimitReached past `deadline`
-    (time.monotonic(), looked at every PREPARE_CLOCK_MASK + 1 ops)."""
+    invocation by a process that is still busy, or (given a `model` that declares its
+    `operations`) an invocation of an operation the model neither describes nor ignores -- also
+    when it failed or crashed, so that it would never be stepped: a history checked against the
+    wrong model is bad input, not a pass; TimeLimitReached past `deadline` (time.monotonic(),
+    looked at every PREPARE_CLOCK_MASK + 1 ops)."""
     pending: dict[Any, Op] = {}
     clock = time.monotonic
+    known = None if model is None or model.operations is None else (
+        model.operations | model.ignore)
     for n_op, op in enumerate(history):
         if not n_op & PREPARE_CLOCK_MASK and deadline is not None and clock() > deadline:
             raise TimeLimitReached()
@@ -37,6 +42,10 @@ def client_calls(history: Iterable[Op], deadline: float | None = None
         if p == NEMESIS:
             continue
         if op.type == INVOKE:
+            if known is not None and op.f not in known:
+                raise HistoryError(f"op at index {op.index}: model {model.name!r} has no "
+                                   f"operation {op.f!r} (it has {', '.join(sorted(known))}); "
+                                   "pass the right --model", field="f")
             if p in pending:
                 raise HistoryError(f"op at index {op.index}: process {p} invokes while its op at "
                                    f"index {pending[p].index} is still outstanding",
@@ -114,7 +123,7 @@ def partition_history(history: Iterable[Op], model: Model,
             add_call(inv, comp, Call(f, value, UNKNOWN), True)  # info, or no completion at all
 
     try:
-        for inv, comp in client_calls(history, deadline):
+        for inv, comp in client_calls(history, deadline, model):
             settle(inv, comp)
     except TimeLimitReached:
         defer_free(parts, events, dropped)  # freed later: see search._DEFERRED

@@ -177,7 +177,7 @@ def stream_unique(history: Iterable[Op], model: Model, deadline: float | None = 
             u.why = str(e)
             u.release()
 
-    for inv, comp in client_calls(history, deadline):
+    for inv, comp in client_calls(history, deadline, model):
         settle(inv, comp)
     if kv:
         for u in keys.values():
