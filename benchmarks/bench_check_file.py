@@ -14,7 +14,7 @@ directory, removed at the end unless --keep DIR names where to write them (and w
 ones are reused).
 
     python benchmarks/bench_check_file.py [--sizes 500000,1000000,2000000] [--keep DIR]
-        [--model-too] [--repeat 1] [--pythonpath DIR]
+        [--model-too] [--edn] [--repeat 1] [--pythonpath DIR]
 
 --pythonpath runs the command from another checkout (e.g. the main branch, for a before/after).
 """
@@ -34,11 +34,14 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def generate_file(n: int, path: str) -> None:
-    """Write the history of `n` invocations to `path` (in a child process: it holds every Op)."""
+    """Write the history of `n` invocations to `path` (in a child process: it holds every Op),
+    as JSONL, or as Jepsen EDN (one op map per line, as Jepsen's history.edn) for a .edn path."""
     code = ("import sys; sys.path[:0] = [sys.argv[3], sys.argv[3] + '/benchmarks']\n"
             "from bench_lin_unique import generate\n"
             "from splitbrain.history.jsonl import write_jsonl\n"
-            "write_jsonl(sys.argv[2], generate(int(sys.argv[1]), 10, 0.0, False))\n")
+            "from splitbrain.history.edn import write_edn\n"
+            "ops = generate(int(sys.argv[1]), 10, 0.0, False)\n"
+            "(write_edn if sys.argv[2].endswith('.edn') else write_jsonl)(sys.argv[2], ops)\n")
     subprocess.run([sys.executable, "-c", code, str(n), path, str(REPO)], check=True)
 
 
@@ -66,6 +69,8 @@ def main() -> int:
     ap.add_argument("--model-too", action="store_true",
                     help="also run each with --model register")
     ap.add_argument("--repeat", type=int, default=1, help="runs per case (the best is shown)")
+    ap.add_argument("--edn", action="store_true",
+                    help="also each history as Jepsen EDN (one op map per line)")
     ap.add_argument("--pythonpath", metavar="DIR", default=str(REPO),
                     help="the splitbrain checkout to run (default: this one)")
     args = ap.parse_args()
@@ -75,8 +80,10 @@ def main() -> int:
     env = dict(os.environ, PYTHONPATH=os.path.abspath(args.pythonpath))
     rows = []
     try:
-        for n in sizes:
-            path = os.path.join(workdir, f"register-unique-{n}.jsonl")
+        cases = [(n, ext) for n in sizes for ext in (("jsonl", "edn") if args.edn
+                                                      else ("jsonl",))]
+        for n, ext in cases:
+            path = os.path.join(workdir, f"register-unique-{n}.{ext}")
             if not os.path.exists(path):
                 t = time.perf_counter()
                 generate_file(n, path)
@@ -92,18 +99,18 @@ def main() -> int:
                     r = run_measured([sys.executable, "-m", "splitbrain", "check", path, *extra],
                                      env, workdir)
                     r["load"] = load
-                    print(f"# {n} invocations, model {label}: rc {r['rc']}: "
+                    print(f"# {n} invocations ({ext}), model {label}: rc {r['rc']}: "
                           f"{r['out'].splitlines()[0] if r['out'] else ''}", flush=True)
                     if best is None or r["wall"] < best["wall"]:
                         best = r
-                rows.append((lines, n, label, best))
+                rows.append((lines, n, f"{ext}, {label}", best))
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     print()
     print(f"splitbrain check FILE (PYTHONPATH={args.pythonpath}); "
           f"{os.cpu_count()} CPUs, load average (1 min) before each run shown")
-    print("| lines | invocations | model | verdict | wall s | CPU s (user + sys) | peak RSS MB "
+    print("| lines | invocations | format, model | verdict | wall s | CPU s (user + sys) | peak RSS MB "
           "| us per line (CPU) | load |")
     print("|---|---|---|---|---|---|---|---|---|")
     for lines, n, label, r in rows:

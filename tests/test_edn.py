@@ -223,3 +223,95 @@ def test_bad_op_deep_in_a_large_file_names_its_line():
     with pytest.raises(HistoryError) as e:
         loads_edn("\n".join(lines))
     assert e.value.line == 2346 and "bad EDN" in str(e.value)
+
+
+# --- the fast path for one simple op map per line (edn._S_LINE) --------------------------------
+
+_KEYWORDS = st.sampled_from([":read", ":write", ":cas", ":invoke", ":ok", ":fail", ":info",
+                             ":nemesis", ":a/b", ":x-y?", ":k.v", ":<=>", ":_", ":9lives"])
+_SCALARS = st.one_of(
+    st.integers(-10**20, 10**20).map(str),            # 19+ digits leave the fast path
+    st.sampled_from(["nil", "true", "false", "+5", "5N", "1.5", "1e3", "2M", "1/2", "##NaN",
+                     "-0", "007", "nilly", "\\a"]),
+    _KEYWORDS,
+    st.text(st.characters(blacklist_categories=("Cs",)), max_size=6).map(
+        lambda t: '"' + t.replace("\\", "\\\\").replace('"', '\\"') + '"'),
+    st.sampled_from(['"a :b 1"', '"}"', '"]"', '"x\\ny"', '"\\u00e9"', '""']))
+_VALUES = st.recursive(_SCALARS, lambda inner: st.lists(inner, max_size=3).map(
+    lambda xs: "[" + " ".join(xs) + "]"), max_leaves=6)
+_SEP = st.sampled_from([" ", ", ", ",", "  ", "\t", " ,"])
+_FIELD_NAMES = st.sampled_from([":index", ":time", ":process", ":type", ":f", ":value", ":key",
+                                ":node", ":error", ":debug"])
+
+
+@st.composite
+def _op_line(draw, i):
+    """An op map on one line, mostly well-formed (the usual fields with plausible values), with
+    odd values and separators the fast path must either read as the general reader does or
+    leave to it."""
+    fields = [(":index", str(i)), (":time", str(draw(st.integers(0, 10**6)))),
+              (":process", draw(st.sampled_from(["0", "1", "2", ":nemesis"]))),
+              (":type", draw(st.sampled_from([":invoke", ":ok", ":fail", ":info"]))),
+              (":f", draw(st.sampled_from([":read", ":write", ":cas"]))),
+              (":value", draw(_VALUES))]
+    fields += draw(st.lists(st.tuples(_FIELD_NAMES, _VALUES), max_size=2))
+    if draw(st.booleans()):
+        fields = draw(st.permutations(fields))
+    body = "".join(k + draw(_SEP) + v + draw(_SEP) for k, v in fields)
+    return "{" + body.rstrip() + "}"
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.data())
+def test_the_fast_path_reads_what_the_general_reader_reads(data):
+    from splitbrain.history import edn
+    n = data.draw(st.integers(1, 6))
+    lines = [data.draw(_op_line(i)) for i in range(n)]
+    if data.draw(st.booleans()):
+        lines.insert(data.draw(st.integers(0, n)), data.draw(st.sampled_from(["", "  ", ","])))
+    text = "\n".join(lines) + data.draw(st.sampled_from(["", "\n", "\r\n"]))
+    if data.draw(st.booleans()):
+        text = "[" + text + "]"
+
+    def outcome():
+        try:
+            ops, where = edn.parse_edn_ops(text, path="h.edn")
+            return "ok", [o.to_dict() for o in ops], list(where)
+        except HistoryError as e:
+            return "error", str(e)
+
+    fast = outcome()
+    layout = edn._simple_layout
+    edn._simple_layout = lambda t: None   # the general reader only
+    try:
+        general = outcome()
+    finally:
+        edn._simple_layout = layout
+    assert repr(fast) == repr(general)   # repr: NaN compares equal to itself there
+
+
+def test_the_fast_path_takes_the_usual_jepsen_lines():
+    """The usual history.edn lines do take the fast path (else the test above proves nothing)."""
+    from splitbrain.history import edn
+    text = ('{:index 0, :time 5, :type :invoke, :process 0, :f :cas, :value [1 [2 3]]}\n'
+            '{:index 1, :time 9, :type :ok, :process 0, :f :cas, :value [1 [2 3]]}\n')
+    assert edn._simple_lines(edn._simple_layout(text)) == [1, 2]
+    ops, _ = edn.parse_edn_ops(text)
+    assert ops[1].key == 1 and ops[1].value == [2, 3]         # an independent [k v] tuple
+    assert edn._simple_lines("{:value 1.5}\n") is None        # a float: the general reader
+    assert edn._simple_lines("{:value 1} ; note\n") is None   # a comment
+
+
+@pytest.mark.parametrize("line, words", [
+    ("{:index 0, :time 0, :process 0, :type [1 2], :f :read, :value nil}", "unknown type"),
+    ("{:index 0, :time 0, :process true, :type :invoke, :f :read}", "must be an integer"),
+    ("{:index 3, :time 0, :process 0, :type :invoke, :f :read}", "0-based position"),
+    ("{:index 0, :time -1, :process 0, :type :invoke, :f :read}", "non-negative"),
+    ("{:index 0, :time 0, :process 0, :type :invoke, :f \"\"}", "non-empty"),
+    ("{:index 0, :time 0, :type :invoke, :f :read}", "missing required field"),
+])
+def test_bad_op_fields_are_named_on_the_fast_path_too(line, words):
+    from splitbrain.history import edn
+    assert edn._simple_lines(edn._simple_layout(line + "\n")) == [1]   # the fast path reads it
+    with pytest.raises(HistoryError, match=words):
+        edn.parse_edn_ops(line + "\n", path="h.edn")
