@@ -315,3 +315,28 @@ def test_bad_op_fields_are_named_on_the_fast_path_too(line, words):
     assert edn._simple_lines(edn._simple_layout(line + "\n")) == [1]   # the fast path reads it
     with pytest.raises(HistoryError, match=words):
         edn.parse_edn_ops(line + "\n", path="h.edn")
+
+
+def test_a_hostile_line_cannot_make_the_fast_path_backtrack_quadratically():
+    """`[, , , ... x]` once took 17 s per 60 KB line (a run of separators split two ways at
+    every position); with possessive separators it is one scan. Guarded by an alarm with a
+    margin of thousands (milliseconds now), not a benchmark."""
+    import signal
+
+    from splitbrain.history import edn
+
+    def too_slow(signum, frame):
+        raise AssertionError("the fast path's regexes backtrack on a hostile line")
+
+    lines = ["{:a [" + ", " * 30000 + "x]}", "{" + ", " * 30000 + "x}",
+             "{:a [1 [" + ", " * 30000 + "x]]}"]
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(10)
+    try:
+        for line in lines:
+            assert edn._simple_lines(line + "\n") is None
+            with pytest.raises(HistoryError):
+                edn.parse_edn_ops(line + "\n")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -184,13 +184,15 @@ def _close(frame: _Frame) -> Any:
 # regexes instead of the token loop (3-4x faster). Whatever else a file holds (a comment, a
 # float, a tag, an escape, two maps on a line, a map over several lines) sends the WHOLE file to
 # the general reader below, so both give the same values (tests/test_edn.py compares them).
+# Separators are possessive (`*+`, `++`): a run of commas and spaces is never split two ways, so
+# a hostile line cannot make the regexes backtrack quadratically.
 _S_SCALAR = (r'(?:-?\d{1,18}|nil|true|false|:[A-Za-z*!_?<>=][A-Za-z0-9*!_?<>=.+\-/]*'
              r'|"[^"\\\n]*")')
-_S_VEC1 = rf'\[[\s,]*(?:{_S_SCALAR}(?:[\s,]+{_S_SCALAR})*)?[\s,]*\]'
-_S_VALUE = rf'(?:{_S_SCALAR}|\[[\s,]*(?:(?:{_S_SCALAR}|{_S_VEC1})(?:[\s,]+(?:{_S_SCALAR}|{_S_VEC1}))*)?[\s,]*\])'
-_S_PAIR = rf':[A-Za-z*!_?<>=][A-Za-z0-9*!_?<>=.+\-/]*[\s,]+{_S_VALUE}'
-_S_LINE = re.compile(rf'[\s,]*\{{[\s,]*(?:{_S_PAIR}(?:[\s,]+{_S_PAIR})*)?[\s,]*\}}[\s,]*')
-_S_PAIRS = re.compile(rf':([A-Za-z*!_?<>=][A-Za-z0-9*!_?<>=.+\-/]*)[\s,]+({_S_VALUE})')
+_S_VEC1 = rf'\[[\s,]*+(?:{_S_SCALAR}(?:[\s,]++{_S_SCALAR})*)?[\s,]*+\]'
+_S_VALUE = rf'(?:{_S_SCALAR}|\[[\s,]*+(?:(?:{_S_SCALAR}|{_S_VEC1})(?:[\s,]++(?:{_S_SCALAR}|{_S_VEC1}))*)?[\s,]*+\])'
+_S_PAIR = rf':[A-Za-z*!_?<>=][A-Za-z0-9*!_?<>=.+\-/]*[\s,]++{_S_VALUE}'
+_S_LINE = re.compile(rf'[\s,]*+\{{[\s,]*+(?:{_S_PAIR}(?:[\s,]++{_S_PAIR})*)?[\s,]*+\}}[\s,]*+')
+_S_PAIRS = re.compile(rf':([A-Za-z*!_?<>=][A-Za-z0-9*!_?<>=.+\-/]*)[\s,]++({_S_VALUE})')
 _S_ITEMS = re.compile(rf'{_S_SCALAR}|{_S_VEC1}')
 _S_WORDS = {"nil": None, "true": True, "false": False}
 
