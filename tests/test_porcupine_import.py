@@ -215,3 +215,30 @@ def test_writers_reject_what_the_format_cannot_hold(tmp_path):
         write_etcd_log([Op(0, 0, 0, "invoke", "append", 1)], str(tmp_path / "a"))
     with pytest.raises(ValueError, match="strings"):
         write_kv_log([Op(0, 0, 0, "invoke", "write", 1, key="k")], str(tmp_path / "b"))
+
+
+def test_hostile_lines_do_not_make_the_readers_backtrack(tmp_path):
+    """Runs of spaces inside an etcd log line once took seconds per line (a lazy value group
+    before `\\s*`, and `\\s*,?\\s+` in the cas pair): each such file is now bad input at once.
+    Guarded by an alarm with a margin of thousands, not a benchmark."""
+    import signal
+
+    from splitbrain.history import HistoryError
+    from splitbrain.history.porcupine import read_etcd_log
+
+    def too_slow(signum, frame):
+        raise AssertionError("an etcd log reader's regex backtracks on a hostile line")
+
+    lines = ["INFO  jepsen.util - 3\t:invoke\t:cas\t[" + " " * 30000 + "x",
+             "INFO  jepsen.util - 3\t:invoke\t:cas\t[1" + " " * 30000 + "2" + " " * 30000 + "x"]
+    previous = signal.signal(signal.SIGALRM, too_slow)
+    signal.alarm(10)
+    try:
+        for i, line in enumerate(lines):
+            path = tmp_path / f"etcd_{i}.log"
+            path.write_text(line + "\n")
+            with pytest.raises(HistoryError):
+                read_etcd_log(str(path))
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

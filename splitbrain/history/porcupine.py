@@ -39,11 +39,13 @@ __all__ = ["read_etcd_log", "write_etcd_log", "read_kv_log", "write_kv_log", "sn
 SYNTHETIC_STEP_NS = 1_000_000  # one line = 1 ms of synthetic time
 SNIFF_LINES_MAX = 5            # how many non-blank lines sniff() looks at
 
+# (The value is everything after the f, right-stripped by the caller: a lazy `(.*?)\s*\Z` took
+# seconds on a line with a long run of spaces inside, as did `\s*,?\s+` in _PAIR.)
 _ETCD_LINE = re.compile(
-    r"INFO\s+jepsen\.util\s+-\s+(\d+)\s+:(invoke|ok|fail|info)\s+:([\w-]+)\s+(.*?)\s*\Z")
+    r"INFO\s+jepsen\.util\s+-\s+(\d+)\s+:(invoke|ok|fail|info)\s+:([\w-]+)\s+(.*)\Z")
 _ETCD_F = ("read", "write", "cas")
 _INT = re.compile(r"-?\d+\Z")
-_PAIR = re.compile(r"\[\s*(-?\d+|nil)\s*,?\s+(-?\d+|nil)\s*\]\Z")
+_PAIR = re.compile(r"\[\s*+(-?\d+|nil)(?:\s*+,\s++|\s++)(-?\d+|nil)\s*+\]\Z")
 _KEYWORD = re.compile(r":([\w-]+)\Z")
 
 _KV_STR = r'"((?:[^"\\]|\\.)*)"'
@@ -122,6 +124,7 @@ def read_etcd_log(path: str) -> list[Op]:
                     raise HistoryError("not an etcd log line (expected `INFO  jepsen.util - "
                                        "<process> :<type> :<f> <value>`)", path=path, line=lineno)
                 proc_s, typ, f, value_s = m.groups()
+                value_s = value_s.rstrip()
                 if f not in _ETCD_F:
                     raise HistoryError(f"unknown operation :{f} (expected :read, :write or :cas)",
                                        path=path, line=lineno, field="f")
