@@ -206,13 +206,18 @@ def test_remote_apply_synchronous_standby_is_valid_under_the_same_faults(tmp_pat
     assert s["results"]["children"]["set"]["stats"]["lost"] == 0
 
 
-def test_read_committed_list_append_shows_lost_update_and_g_single(tmp_path):
+def test_read_committed_list_append_shows_read_skew_and_write_anomalies(tmp_path):
+    """Read committed: G-single (read skew) every time, and a lost update or a write-skew cycle
+    (lost-update in 4 of 5 runs of 5 s here; one CI run under load had G2-item and
+    G-nonadjacent but no lost-update, so the test asks for one of them)."""
     _need("local")
     s = run_pg(tmp_path, "--backend", "local", "--workload", "txn-list-append",
                "--time-limit", "5", "--rate", "300", "--opt", "isolation=read-committed")
     la = s["results"]["children"]["list-append"]
     assert la["valid"] is False
-    assert {"G-single", "lost-update"} <= set(la["anomaly_names"]), la["anomaly_names"]
+    names = set(la["anomaly_names"])
+    assert "G-single" in names, names
+    assert names & {"lost-update", "G2-item", "G-nonadjacent"}, names
 
 
 def test_serializable_list_append_is_valid(tmp_path):
