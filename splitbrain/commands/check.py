@@ -61,8 +61,8 @@ from ..checkers.linearizability.search import release_deferred
 from ..checkers.registry import checker_names, make_checker
 from ..checkers.result import Result, merge_validity, safe_check
 from ..history.errors import HistoryError
-from ..history.columns import ColumnHistory, load_jsonl_columns
-from ..history.formats import AUTO, FORMATS, detect_format, load_history_ex, resolve_path
+from ..history.columns import ColumnHistory
+from ..history.formats import AUTO, FORMATS, load_history_ex
 from ..history.op import NEMESIS, OK, Op
 from ..termsafe import echo, safe_line, safe_text
 
@@ -200,17 +200,6 @@ def _sidecar(path: str) -> tuple[dict, str | None]:
     return {}, None
 
 
-def _load(path: str, fmt: str) -> tuple[Sequence[Op], str, str]:
-    """(history, format, file read) of `path`, validated. A JSONL history is held as columns
-    (history/columns.py: a third of the memory, no Op object per line until a checker iterates
-    it); the other formats as a list of Ops."""
-    real = resolve_path(path)
-    used = detect_format(real) if fmt == AUTO else fmt
-    if used == "jsonl":
-        return load_jsonl_columns(real), used, real
-    return load_history_ex(real, used)
-
-
 def _out_dirs(files: Sequence[str], out: str | None) -> list[str | None]:
     """One output directory per history: DIR itself for one file, DIR/<stem> for several."""
     if out is None:
@@ -305,7 +294,9 @@ def command(files: tuple[str, ...], model: str | None, fmt: str, checkers: tuple
     # Load (and validate) everything first: bad input ends the command before any verdict.
     loaded = []
     for path in files:
-        ops, used_fmt, real = _load(path, fmt)
+        # A JSONL history is held as columns (history/columns.py: a third of the memory, no Op
+        # object per line until a checker iterates it); the other formats as a list of Ops.
+        ops, used_fmt, real = load_history_ex(path, fmt, jsonl_columns=True)
         if not ops:
             # Nothing is malformed, but nothing can be decided either: the history gets the
             # verdict UNKNOWN (never a vacuous pass) and the other files are still checked.

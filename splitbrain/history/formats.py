@@ -29,7 +29,7 @@ import json
 import os
 import re
 from array import array
-from typing import Callable
+from typing import Callable, Sequence
 
 from .errors import HistoryError
 from .jsonl import read_batches
@@ -173,12 +173,14 @@ def load_history(path: str, fmt: str = AUTO, *, validate: bool = True,
 
 
 def load_history_ex(path: str, fmt: str = AUTO, *, validate: bool = True,
-                    on_warning: Callable[[str], None] | None = None
-                    ) -> tuple[list[Op], str, str]:
+                    on_warning: Callable[[str], None] | None = None,
+                    jsonl_columns: bool = False) -> tuple[Sequence[Op], str, str]:
     """Like `load_history`, also returning the format used and the file actually read.
 
     `on_warning(message)` hears of input that was skipped (a JSONL history's torn last line);
-    by default it is one line on stderr.
+    by default it is one line on stderr. With `jsonl_columns`, a JSONL history comes back as a
+    history.columns.ColumnHistory (a re-iterable sequence of Ops held as columns: a third of
+    the memory), the other formats as a list.
     """
     if fmt != AUTO and fmt not in FORMATS:
         raise HistoryError(f"unknown format {fmt!r} (choose from {AUTO}, {', '.join(FORMATS)})",
@@ -187,6 +189,9 @@ def load_history_ex(path: str, fmt: str = AUTO, *, validate: bool = True,
     if fmt == AUTO:
         fmt = detect_format(real)
     if fmt == "jsonl":
+        if jsonl_columns:
+            from .columns import load_jsonl_columns
+            return load_jsonl_columns(real, validate=validate, on_warning=on_warning), fmt, real
         ops, _ = read_jsonl_with_lines(real, validate=validate, on_warning=on_warning)
         return ops, fmt, real
     reader = _read_edn if fmt == "jepsen-edn" else _read_porcupine(fmt)
